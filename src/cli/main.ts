@@ -1,0 +1,47 @@
+#!/usr/bin/env node
+import { runRelayCommand } from './relay-command.js';
+import { runLabCommand } from './lab-command.js';
+import { runDemoCommand } from './demo-command.js';
+import { TcpsplitError } from '../errors.js';
+
+const USAGE = `tcpsplit: a split-TCP relay for cloud overlays (KTCP in user space)
+
+Usage:
+  tcpsplit relay [options]      run a relay daemon (tcpsplit relay --help)
+  tcpsplit lab <command>        an emulated WAN in network namespaces (tcpsplit lab --help)
+  tcpsplit demo                 start a two-relay chain on loopback and download through it
+  tcpsplit --version
+
+A connection goes client -> R_C -> R_S -> server; each relay terminates TCP, so
+every leg has its own short control loop. See README.md and docs/.
+`;
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  switch (command) {
+    case 'relay': return runRelayCommand(rest);
+    case 'lab': return runLabCommand(rest);
+    case 'demo': return runDemoCommand(rest);
+    case '--version': case '-V':
+      process.stdout.write('tcpsplit 0.1.0\n');
+      return 0;
+    case undefined: case '--help': case '-h': case 'help':
+      process.stdout.write(USAGE);
+      return command === undefined ? 2 : 0;
+    default:
+      process.stderr.write(`tcpsplit: unknown command '${command}'\n\n${USAGE}`);
+      return 2;
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => { process.exitCode = code; },
+  (err: unknown) => {
+    if (err instanceof TcpsplitError) {
+      process.stderr.write(`tcpsplit: ${err.message} [${err.code}]\n`);
+    } else {
+      process.stderr.write(`tcpsplit: internal error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    }
+    process.exitCode = 1;
+  },
+);

@@ -1,0 +1,68 @@
+/**
+ * The validated shape of a relay's configuration. Flags (`tcpsplit relay -L ...`) and a
+ * YAML file (`--config FILE`) carry the same options and both end up here.
+ * Durations are in milliseconds and say so in their names.
+ */
+
+/** A TCP endpoint. `host` is an IPv4 literal, an IPv6 literal (no brackets) or a DNS name. */
+export interface Endpoint {
+  readonly host: string;
+  readonly port: number;
+}
+
+/** `-L [bind:]port:host:hostport`, like `ssh -L`. The bind address defaults to 127.0.0.1. */
+export interface ForwardSpec {
+  readonly listen: Endpoint;
+  readonly target: Endpoint;
+}
+
+/** `--peer NAME=HOST:PORT`: a next-hop relay. */
+export interface PeerSpec {
+  readonly name: string;
+  readonly endpoint: Endpoint;
+}
+
+/** `--route CIDR=NAME` or `--route CIDR=direct`. The longest prefix wins; the default is direct. */
+export interface RouteSpec {
+  readonly cidr: string;
+  readonly via: string; // a peer name, or 'direct'
+}
+
+export const DIRECT = 'direct';
+
+export interface RelayConfig {
+  readonly forwards: readonly ForwardSpec[];
+  readonly peers: readonly PeerSpec[];
+  readonly routes: readonly RouteSpec[];
+  /** `--accept [bind:]port`: accept relay connections from peers. Bind defaults to 0.0.0.0. */
+  readonly accept: Endpoint | undefined;
+  /** The pre-shared key (raw bytes, >= 16), from `--key-file` or TCPSPLIT_KEY / TCPSPLIT_KEY_FILE. */
+  readonly key: Buffer | undefined;
+  /** `--insecure`: allow `--accept` without a key (lab only). */
+  readonly insecure: boolean;
+  /** `--allow CIDR` / `--deny CIDR`: what this relay connects to on a peer's behalf. */
+  readonly allow: readonly string[];
+  readonly deny: readonly string[];
+  /** `--metrics [bind:]port`: Prometheus text at /metrics. Bind defaults to 127.0.0.1. */
+  readonly metrics: Endpoint | undefined;
+  readonly connectTimeoutMs: number;
+  readonly idleTimeoutMs: number;
+  readonly headerTimeoutMs: number;
+  readonly drainTimeoutMs: number;
+  readonly keepaliveMs: number;
+  /** How far a header's timestamp may be from this relay's clock (replay window). */
+  readonly maxClockSkewMs: number;
+  readonly logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+  /** The file the config came from, if any: SIGHUP re-reads it. */
+  readonly configFile: string | undefined;
+}
+
+export const DEFAULTS = {
+  connectTimeoutMs: 10_000,
+  idleTimeoutMs: 300_000,
+  headerTimeoutMs: 10_000,
+  drainTimeoutMs: 30_000,
+  keepaliveMs: 15_000,
+  maxClockSkewMs: 30_000,
+  logLevel: 'info',
+} as const;

@@ -1,0 +1,77 @@
+/**
+ * Counters bumped on connection lifecycle events (never per chunk), and gauges read
+ * on demand, rendered in the Prometheus text exposition format.
+ */
+
+type Labels = Readonly<Record<string, string>>;
+
+interface Series {
+  readonly help: string;
+  readonly type: 'counter' | 'gauge';
+  readonly values: Map<string, number>; // rendered label set -> value
+  readonly read?: () => number;
+}
+
+function renderLabels(labels: Labels | undefined): string {
+  if (labels === undefined) return '';
+  const parts = Object.entries(labels).map(([k, v]) => `${k}="${v.replace(/["\\\n]/g, (c) => (c === '\n' ? '\\n' : `\\${c}`))}"`);
+  return parts.length === 0 ? '' : `{${parts.join(',')}}`;
+}
+
+export class Metrics {
+  readonly #series = new Map<string, Series>();
+
+  counter(name: string, help: string): (by?: number, labels?: Labels) => void {
+    const series: Series = { help, type: 'counter', values: new Map() };
+    this.#series.set(name, series);
+    return (by = 1, labels) => {
+      const key = renderLabels(labels);
+      series.values.set(key, (series.values.get(key) ?? 0) + by);
+    };
+  }
+
+  /** A gauge whose value is computed when the metrics are read. */
+  gauge(name: string, help: string, read: () => number): void {
+    this.#series.set(name, { help, type: 'gauge', values: new Map(), read });
+  }
+
+  value(name: string, labels?: Labels): number {
+    const series = this.#series.get(name);
+    if (series === undefined) return 0;
+    if (series.read !== undefined) return series.read();
+    if (labels === undefined) {
+      let sum = 0;
+      for (const v of series.values.values()) sum += v;
+      return sum;
+    }
+    return series.values.get(renderLabels(labels)) ?? 0;
+  }
+
+  render(): string {
+    const lines: string[] = [];
+    for (const [name, s] of this.#series) {
+      lines.push(`# HELP ${name} ${s.help}`, `# TYPE ${name} ${s.type}`);
+      if (s.read !== undefined) lines.push(`${name} ${s.read()}`);
+      else if (s.values.size === 0) lines.push(`${name} 0`);
+      else for (const [labels, v] of s.values) lines.push(`${name}${labels} ${v}`);
+    }
+    return `${lines.join('\n')}\n`;
+  }
+}
+
+/** The relay's metrics: one place that names them all. */
+export class RelayMetrics {
+  readonly registry = new Metrics();
+  readonly accepted = this.registry.counter('tcpsplit_connections_accepted_total', 'Connections accepted, by listener kind (forward, accept).');
+  readonly closed = this.registry.counter('tcpsplit_connections_closed_total', 'Split connections finished, by outcome (ok, or an error code).');
+  readonly bytes = this.registry.counter('tcpsplit_bytes_total', 'Bytes forwarded, by direction (up: toward the server, down: toward the client); counted at close.');
+  readonly headerRejects = this.registry.counter('tcpsplit_header_rejects_total', 'Relay headers rejected, by error code.');
+  readonly policyDenied = this.registry.counter('tcpsplit_policy_denied_total', 'Targets refused by the allow/deny policy.');
+  readonly nextLeg = this.registry.counter('tcpsplit_next_leg_total', 'Next legs opened, by kind (direct, peer).');
+  readonly connectMsSum = this.registry.counter('tcpsplit_next_leg_connect_ms_sum', 'Sum of next-leg connect times in ms (divide by tcpsplit_next_leg_total).');
+  readonly reloads = this.registry.counter('tcpsplit_config_reloads_total', 'Config reloads on SIGHUP, by result (ok, error).');
+
+  constructor(activeConnections: () => number) {
+    this.registry.gauge('tcpsplit_connections_active', 'Split connections open now.', activeConnections);
+  }
+}

@@ -1,0 +1,104 @@
+import type { Endpoint } from '../config/relay-config.js';
+import type { HeaderAuth } from './header-auth.js';
+import type { ReplayGuard } from './replay-guard.js';
+import { decodeAddress } from './target-address.js';
+import {
+  BadAddressTypeError, BadFlagsError, BadMagicError, BadPortError, BadVersionError, HeaderAuthError, BadAddressError,
+} from '../errors.js';
+import {
+  MAGIC, VERSION, KNOWN_FLAGS, AddressType, OFF_VERSION, OFF_FLAGS, OFF_ADDR_TYPE, OFF_ADDR_LEN, OFF_PORT,
+  OFF_TIMESTAMP, OFF_NONCE, OFF_ADDR, FIXED_LENGTH, NONCE_LENGTH, TAG_LENGTH, MAX_DNS_NAME_LENGTH, headerLength,
+} from './header-layout.js';
+
+export interface DecodedHeader {
+  readonly target: Endpoint;
+  readonly flags: number;
+  readonly timestampMs: number;
+  /** Header size in bytes. */
+  readonly length: number;
+  /** Bytes that arrived after the header: the start of the forwarded stream. */
+  readonly rest: Buffer;
+}
+
+/**
+ * Incremental v1 header parser. Feed it chunks as they arrive; it returns the header
+ * once complete, `undefined` while it needs more, and throws a TcpsplitError as soon as
+ * the bytes seen so far cannot start a valid header. It never holds more than
+ * MAX_HEADER_LENGTH bytes of header plus the one chunk that completes it.
+ *
+ * Checks run cheapest first, and nothing unauthenticated is trusted: the tag is
+ * verified before the timestamp and nonce are looked at.
+ */
+export class HeaderDecoder {
+  readonly #auth: HeaderAuth;
+  readonly #replay: ReplayGuard;
+  #chunks: Buffer[] = [];
+  #buffered = 0;
+  #needed = FIXED_LENGTH;
+  #done = false;
+
+  constructor(auth: HeaderAuth, replay: ReplayGuard) {
+    this.#auth = auth;
+    this.#replay = replay;
+  }
+
+  get bufferedBytes(): number {
+    return this.#buffered;
+  }
+
+  push(chunk: Buffer): DecodedHeader | undefined {
+    if (this.#done) throw new Error('HeaderDecoder.push after the header was decoded');
+    this.#chunks.push(chunk);
+    this.#buffered += chunk.length;
+    const bytes = this.#chunks.length === 1 ? chunk : Buffer.concat(this.#chunks, this.#buffered);
+    this.#chunks = [bytes];
+
+    checkMagic(bytes);
+    if (this.#buffered < FIXED_LENGTH) return undefined;
+    if (this.#needed === FIXED_LENGTH) this.#needed = checkFixedPart(bytes);
+    if (this.#buffered < this.#needed) return undefined;
+
+    const addrLen = bytes[OFF_ADDR_LEN] ?? 0;
+    const signedEnd = OFF_ADDR + addrLen;
+    if (!this.#auth.verify(bytes.subarray(0, signedEnd), bytes.subarray(signedEnd, signedEnd + TAG_LENGTH))) {
+      throw new HeaderAuthError('header tag does not verify: wrong key, or the header was altered');
+    }
+    const timestampMs = Number(bytes.readBigUInt64BE(OFF_TIMESTAMP));
+    this.#replay.check(timestampMs, bytes.subarray(OFF_NONCE, OFF_NONCE + NONCE_LENGTH));
+    const host = decodeAddress(bytes[OFF_ADDR_TYPE] ?? 0, bytes.subarray(OFF_ADDR, signedEnd));
+    this.#done = true;
+    this.#chunks = [];
+    return {
+      target: { host, port: bytes.readUInt16BE(OFF_PORT) },
+      flags: bytes[OFF_FLAGS] ?? 0,
+      timestampMs,
+      length: this.#needed,
+      rest: bytes.subarray(this.#needed),
+    };
+  }
+}
+
+function checkMagic(bytes: Buffer): void {
+  const n = Math.min(bytes.length, MAGIC.length);
+  for (let i = 0; i < n; i++) {
+    if (bytes[i] !== MAGIC[i]) throw new BadMagicError('connection does not start with the tcpsplit relay magic');
+  }
+}
+
+/** Validates the fixed 34 bytes and returns the whole header's length. */
+function checkFixedPart(bytes: Buffer): number {
+  const version = bytes[OFF_VERSION] ?? 0;
+  if (version !== VERSION) throw new BadVersionError(`relay protocol version ${version} is not supported (this relay speaks ${VERSION})`);
+  const flags = bytes[OFF_FLAGS] ?? 0;
+  if ((flags & ~KNOWN_FLAGS) !== 0) throw new BadFlagsError(`unknown header flags 0x${flags.toString(16)}`);
+  const type = bytes[OFF_ADDR_TYPE] ?? 0;
+  const len = bytes[OFF_ADDR_LEN] ?? 0;
+  switch (type) {
+    case AddressType.IPv4: if (len !== 4) throw new BadAddressError(`IPv4 address length ${len}`); break;
+    case AddressType.IPv6: if (len !== 16) throw new BadAddressError(`IPv6 address length ${len}`); break;
+    case AddressType.DNS: if (len < 1 || len > MAX_DNS_NAME_LENGTH) throw new BadAddressError(`DNS name length ${len}`); break;
+    default: throw new BadAddressTypeError(`unknown address type ${type}`);
+  }
+  if (bytes.readUInt16BE(OFF_PORT) === 0) throw new BadPortError('target port 0');
+  return headerLength(len);
+}

@@ -1,0 +1,35 @@
+import { randomFillSync } from 'node:crypto';
+import type { Endpoint } from '../config/relay-config.js';
+import type { HeaderAuth } from './header-auth.js';
+import { encodeAddress } from './target-address.js';
+import { BadPortError } from '../errors.js';
+import {
+  MAGIC, VERSION, OFF_VERSION, OFF_FLAGS, OFF_ADDR_TYPE, OFF_ADDR_LEN, OFF_PORT, OFF_TIMESTAMP,
+  OFF_NONCE, OFF_ADDR, NONCE_LENGTH, headerLength,
+} from './header-layout.js';
+
+/**
+ * Builds a signed v1 header for `target`. `trailing` (the client's first bytes, if any)
+ * is copied in after the tag so header and data leave in one write.
+ */
+export function encodeHeader(target: Endpoint, auth: HeaderAuth, nowMs: number = Date.now(), trailing?: Buffer): Buffer {
+  if (!Number.isInteger(target.port) || target.port < 1 || target.port > 65535) {
+    throw new BadPortError(`target port ${target.port} is outside 1..65535`);
+  }
+  const address = encodeAddress(target.host);
+  const length = headerLength(address.bytes.length);
+  const out = Buffer.allocUnsafe(length + (trailing?.length ?? 0));
+  MAGIC.copy(out, 0);
+  out[OFF_VERSION] = VERSION;
+  out[OFF_FLAGS] = 0;
+  out[OFF_ADDR_TYPE] = address.type;
+  out[OFF_ADDR_LEN] = address.bytes.length;
+  out.writeUInt16BE(target.port, OFF_PORT);
+  out.writeBigUInt64BE(BigInt(Math.floor(nowMs)), OFF_TIMESTAMP);
+  randomFillSync(out, OFF_NONCE, NONCE_LENGTH);
+  address.bytes.copy(out, OFF_ADDR);
+  const signedEnd = OFF_ADDR + address.bytes.length;
+  auth.tag(out.subarray(0, signedEnd)).copy(out, signedEnd);
+  trailing?.copy(out, length);
+  return out;
+}

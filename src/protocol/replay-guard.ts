@@ -1,0 +1,60 @@
+import { HeaderReplayError, HeaderStaleError, ReplayCacheFullError } from '../errors.js';
+
+export interface ReplayGuardOptions {
+  /** A header's timestamp may differ from this clock by at most this much. */
+  readonly maxClockSkewMs: number;
+  /** Fail closed beyond this many remembered nonces (bounded memory). */
+  readonly maxEntries?: number;
+  readonly now?: () => number;
+}
+
+/**
+ * Rejects headers whose timestamp is outside the skew window and nonces seen before.
+ *
+ * A nonce must be remembered for as long as its header could still pass the timestamp
+ * check: at most 2 × skew after it arrives. Two generations rotated every 2 × skew keep
+ * each nonce for between 2 and 4 × skew, with no per-entry timers.
+ * Nonces are kept as their first 48 bits (a JS number), ~20 bytes an entry: a false
+ * "replay" needs a 2^-48 collision among live entries (< 4e-9 per header at 1M entries).
+ */
+export class ReplayGuard {
+  readonly #skewMs: number;
+  readonly #maxEntries: number;
+  readonly #now: () => number;
+  #current = new Set<number>();
+  #previous = new Set<number>();
+  #rotatedAt: number;
+
+  constructor(options: ReplayGuardOptions) {
+    this.#skewMs = options.maxClockSkewMs;
+    this.#maxEntries = options.maxEntries ?? 1_000_000;
+    this.#now = options.now ?? Date.now;
+    this.#rotatedAt = this.#now();
+  }
+
+  get size(): number {
+    return this.#current.size + this.#previous.size;
+  }
+
+  /** Throws HeaderStaleError, HeaderReplayError or ReplayCacheFullError; otherwise records the nonce. */
+  check(timestampMs: number, nonce: Buffer): void {
+    const now = this.#now();
+    const skew = Math.abs(now - timestampMs);
+    if (!(skew <= this.#skewMs)) {
+      throw new HeaderStaleError(`header timestamp is ${Math.round(skew)} ms from this relay's clock (limit ${this.#skewMs} ms)`);
+    }
+    if (now - this.#rotatedAt >= 2 * this.#skewMs) {
+      this.#previous = now - this.#rotatedAt >= 4 * this.#skewMs ? new Set() : this.#current;
+      this.#current = new Set();
+      this.#rotatedAt = now;
+    }
+    const id = nonce.readUIntBE(0, 6);
+    if (this.#current.has(id) || this.#previous.has(id)) {
+      throw new HeaderReplayError('header nonce was seen before (replayed header)');
+    }
+    if (this.size >= this.#maxEntries) {
+      throw new ReplayCacheFullError(`replay cache holds ${this.#maxEntries} nonces; refusing new headers until it rotates`);
+    }
+    this.#current.add(id);
+  }
+}

@@ -1,0 +1,234 @@
+import type { Socket } from 'node:net';
+import type { Endpoint } from '../config/relay-config.js';
+import { errorCode, ConnectError, IdleTimeoutError, ConnectTimeoutError, PeerResetError, TcpsplitError } from '../errors.js';
+
+/**
+ * One split connection: the downstream leg (toward the client, or the previous relay)
+ * and the upstream leg (toward the server, or the next relay), and the forwarding
+ * between them.
+ *
+ * Forwarding rules (issue #2, docs/protocol.md "Connection semantics"):
+ * - bytes are forwarded in order with backpressure both ways: a full write() pauses
+ *   the reading side until 'drain', so a slow reader never makes us buffer without bound;
+ * - half-close is kept per direction: EOF on one leg becomes end() (FIN) on the other,
+ *   and the opposite direction keeps flowing;
+ * - an abort is never turned into a clean end: an error or reset on either leg, or a
+ *   timeout, resets the other leg (RST), so a broken download cannot look complete.
+ *
+ * Hot-path listeners are module-level functions; per-connection state lives on the
+ * sockets under symbols, so no closure is created per connection or per chunk.
+ */
+
+const kConn = Symbol('tcpsplit.connection');
+const kPeer = Symbol('tcpsplit.peer');
+
+interface Leg extends Socket {
+  [kConn]: SplitConnection;
+  [kPeer]: Leg;
+}
+
+export type ConnectionKind = 'forward' | 'accept';
+
+export interface ConnectionRecord {
+  readonly id: number;
+  readonly kind: ConnectionKind;
+  readonly client: string;
+  readonly target: string;
+  readonly via: string;
+  /** Bytes received from the downstream leg after any relay header. */
+  readonly up: number;
+  /** Bytes written to the downstream leg. */
+  readonly down: number;
+  readonly ms: number;
+  readonly connectMs: number | undefined;
+  readonly ttfbMs: number | undefined;
+  readonly outcome: string;
+  readonly error?: string;
+}
+
+export interface ConnectionTimeouts {
+  readonly connectTimeoutMs: number;
+  readonly idleTimeoutMs: number;
+}
+
+export class SplitConnection {
+  readonly id: number;
+  readonly kind: ConnectionKind;
+  readonly downstream: Socket;
+  upstream: Socket | undefined;
+  target: Endpoint | undefined;
+  via = '-';
+  /** Header bytes read from the downstream leg (accept kind), not counted as payload. */
+  headerBytes = 0;
+
+  readonly #startedAt = performance.now();
+  #connectedAt: number | undefined;
+  #firstByteAt: number | undefined;
+  #failure: Error | undefined;
+  #openLegs = 1;
+  readonly #timeouts: ConnectionTimeouts;
+  readonly #onClose: (conn: SplitConnection, record: ConnectionRecord) => void;
+
+  constructor(
+    id: number,
+    kind: ConnectionKind,
+    downstream: Socket,
+    timeouts: ConnectionTimeouts,
+    onClose: (conn: SplitConnection, record: ConnectionRecord) => void,
+  ) {
+    this.id = id;
+    this.kind = kind;
+    this.downstream = downstream;
+    this.#timeouts = timeouts;
+    this.#onClose = onClose;
+    const leg = downstream as Leg;
+    leg[kConn] = this;
+    downstream.on('error', onLegError);
+    downstream.on('timeout', onLegTimeout);
+    downstream.on('close', onLegClose);
+    downstream.setNoDelay(true);
+    downstream.setTimeout(timeouts.idleTimeoutMs);
+  }
+
+  get failed(): boolean {
+    return this.#failure !== undefined;
+  }
+
+  /**
+   * Adopts the upstream leg, which may still be connecting. `onConnect` runs once it is
+   * connected, before forwarding starts: it writes any preamble (relay header, early data).
+   */
+  attachUpstream(upstream: Socket, onConnect: (conn: SplitConnection) => void): void {
+    if (this.#failure !== undefined) {
+      // The downstream leg is already gone (or going): never forward into it.
+      upstream.on('error', noop);
+      destroyLeg(upstream);
+      return;
+    }
+    this.upstream = upstream;
+    this.#openLegs++;
+    const up = upstream as Leg;
+    const down = this.downstream as Leg;
+    up[kConn] = this;
+    up[kPeer] = down;
+    down[kPeer] = up;
+    upstream.on('error', onLegError);
+    upstream.on('timeout', onLegTimeout);
+    upstream.on('close', onLegClose);
+    upstream.setNoDelay(true);
+    const begin = (): void => {
+      if (this.#failure !== undefined) return;
+      this.#connectedAt = performance.now();
+      upstream.setTimeout(this.#timeouts.idleTimeoutMs);
+      onConnect(this);
+      upstream.once('data', onFirstByte);
+      startForwarding(down);
+      startForwarding(up);
+    };
+    if (upstream.connecting) {
+      upstream.setTimeout(this.#timeouts.connectTimeoutMs);
+      upstream.once('connect', begin);
+    } else {
+      begin();
+    }
+  }
+
+  get connectMs(): number | undefined {
+    return this.#connectedAt === undefined ? undefined : this.#connectedAt - this.#startedAt;
+  }
+
+  /** Ends the connection with an error: every leg still open is reset, never closed cleanly. */
+  fail(err: Error): void {
+    this.#failure ??= err;
+    destroyLeg(this.downstream);
+    if (this.upstream !== undefined) destroyLeg(this.upstream);
+  }
+
+  get upstreamConnected(): boolean {
+    return this.#connectedAt !== undefined;
+  }
+
+  markFirstByte(): void {
+    this.#firstByteAt ??= performance.now();
+  }
+
+  legClosed(): void {
+    if (--this.#openLegs > 0) return;
+    const now = performance.now();
+    const down = this.downstream;
+    const record: ConnectionRecord = {
+      id: this.id,
+      kind: this.kind,
+      client: `${down.remoteAddress ?? '?'}:${down.remotePort ?? '?'}`,
+      target: this.target === undefined ? '-' : `${this.target.host}:${this.target.port}`,
+      via: this.via,
+      up: Math.max(0, down.bytesRead - this.headerBytes),
+      down: down.bytesWritten,
+      ms: round(now - this.#startedAt),
+      connectMs: this.#connectedAt === undefined ? undefined : round(this.#connectedAt - this.#startedAt),
+      ttfbMs: this.#firstByteAt === undefined ? undefined : round(this.#firstByteAt - this.#startedAt),
+      outcome: this.#failure === undefined ? 'ok' : errorCode(this.#failure),
+      ...(this.#failure === undefined ? {} : { error: this.#failure.message }),
+    };
+    this.#onClose(this, record);
+  }
+}
+
+function noop(): void { /* errors of a leg being discarded */ }
+
+function round(ms: number): number {
+  return Math.round(ms * 10) / 10;
+}
+
+function destroyLeg(socket: Socket): void {
+  if (socket.destroyed) return;
+  // A connecting socket has nothing to reset; resetAndDestroy() would wait for 'connect'.
+  if (socket.connecting) socket.destroy();
+  else socket.resetAndDestroy();
+}
+
+function startForwarding(leg: Leg): void {
+  leg.on('data', onLegData);
+  leg.on('drain', onLegDrain);
+  leg.on('end', onLegEnd);
+  leg.resume();
+}
+
+function onLegData(this: Leg, chunk: Buffer): void {
+  if (!this[kPeer].write(chunk)) this.pause();
+}
+
+function onLegDrain(this: Leg): void {
+  this[kPeer].resume();
+}
+
+function onLegEnd(this: Leg): void {
+  // FIN in one direction only: pass it on and keep the other direction open.
+  this[kPeer].end();
+}
+
+function onFirstByte(this: Leg): void {
+  this[kConn].markFirstByte();
+}
+
+function onLegError(this: Leg, err: Error): void {
+  const conn = this[kConn];
+  const which = this === conn.downstream ? 'downstream' : 'upstream';
+  const code = (err as NodeJS.ErrnoException).code;
+  if (err instanceof TcpsplitError) conn.fail(err);
+  else if (this !== conn.downstream && !conn.upstreamConnected) {
+    conn.fail(new ConnectError(`cannot connect the next leg: ${err.message}`, { cause: err }));
+  }
+  else if (code === 'ECONNRESET' || code === 'EPIPE') conn.fail(new PeerResetError(`${which} leg was reset`, { cause: err }));
+  else conn.fail(err);
+}
+
+function onLegTimeout(this: Leg): void {
+  const conn = this[kConn];
+  if (this.connecting) conn.fail(new ConnectTimeoutError(`next leg did not connect within the connect timeout`));
+  else conn.fail(new IdleTimeoutError(`no traffic on the ${this === conn.downstream ? 'downstream' : 'upstream'} leg within the idle timeout`));
+}
+
+function onLegClose(this: Leg): void {
+  this[kConn].legClosed();
+}
