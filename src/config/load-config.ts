@@ -1,0 +1,130 @@
+/**
+ * Flags + YAML file + environment → a validated RelayConfig.
+ *
+ * Merge: a flag replaces the file's value for a single-valued option and adds to the
+ * file's list for a repeatable one (-L, --peer, --route, --allow, --deny). A reload
+ * (SIGHUP) calls loadRelayConfig again with the same argv, which re-reads the file.
+ */
+import { resolve } from 'node:path';
+import { ConfigError, InsecureAcceptError } from '../errors.js';
+import { readConfigFile } from './config-file.js';
+import { parseRelayArgs } from './parse-args.js';
+import { DEFAULTS, DIRECT, type Endpoint, type RelayConfig } from './relay-config.js';
+import { loadRelayKey } from './relay-key.js';
+import type { RelayOptions } from './relay-options.js';
+
+export { RELAY_HELP } from './relay-help.js';
+
+export interface LoadedRelayConfig {
+  readonly config: RelayConfig;
+  /** Things worth a log line at startup that should not stop it (a key file others can read). */
+  readonly warnings: readonly string[];
+}
+
+/** Throws ConfigError, KeyError or InsecureAcceptError. Check `parseRelayArgs(argv).help` first. */
+export async function loadRelayConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Promise<LoadedRelayConfig> {
+  return buildRelayConfig(parseRelayArgs(argv), env);
+}
+
+export async function buildRelayConfig(args: RelayOptions, env: NodeJS.ProcessEnv): Promise<LoadedRelayConfig> {
+  if (args.help === true) throw new ConfigError('--help asks for the help text, not a config');
+  const configFile = args.configFile === undefined ? undefined : resolve(args.configFile);
+  const file = configFile === undefined ? undefined : await readConfigFile(configFile);
+  // Absolute now, so that a reload after a chdir reads the same files.
+  const flags = args.keyFile === undefined ? args : { ...args, keyFile: resolve(args.keyFile) };
+  const o = file === undefined ? flags : mergeOptions(file, flags);
+  const loadedKey = await loadRelayKey(o.keyFile, env);
+  const config: RelayConfig = {
+    forwards: o.forwards,
+    peers: o.peers,
+    routes: o.routes,
+    accept: o.accept,
+    key: loadedKey?.key,
+    insecure: o.insecure ?? false,
+    allow: o.allow,
+    deny: o.deny,
+    metrics: o.metrics,
+    connectTimeoutMs: o.connectTimeoutMs ?? DEFAULTS.connectTimeoutMs,
+    idleTimeoutMs: o.idleTimeoutMs ?? DEFAULTS.idleTimeoutMs,
+    headerTimeoutMs: o.headerTimeoutMs ?? DEFAULTS.headerTimeoutMs,
+    drainTimeoutMs: o.drainTimeoutMs ?? DEFAULTS.drainTimeoutMs,
+    keepaliveMs: o.keepaliveMs ?? DEFAULTS.keepaliveMs,
+    maxClockSkewMs: o.maxClockSkewMs ?? DEFAULTS.maxClockSkewMs,
+    logLevel: o.logLevel ?? DEFAULTS.logLevel,
+    configFile,
+  };
+  validateRelayConfig(config);
+  return { config, warnings: loadedKey?.warnings ?? [] };
+}
+
+/** `later` wins for single values and is appended for lists. */
+export function mergeOptions(earlier: RelayOptions, later: RelayOptions): RelayOptions {
+  const merged: RelayOptions = {
+    ...earlier,
+    forwards: [...earlier.forwards, ...later.forwards],
+    peers: [...earlier.peers, ...later.peers],
+    routes: [...earlier.routes, ...later.routes],
+    allow: [...earlier.allow, ...later.allow],
+    deny: [...earlier.deny, ...later.deny],
+  };
+  for (const [key, value] of Object.entries(later) as [string, unknown][]) {
+    if (value !== undefined && !Array.isArray(value)) Object.assign(merged, { [key]: value });
+  }
+  return merged;
+}
+
+/** The rules that involve more than one option. Throws ConfigError or InsecureAcceptError. */
+export function validateRelayConfig(config: RelayConfig): void {
+  if (config.forwards.length === 0 && config.accept === undefined) {
+    throw new ConfigError('nothing to do: give at least one -L [bind:]port:host:hostport or --accept [bind:]port');
+  }
+  const peers = new Map<string, Endpoint>();
+  for (const { name, endpoint } of config.peers) {
+    const seen = peers.get(name);
+    if (seen !== undefined && !sameEndpoint(seen, endpoint)) {
+      throw new ConfigError(`--peer ${name} is defined twice, as ${formatEndpoint(seen)} and ${formatEndpoint(endpoint)}`);
+    }
+    peers.set(name, endpoint);
+  }
+  const routes = new Map<string, string>();
+  for (const { cidr, via } of config.routes) {
+    if (via !== DIRECT && !peers.has(via)) {
+      throw new ConfigError(`--route ${cidr}=${via}: no --peer named '${via}' (define it with --peer ${via}=HOST:PORT)`);
+    }
+    const seen = routes.get(cidr);
+    if (seen !== undefined && seen !== via) throw new ConfigError(`--route ${cidr} is given twice, via ${seen} and via ${via}`);
+    routes.set(cidr, via);
+  }
+  const listeners = [
+    ...config.forwards.map((f) => ({ what: '-L', at: f.listen })),
+    ...(config.accept === undefined ? [] : [{ what: '--accept', at: config.accept }]),
+    ...(config.metrics === undefined ? [] : [{ what: '--metrics', at: config.metrics }]),
+  ].filter((l) => l.at.port !== 0);
+  for (let i = 0; i < listeners.length; i++) {
+    for (let j = i + 1; j < listeners.length; j++) {
+      const a = listeners[i];
+      const b = listeners[j];
+      if (a !== undefined && b !== undefined && sameEndpoint(a.at, b.at)) {
+        throw new ConfigError(`${a.what} and ${b.what} both listen on ${formatEndpoint(a.at)}`);
+      }
+    }
+  }
+  if (config.key === undefined && !config.insecure) {
+    if (config.accept !== undefined) {
+      throw new InsecureAcceptError(
+        '--accept needs a pre-shared key (--key-file FILE, TCPSPLIT_KEY_FILE or TCPSPLIT_KEY); --insecure runs without one, for labs only');
+    }
+    if (config.peers.length > 0) {
+      throw new InsecureAcceptError(
+        '--peer needs a pre-shared key to authenticate to the peer (--key-file FILE, TCPSPLIT_KEY_FILE or TCPSPLIT_KEY); --insecure runs without one, for labs only');
+    }
+  }
+}
+
+function sameEndpoint(a: Endpoint, b: Endpoint): boolean {
+  return a.host === b.host && a.port === b.port;
+}
+
+export function formatEndpoint(e: Endpoint): string {
+  return e.host.includes(':') ? `[${e.host}]:${e.port}` : `${e.host}:${e.port}`;
+}

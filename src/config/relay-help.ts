@@ -1,0 +1,97 @@
+/** `tcpsplit relay --help`. Defaults quoted here come from DEFAULTS, so they cannot drift. */
+import { DEFAULTS } from './relay-config.js';
+
+function seconds(ms: number): string {
+  return ms % 60_000 === 0 ? `${ms / 60_000}m` : `${ms / 1000}s`;
+}
+
+export const RELAY_HELP = `Usage: tcpsplit relay [options]
+
+Runs a split-TCP relay. A connection goes client -> R_C -> R_S -> server: the
+client-side relay R_C accepts the client's TCP connection and opens the next leg
+to a peer relay R_S (or straight to the target); R_S opens the last leg to the
+server. Each leg is its own TCP connection with its own short control loop.
+
+Listeners
+  -L, --forward [bind:]port:host:hostport
+        Listen on bind:port (bind defaults to 127.0.0.1) and carry each connection
+        to host:hostport, like ssh -L. Repeatable. IPv6 goes in brackets:
+        -L [::1]:8080:[2001:db8::1]:80. Port 0 picks a free port.
+  --accept [bind:]port
+        Accept connections from peer relays (bind defaults to 0.0.0.0). Needs a key
+        unless --insecure is given.
+  --metrics [bind:]port
+        Serve Prometheus metrics at /metrics (bind defaults to 127.0.0.1).
+
+Next hops
+  --peer NAME=HOST:PORT
+        A peer relay, NAME of [a-z0-9_-]. Repeatable. Needs a key unless --insecure.
+  --route CIDR=NAME | CIDR=direct
+        Send connections for targets in CIDR through peer NAME, or straight to the
+        target. Repeatable; the longest prefix wins; anything unmatched goes direct.
+        0.0.0.0/0=NAME and ::/0=NAME send everything through NAME. A relay routes
+        what it accepts from a peer by its own table, so chains of relays work.
+
+Security
+  --key-file FILE
+        The pre-shared key that authenticates relay-to-relay connections: raw bytes,
+        or hex or base64 text, at least 16 bytes once decoded. Without --key-file,
+        the file named by TCPSPLIT_KEY_FILE is used, else the hex or base64 key in
+        TCPSPLIT_KEY. Keep it chmod 600; a group- or world-readable key file gets a
+        warning. Every relay in a chain needs the same key.
+  --insecure
+        Allow --accept and --peer without a key. For labs only: anyone who can reach
+        --accept can then use this relay.
+  --allow CIDR, --deny CIDR
+        What this relay will connect to on a peer's behalf. Repeatable. Built in, it
+        denies loopback (127.0.0.0/8, ::1), link-local (169.254.0.0/16, fe80::/10,
+        which hold cloud metadata services), other metadata addresses, 0.0.0.0/8,
+        ::, multicast, broadcast and this host's own addresses. The longest matching
+        prefix decides; at equal length your rule beats a built-in one and --deny
+        beats --allow. Once any --allow is given, only what is allowed is reachable.
+        IPv4-mapped IPv6 (::ffff:a.b.c.d) is checked as IPv4. Examples:
+        --allow 10.0.0.0/8 (only 10/8, minus this host); --allow 127.0.0.1/32 (let a
+        test relay reach 127.0.0.1); --allow 127.0.0.0/8 (all of loopback).
+
+Timeouts (500ms, 10s, 5m, 1h; a bare number is milliseconds)
+  --connect-timeout DUR   give up on a next leg's connect (default ${seconds(DEFAULTS.connectTimeoutMs)})
+  --idle-timeout DUR      close a connection with no bytes either way (default ${seconds(DEFAULTS.idleTimeoutMs)}; 0 = never)
+  --header-timeout DUR    a peer must send its header within this (default ${seconds(DEFAULTS.headerTimeoutMs)})
+  --drain-timeout DUR     on SIGTERM, wait this long for open connections (default ${seconds(DEFAULTS.drainTimeoutMs)})
+  --keepalive DUR         TCP keepalive on relay-to-relay legs (default ${seconds(DEFAULTS.keepaliveMs)}; 0 = off)
+  --max-clock-skew DUR    how far a header's timestamp may be from this clock (default ${seconds(DEFAULTS.maxClockSkewMs)})
+
+Other
+  --log-level LEVEL       fatal, error, warn, info, debug, trace or silent (default ${DEFAULTS.logLevel})
+  --config FILE           read options from a YAML file (see below)
+  -h, --help              this text
+  Options take --opt value or --opt=value.
+
+Config file
+  Keys are the long option names (forward for -L). Flags given as well replace the
+  file's value for single-valued options and add to the file's lists for the
+  repeatable ones (-L, --peer, --route, --allow, --deny). A relative key-file is
+  relative to the config file. SIGHUP re-reads the file and the key without
+  dropping open connections.
+
+Examples
+  Make a key, then copy the same file to every relay:
+    head -c 32 /dev/urandom > relay.key; chmod 600 relay.key
+
+  Client side (R_C): local port 8080 reaches example.com:80; targets in
+  198.18.0.0/15 go through the peer relay rs, everything else direct:
+    tcpsplit relay -L 8080:example.com:80 --peer rs=198.18.2.2:7000 \\
+      --route 198.18.0.0/15=rs --key-file relay.key
+
+  Server side (R_S): accept peers on port 7000 and connect only into 10.0.0.0/8:
+    tcpsplit relay --accept 7000 --key-file /etc/tcpsplit/relay.key --allow 10.0.0.0/8
+
+  The client side as a YAML file, run with: tcpsplit relay --config rc.yaml
+    forward:
+      - 8080:example.com:80
+      - {listen: "0.0.0.0:8443", target: "example.com:443"}
+    peer: {rs: "198.18.2.2:7000"}
+    route: {"198.18.0.0/15": rs}
+    key-file: relay.key
+    connect-timeout: 5s
+`;

@@ -1,0 +1,122 @@
+/**
+ * The relay's options, once, for both the command line and the YAML file: the YAML key
+ * is the long option name without `--` (`key-file`, `connect-timeout`), and `forward`
+ * is the long name of `-L`.
+ */
+import { ConfigError } from '../errors.js';
+import {
+  BadValue, parseCidr, parseDuration, parseForward, parseListen, parsePeer, parseRoute,
+} from './value-parsers.js';
+import type { Endpoint, ForwardSpec, PeerSpec, RelayConfig, RouteSpec } from './relay-config.js';
+
+export type LogLevel = RelayConfig['logLevel'];
+export const LOG_LEVELS: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+
+/** What one source (argv or a file) said; unset scalars are absent. */
+export interface RelayOptions {
+  forwards: ForwardSpec[];
+  peers: PeerSpec[];
+  routes: RouteSpec[];
+  allow: string[];
+  deny: string[];
+  accept?: Endpoint;
+  keyFile?: string;
+  insecure?: boolean;
+  metrics?: Endpoint;
+  connectTimeoutMs?: number;
+  idleTimeoutMs?: number;
+  headerTimeoutMs?: number;
+  drainTimeoutMs?: number;
+  keepaliveMs?: number;
+  maxClockSkewMs?: number;
+  logLevel?: LogLevel;
+  configFile?: string;
+  help?: boolean;
+}
+
+export function emptyOptions(): RelayOptions {
+  return { forwards: [], peers: [], routes: [], allow: [], deny: [] };
+}
+
+type DurationKey =
+  'connectTimeoutMs' | 'idleTimeoutMs' | 'headerTimeoutMs' | 'drainTimeoutMs' | 'keepaliveMs' | 'maxClockSkewMs';
+
+export interface OptionSpec {
+  /** Long name without dashes; also the YAML key. */
+  readonly name: string;
+  readonly short?: string;
+  /** `'flag'` takes no value; `'list'` may repeat and adds; `'scalar'` replaces. */
+  readonly kind: 'flag' | 'list' | 'scalar';
+  /** The value's form, for error messages and help. */
+  readonly expected: string;
+  /** False for options that make no sense in a file (`config`, `help`). */
+  readonly inFile: boolean;
+  /** Parses `value` into `into`; throws BadValue. Flags get 'true' or 'false'. */
+  readonly apply: (into: RelayOptions, value: string) => void;
+}
+
+function duration(name: string, key: DurationKey, allowZero: boolean): OptionSpec {
+  return {
+    name, kind: 'scalar', inFile: true,
+    expected: allowZero ? 'a duration like 500ms, 10s, 5m (0 turns it off)' : 'a duration like 500ms, 10s, 5m',
+    apply: (o, v) => { o[key] = parseDuration(v, { allowZero }); },
+  };
+}
+
+export const OPTIONS: readonly OptionSpec[] = [
+  { name: 'forward', short: 'L', kind: 'list', inFile: true, expected: '[bind:]port:host:hostport',
+    apply: (o, v) => { o.forwards.push(parseForward(v, '127.0.0.1')); } },
+  { name: 'peer', kind: 'list', inFile: true, expected: 'NAME=HOST:PORT',
+    apply: (o, v) => { o.peers.push(parsePeer(v)); } },
+  { name: 'route', kind: 'list', inFile: true, expected: 'CIDR=NAME or CIDR=direct',
+    apply: (o, v) => { o.routes.push(parseRoute(v)); } },
+  { name: 'accept', kind: 'scalar', inFile: true, expected: '[bind:]port',
+    apply: (o, v) => { o.accept = parseListen(v, '0.0.0.0'); } },
+  { name: 'key-file', kind: 'scalar', inFile: true, expected: 'FILE',
+    apply: (o, v) => { if (v === '') throw new BadValue('empty file name'); o.keyFile = v; } },
+  { name: 'insecure', kind: 'flag', inFile: true, expected: 'true or false',
+    apply: (o, v) => { o.insecure = v === 'true'; } },
+  { name: 'allow', kind: 'list', inFile: true, expected: 'CIDR, e.g. 10.0.0.0/8',
+    apply: (o, v) => { o.allow.push(parseCidr(v).toString()); } },
+  { name: 'deny', kind: 'list', inFile: true, expected: 'CIDR, e.g. 10.0.0.0/8',
+    apply: (o, v) => { o.deny.push(parseCidr(v).toString()); } },
+  { name: 'metrics', kind: 'scalar', inFile: true, expected: '[bind:]port',
+    apply: (o, v) => { o.metrics = parseListen(v, '127.0.0.1'); } },
+  duration('connect-timeout', 'connectTimeoutMs', false),
+  duration('idle-timeout', 'idleTimeoutMs', true),
+  duration('header-timeout', 'headerTimeoutMs', false),
+  duration('drain-timeout', 'drainTimeoutMs', true),
+  duration('keepalive', 'keepaliveMs', true),
+  duration('max-clock-skew', 'maxClockSkewMs', false),
+  { name: 'log-level', kind: 'scalar', inFile: true, expected: LOG_LEVELS.join('|'),
+    apply: (o, v) => {
+      const level = LOG_LEVELS.find((l) => l === v);
+      if (level === undefined) throw new BadValue('unknown level');
+      o.logLevel = level;
+    } },
+  { name: 'config', kind: 'scalar', inFile: false, expected: 'FILE',
+    apply: (o, v) => { if (v === '') throw new BadValue('empty file name'); o.configFile = v; } },
+  { name: 'help', short: 'h', kind: 'flag', inFile: false, expected: '',
+    apply: (o, v) => { o.help = v === 'true'; } },
+];
+
+const BY_NAME = new Map(OPTIONS.map((spec) => [spec.name, spec]));
+const BY_SHORT = new Map(OPTIONS.flatMap((spec) => (spec.short === undefined ? [] : [[spec.short, spec] as const])));
+
+export function optionByName(name: string): OptionSpec | undefined {
+  return BY_NAME.get(name);
+}
+
+export function optionByShort(letter: string): OptionSpec | undefined {
+  return BY_SHORT.get(letter);
+}
+
+/** Applies one value, turning a BadValue into a ConfigError that names `label` and the expected form. */
+export function applyOption(spec: OptionSpec, into: RelayOptions, value: string, label: string): void {
+  try {
+    spec.apply(into, value);
+  } catch (err) {
+    if (!(err instanceof BadValue)) throw err;
+    throw new ConfigError(`${label} '${value}': ${err.message}; expected ${spec.expected}`, { cause: err });
+  }
+}
