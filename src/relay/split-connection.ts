@@ -55,6 +55,8 @@ export class SplitConnection {
   readonly id: number;
   readonly kind: ConnectionKind;
   readonly downstream: Socket;
+  /** Captured at accept: a closed socket no longer knows its peer. */
+  readonly client: string;
   upstream: Socket | undefined;
   target: Endpoint | undefined;
   via = '-';
@@ -79,6 +81,7 @@ export class SplitConnection {
     this.id = id;
     this.kind = kind;
     this.downstream = downstream;
+    this.client = `${downstream.remoteAddress ?? '?'}:${downstream.remotePort ?? '?'}`;
     this.#timeouts = timeouts;
     this.#onClose = onClose;
     const leg = downstream as Leg;
@@ -159,7 +162,7 @@ export class SplitConnection {
     const record: ConnectionRecord = {
       id: this.id,
       kind: this.kind,
-      client: `${down.remoteAddress ?? '?'}:${down.remotePort ?? '?'}`,
+      client: this.client,
       target: this.target === undefined ? '-' : `${this.target.host}:${this.target.port}`,
       via: this.via,
       up: Math.max(0, down.bytesRead - this.headerBytes),

@@ -1,0 +1,53 @@
+import { loadRelayConfig, RELAY_HELP } from '../config/load-config.js';
+import { parseRelayArgs } from '../config/parse-args.js';
+import { createLogger } from '../observe/logger.js';
+import { Relay } from '../relay/relay.js';
+import { errorCode, TcpsplitError } from '../errors.js';
+
+/**
+ * `tcpsplit relay`: runs until SIGTERM/SIGINT (drain, then exit) and reloads its
+ * config on SIGHUP without dropping open connections.
+ */
+export async function runRelayCommand(argv: string[]): Promise<number> {
+  if (parseRelayArgs(argv).help === true) {
+    process.stdout.write(RELAY_HELP);
+    return 0;
+  }
+  const { config, warnings } = await loadRelayConfig(argv, process.env);
+  const logger = createLogger(config.logLevel, 'tcpsplit-relay');
+  for (const warning of warnings) logger.warn({ event: 'config-warning' }, warning);
+  const relay = await Relay.start(config, { logger });
+  const { forward, accept, metrics } = relay.addresses();
+  logger.info({ event: 'ready', forward, accept, metrics }, 'relay ready');
+
+  return new Promise<number>((resolve) => {
+    let stopping = false;
+    const stop = (signal: NodeJS.Signals): void => {
+      if (stopping) {
+        logger.warn({ event: 'stop', signal }, 'second signal: closing now');
+        void relay.close().then(() => { resolve(0); });
+        return;
+      }
+      stopping = true;
+      logger.info({ event: 'stop', signal, open: relay.activeConnections }, 'stopping: no new connections, draining');
+      void relay.drain().then(() => {
+        logger.info({ event: 'stopped' }, 'relay stopped');
+        resolve(0);
+      });
+    };
+    const reload = (): void => {
+      loadRelayConfig(argv, process.env)
+        .then(async ({ config: next, warnings: w }) => {
+          for (const warning of w) logger.warn({ event: 'config-warning' }, warning);
+          await relay.reload(next);
+        })
+        .catch((err: unknown) => {
+          const message = err instanceof Error ? err.message : String(err);
+          logger.error({ event: 'reload', code: err instanceof TcpsplitError ? err.code : errorCode(err) }, `reload failed, keeping the running config: ${message}`);
+        });
+    };
+    process.on('SIGTERM', stop);
+    process.on('SIGINT', stop);
+    process.on('SIGHUP', reload);
+  });
+}

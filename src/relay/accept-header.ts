@@ -1,0 +1,47 @@
+import type { Socket } from 'node:net';
+import type { HeaderAuth } from '../protocol/header-auth.js';
+import type { ReplayGuard } from '../protocol/replay-guard.js';
+import { HeaderDecoder, type DecodedHeader } from '../protocol/header-decoder.js';
+import { HeaderTimeoutError, HeaderTruncatedError } from '../errors.js';
+
+/**
+ * Reads the relay header from a peer connection. Calls back once: with the header
+ * (bytes after it are put back on the socket, which is left paused), or with the
+ * error that rejects the connection. Nothing is connected before the header verifies.
+ */
+export function acceptHeader(
+  socket: Socket,
+  auth: HeaderAuth,
+  replay: ReplayGuard,
+  timeoutMs: number,
+  done: (err: Error | undefined, header?: DecodedHeader) => void,
+): void {
+  const decoder = new HeaderDecoder(auth, replay);
+  let settled = false;
+  const finish = (err: Error | undefined, header?: DecodedHeader): void => {
+    if (settled) return;
+    settled = true;
+    clearTimeout(timer);
+    socket.off('data', onData);
+    socket.off('end', onEnd);
+    socket.pause();
+    if (header !== undefined && header.rest.length > 0) socket.unshift(header.rest);
+    done(err, header);
+  };
+  const onData = (chunk: Buffer): void => {
+    try {
+      const header = decoder.push(chunk);
+      if (header !== undefined) finish(undefined, header);
+    } catch (err) {
+      finish(err as Error);
+    }
+  };
+  const onEnd = (): void => {
+    finish(new HeaderTruncatedError(`peer closed after ${decoder.bufferedBytes} bytes, before a complete header`));
+  };
+  const timer = setTimeout(() => {
+    finish(new HeaderTimeoutError(`no complete header within ${timeoutMs} ms (${decoder.bufferedBytes} bytes received)`));
+  }, timeoutMs);
+  socket.on('data', onData);
+  socket.on('end', onEnd);
+}

@@ -1,0 +1,283 @@
+import { createServer, type Server, type Socket, type AddressInfo } from 'node:net';
+import type { Server as HttpServer } from 'node:http';
+import type { Logger } from '../observe/logger.js';
+import { RelayMetrics } from '../observe/metrics.js';
+import { startMetricsServer, serverAddress } from '../observe/metrics-server.js';
+import type { Endpoint, ForwardSpec, RelayConfig } from '../config/relay-config.js';
+import { AddressPolicy } from '../net/address-policy.js';
+import { HeaderAuth } from '../protocol/header-auth.js';
+import { ReplayGuard } from '../protocol/replay-guard.js';
+import { Router } from './router.js';
+import { SplitConnection, type ConnectionKind, type ConnectionRecord } from './split-connection.js';
+import { openDirect, openToPeer, writePreamble } from './next-leg.js';
+import { acceptHeader } from './accept-header.js';
+import { DrainTimeoutError, ListenError, errorCode, InsecureAcceptError } from '../errors.js';
+
+/**
+ * With --insecure and no key, relays still speak the same framed protocol, signed with
+ * this public key: the header format stays one format, and it authenticates nothing.
+ */
+const INSECURE_KEY = Buffer.from('tcpsplit insecure mode: no authentication at all');
+
+/** Everything derived from one config; a reload swaps it whole, open connections keep theirs. */
+interface RelayState {
+  readonly config: RelayConfig;
+  readonly router: Router;
+  readonly policy: AddressPolicy;
+  readonly auth: HeaderAuth | undefined;
+}
+
+function deriveState(config: RelayConfig): RelayState {
+  const key = config.key ?? (config.insecure ? INSECURE_KEY : undefined);
+  if (config.accept !== undefined && key === undefined) {
+    throw new InsecureAcceptError('--accept needs a pre-shared key (--key-file); use --insecure only in a lab');
+  }
+  return {
+    config,
+    router: new Router(config),
+    policy: new AddressPolicy({ allow: config.allow, deny: config.deny }),
+    auth: key === undefined ? undefined : new HeaderAuth(key),
+  };
+}
+
+const listenerKey = (kind: string, e: Endpoint, t?: Endpoint): string =>
+  `${kind} ${e.host}:${e.port}${t === undefined ? '' : ` -> ${t.host}:${t.port}`}`;
+
+export interface RelayOptions {
+  readonly logger: Logger;
+}
+
+/** The relay daemon: forward listeners (-L), the peer listener (--accept), metrics. */
+export class Relay {
+  readonly metrics: RelayMetrics;
+  readonly #logger: Logger;
+  #state: RelayState;
+  readonly #replay: ReplayGuard;
+  readonly #listeners = new Map<string, Server>();
+  readonly #connections = new Set<SplitConnection>();
+  #metricsServer: HttpServer | undefined;
+  #nextId = 1;
+  #closing = false;
+
+  private constructor(config: RelayConfig, options: RelayOptions) {
+    this.#logger = options.logger;
+    this.#state = deriveState(config);
+    this.#replay = new ReplayGuard({ maxClockSkewMs: config.maxClockSkewMs });
+    this.metrics = new RelayMetrics(() => this.#connections.size);
+  }
+
+  static async start(config: RelayConfig, options: RelayOptions): Promise<Relay> {
+    const relay = new Relay(config, options);
+    try {
+      await relay.#syncListeners();
+      if (config.metrics !== undefined) {
+        relay.#metricsServer = await startMetricsServer(relay.metrics.registry, config.metrics.host, config.metrics.port);
+      }
+    } catch (err) {
+      await relay.close();
+      throw err;
+    }
+    return relay;
+  }
+
+  get activeConnections(): number {
+    return this.#connections.size;
+  }
+
+  /** Bound addresses, by listener: `forward` in config order, then `accept`. */
+  addresses(): { forward: AddressInfo[]; accept: AddressInfo | undefined; metrics: AddressInfo | undefined } {
+    const { config } = this.#state;
+    const find = (key: string): AddressInfo | undefined => {
+      const server = this.#listeners.get(key);
+      return server === undefined ? undefined : serverAddress(server);
+    };
+    return {
+      forward: config.forwards.flatMap((f) => find(listenerKey('forward', f.listen, f.target)) ?? []),
+      accept: config.accept === undefined ? undefined : find(listenerKey('accept', config.accept)),
+      metrics: this.#metricsServer === undefined ? undefined : serverAddress(this.#metricsServer),
+    };
+  }
+
+  /**
+   * Applies a new config without dropping open connections: new connections use the new
+   * routes, peers, policy and key; listeners that went away close, new ones open.
+   * On any error the old config stays in force.
+   */
+  async reload(config: RelayConfig): Promise<void> {
+    const previous = this.#state;
+    try {
+      this.#state = deriveState(config);
+      await this.#syncListeners();
+      this.metrics.reloads(1, { result: 'ok' });
+      this.#logger.info({ event: 'reload', listeners: [...this.#listeners.keys()] }, 'config reloaded');
+    } catch (err) {
+      this.#state = previous;
+      await this.#syncListeners().catch(() => undefined);
+      this.metrics.reloads(1, { result: 'error' });
+      throw err;
+    }
+  }
+
+  /** Stops accepting, lets open connections finish for up to `drainTimeoutMs`, then resets the rest. */
+  async drain(drainTimeoutMs = this.#state.config.drainTimeoutMs): Promise<void> {
+    this.#closing = true;
+    await this.#closeListeners();
+    if (this.#connections.size > 0) {
+      this.#logger.info({ event: 'drain', open: this.#connections.size, drainTimeoutMs }, 'draining open connections');
+      const deadline = Date.now() + drainTimeoutMs;
+      while (this.#connections.size > 0 && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, Math.min(100, Math.max(1, deadline - Date.now()))));
+      }
+      for (const conn of this.#connections) {
+        conn.fail(new DrainTimeoutError(`still open after the ${drainTimeoutMs} ms drain timeout`));
+      }
+      while (this.#connections.size > 0) await new Promise((r) => setTimeout(r, 5));
+    }
+    await this.#closeMetrics();
+  }
+
+  /** Closes everything now: open connections are reset. */
+  async close(): Promise<void> {
+    await this.drain(0);
+  }
+
+  async #closeMetrics(): Promise<void> {
+    const server = this.#metricsServer;
+    this.#metricsServer = undefined;
+    if (server !== undefined) await new Promise<void>((r) => { server.close(() => { r(); }); server.closeAllConnections(); });
+  }
+
+  async #closeListeners(): Promise<void> {
+    const servers = [...this.#listeners.values()];
+    this.#listeners.clear();
+    await Promise.all(servers.map((s) => new Promise<void>((r) => s.close(() => { r(); }))));
+  }
+
+  async #syncListeners(): Promise<void> {
+    const { config } = this.#state;
+    const wanted = new Map<string, () => Server>();
+    for (const f of config.forwards) wanted.set(listenerKey('forward', f.listen, f.target), () => this.#forwardServer(f));
+    if (config.accept !== undefined) wanted.set(listenerKey('accept', config.accept), () => this.#acceptServer());
+    for (const [key, server] of this.#listeners) {
+      if (!wanted.has(key)) {
+        this.#listeners.delete(key);
+        server.close();
+      }
+    }
+    for (const [key, make] of wanted) {
+      if (this.#listeners.has(key)) continue;
+      const server = make();
+      const endpoint = key.startsWith('forward')
+        ? config.forwards.find((f) => listenerKey('forward', f.listen, f.target) === key)?.listen
+        : config.accept;
+      if (endpoint === undefined) continue;
+      await listen(server, endpoint, key);
+      this.#listeners.set(key, server);
+      this.#logger.info({ event: 'listen', listener: key, address: serverAddress(server) }, 'listening');
+    }
+  }
+
+  #newConnection(kind: ConnectionKind, socket: Socket): SplitConnection | undefined {
+    if (this.#closing) {
+      socket.on('error', noop);
+      socket.resetAndDestroy();
+      return undefined;
+    }
+    const { config } = this.#state;
+    const conn = new SplitConnection(this.#nextId++, kind, socket, config, this.#onConnectionClosed);
+    this.#connections.add(conn);
+    this.metrics.accepted(1, { listener: kind });
+    return conn;
+  }
+
+  readonly #onConnectionClosed = (conn: SplitConnection, record: ConnectionRecord): void => {
+    this.#connections.delete(conn);
+    this.metrics.closed(1, { outcome: record.outcome });
+    this.metrics.bytes(record.up, { direction: 'up' });
+    this.metrics.bytes(record.down, { direction: 'down' });
+    if (record.outcome === 'ok') this.#logger.info(record, 'connection closed');
+    else this.#logger.warn(record, 'connection failed');
+  };
+
+  #forwardServer(spec: ForwardSpec): Server {
+    return createServer({ allowHalfOpen: true, noDelay: true }, (socket) => {
+      const conn = this.#newConnection('forward', socket);
+      if (conn === undefined) return;
+      conn.target = spec.target;
+      this.#openNextLeg(conn, this.#state, undefined);
+    });
+  }
+
+  #acceptServer(): Server {
+    return createServer({ allowHalfOpen: true, noDelay: true }, (socket) => {
+      const conn = this.#newConnection('accept', socket);
+      if (conn === undefined) return;
+      const state = this.#state;
+      const { auth } = state;
+      if (auth === undefined) return; // deriveState guarantees a key with --accept
+      socket.setKeepAlive(true, state.config.keepaliveMs);
+      acceptHeader(socket, auth, this.#replay, state.config.headerTimeoutMs, (err, header) => {
+        if (err !== undefined) {
+          this.metrics.headerRejects(1, { code: errorCode(err) });
+          conn.fail(err);
+          return;
+        }
+        if (header === undefined) return;
+        conn.target = header.target;
+        conn.headerBytes = header.length;
+        this.#openNextLeg(conn, state, state.policy);
+      });
+    });
+  }
+
+  /** Routes the connection's target and opens the next leg. `policy` is set for peer-requested targets. */
+  #openNextLeg(conn: SplitConnection, state: RelayState, policy: AddressPolicy | undefined): void {
+    const target = conn.target;
+    if (target === undefined) return;
+    const onDenied = (): void => { this.metrics.policyDenied(1); };
+    const open = (route: Awaited<ReturnType<Router['route']>>): void => {
+      if (conn.failed) return;
+      let upstream: Socket;
+      try {
+        if (route.kind === 'peer') {
+          conn.via = route.peer.name;
+          upstream = openToPeer(route.peer, state.config);
+        } else {
+          conn.via = 'direct';
+          upstream = openDirect(target, policy, onDenied);
+        }
+      } catch (err) {
+        conn.fail(err as Error);
+        return;
+      }
+      this.metrics.nextLeg(1, { kind: route.kind });
+      const auth = route.kind === 'peer' ? state.auth : undefined;
+      conn.attachUpstream(upstream, (c) => {
+        this.metrics.connectMsSum(c.connectMs ?? 0);
+        writePreamble(upstream, target, auth, c.downstream.read() as Buffer | null);
+      });
+    };
+    try {
+      const route = state.router.route(target);
+      if (route instanceof Promise) route.then(open, (err: unknown) => { conn.fail(err as Error); });
+      else open(route);
+    } catch (err) {
+      conn.fail(err as Error);
+    }
+  }
+}
+
+function noop(): void { /* errors of a socket being discarded */ }
+
+async function listen(server: Server, endpoint: Endpoint, what: string): Promise<void> {
+  await new Promise<void>((resolve, reject) => {
+    const onError = (err: NodeJS.ErrnoException): void => {
+      reject(new ListenError(`cannot listen for ${what} on ${endpoint.host}:${endpoint.port}: ${err.code ?? err.message}`, { cause: err }));
+    };
+    server.once('error', onError);
+    server.listen(endpoint.port, endpoint.host, () => {
+      server.off('error', onError);
+      resolve();
+    });
+  });
+}
