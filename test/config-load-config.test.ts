@@ -252,7 +252,7 @@ void test('cross-field validation', async () => {
 
 void test('RELAY_HELP names every option and teaches with examples', () => {
   for (const spec of OPTIONS) assert.ok(RELAY_HELP.includes(`--${spec.name}`), spec.name);
-  for (const phrase of ['-L 8080:example.com:80', '--accept 7000', 'head -c 32 /dev/urandom > relay.key; chmod 600 relay.key',
+  for (const phrase of ['-L 8080:198.18.5.10:80', '--accept 7000', 'head -c 32 /dev/urandom > relay.key; chmod 600 relay.key',
     '--config rc.yaml', 'add to the file\'s lists', 'TCPSPLIT_KEY_FILE', '169.254.0.0/16']) {
     assert.ok(RELAY_HELP.includes(phrase), phrase);
   }

@@ -54,15 +54,22 @@ Security
         test relay reach 127.0.0.1); --allow 127.0.0.0/8 (all of loopback).
 
 Timeouts (500ms, 10s, 5m, 1h; a bare number is milliseconds)
-  --connect-timeout DUR   give up on a next leg's connect (default ${seconds(DEFAULTS.connectTimeoutMs)})
-  --idle-timeout DUR      close a connection with no bytes either way (default ${seconds(DEFAULTS.idleTimeoutMs)}; 0 = never)
-  --header-timeout DUR    a peer must send its header within this (default ${seconds(DEFAULTS.headerTimeoutMs)})
-  --drain-timeout DUR     on SIGTERM, wait this long for open connections (default ${seconds(DEFAULTS.drainTimeoutMs)})
-  --keepalive DUR         TCP keepalive on relay-to-relay legs (default ${seconds(DEFAULTS.keepaliveMs)}; 0 = off)
-  --max-clock-skew DUR    how far a header's timestamp may be from this clock (default ${seconds(DEFAULTS.maxClockSkewMs)})
+  --connect-timeout DUR   give up on a next leg's connect
+                          (default ${seconds(DEFAULTS.connectTimeoutMs)})
+  --idle-timeout DUR      close a connection with no bytes either way
+                          (default ${seconds(DEFAULTS.idleTimeoutMs)}; 0 = never)
+  --header-timeout DUR    a peer must send its header within this
+                          (default ${seconds(DEFAULTS.headerTimeoutMs)})
+  --drain-timeout DUR     on SIGTERM, wait this long for open connections
+                          (default ${seconds(DEFAULTS.drainTimeoutMs)}; 0 = close them at once)
+  --keepalive DUR         TCP keepalive on relay-to-relay legs
+                          (default ${seconds(DEFAULTS.keepaliveMs)}; 0 = off)
+  --max-clock-skew DUR    how far a header's timestamp may be from this clock
+                          (default ${seconds(DEFAULTS.maxClockSkewMs)})
 
 Other
-  --log-level LEVEL       fatal, error, warn, info, debug, trace or silent (default ${DEFAULTS.logLevel})
+  --log-level LEVEL       fatal, error, warn, info, debug, trace or silent
+                          (default ${DEFAULTS.logLevel})
   --config FILE           read options from a YAML file (see below)
   -h, --help              this text
   Options take --opt value or --opt=value.
@@ -78,17 +85,18 @@ Examples
   Make a key, then copy the same file to every relay:
     head -c 32 /dev/urandom > relay.key; chmod 600 relay.key
 
-  Client side (R_C): local port 8080 reaches example.com:80; targets in
-  198.18.0.0/15 go through the peer relay rs, everything else direct:
-    tcpsplit relay -L 8080:example.com:80 --peer rs=198.18.2.2:7000 \\
+  Client side (R_C): local port 8080 reaches the server 198.18.5.10:80 through
+  the peer relay rs, as does every target in 198.18.0.0/15; others go direct:
+    tcpsplit relay -L 8080:198.18.5.10:80 --peer rs=198.18.2.2:7000 \\
       --route 198.18.0.0/15=rs --key-file relay.key
 
   Server side (R_S): accept peers on port 7000 and connect only into 10.0.0.0/8:
-    tcpsplit relay --accept 7000 --key-file /etc/tcpsplit/relay.key --allow 10.0.0.0/8
+    tcpsplit relay --accept 7000 --key-file /etc/tcpsplit/relay.key \\
+      --allow 10.0.0.0/8
 
   The client side as a YAML file, run with: tcpsplit relay --config rc.yaml
     forward:
-      - 8080:example.com:80
+      - 8080:198.18.5.10:80
       - {listen: "0.0.0.0:8443", target: "example.com:443"}
     peer: {rs: "198.18.2.2:7000"}
     route: {"198.18.0.0/15": rs}
