@@ -1,0 +1,47 @@
+/**
+ * Live counters of one link direction, in a SharedArrayBuffer the emulator thread
+ * writes and anyone in the process reads (no messages, no locks: each slot is one
+ * aligned float64, and readers want a snapshot, not a transaction).
+ */
+
+export const COUNTER_NAMES = [
+  'rxPackets', 'rxBytes', 'txPackets', 'txBytes',
+  'dropLoss', 'dropQueue', 'dropBuffer', 'dropWrite',
+  'queuedPackets', 'inFlightPackets',
+  'lateSumMs', 'lateMaxMs', 'loopAtMs',
+] as const;
+
+export type CounterName = (typeof COUNTER_NAMES)[number];
+
+/** Index of each counter in the Float64Array. */
+export const C = Object.fromEntries(COUNTER_NAMES.map((n, i) => [n, i])) as Readonly<Record<CounterName, number>>;
+
+export interface DirectionCounters {
+  readonly rxPackets: number;
+  readonly rxBytes: number;
+  /** Delivered (written to the far end). */
+  readonly txPackets: number;
+  readonly txBytes: number;
+  readonly drops: { readonly loss: number; readonly queue: number; readonly buffer: number; readonly write: number };
+  /** Now waiting behind the rate cap / now in the delay line (including those queued). */
+  readonly queuedPackets: number;
+  readonly inFlightPackets: number;
+  /** How late packets were written versus their due time: mean and max, in ms. */
+  readonly lateMeanMs: number;
+  readonly lateMaxMs: number;
+}
+
+export function createCounterBuffer(): Float64Array {
+  return new Float64Array(new SharedArrayBuffer(COUNTER_NAMES.length * Float64Array.BYTES_PER_ELEMENT));
+}
+
+export function readCounters(c: Float64Array): DirectionCounters {
+  const v = (name: CounterName): number => c[C[name]] ?? 0;
+  const tx = v('txPackets');
+  return {
+    rxPackets: v('rxPackets'), rxBytes: v('rxBytes'), txPackets: tx, txBytes: v('txBytes'),
+    drops: { loss: v('dropLoss'), queue: v('dropQueue'), buffer: v('dropBuffer'), write: v('dropWrite') },
+    queuedPackets: v('queuedPackets'), inFlightPackets: v('inFlightPackets'),
+    lateMeanMs: tx > 0 ? v('lateSumMs') / tx : 0, lateMaxMs: v('lateMaxMs'),
+  };
+}

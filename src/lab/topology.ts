@@ -1,0 +1,100 @@
+/**
+ * Building and removing the lab's namespaces, TUN devices, addresses and routes
+ * (the plan is in address-plan.ts).
+ *
+ * Each TUN device is created in the root namespace under a unique prefixed name
+ * (`<prefix><link index><a|b>`, e.g. tsl2a), moved into its node's namespace and
+ * renamed there after the neighbour (in rc: `client` and `rs`). Its fd, held by the
+ * emulator, keeps working across the move. Because the devices are not persistent,
+ * they disappear when the fds close, even if the owner crashes.
+ */
+import { existsSync } from 'node:fs';
+import { closeTun, openTun, type TunDevice } from '../sys/index.js';
+import { LINK_NAMES, LINK_PLAN, LAB_NODES, ROUTERS, ROUTES, type LabNode, type LinkName } from './address-plan.js';
+import { runChecked } from './command.js';
+import { addNamespace, deleteNamespace, killProcessesIn, namespaceExists } from './netns.js';
+
+/** Packets the kernel may queue on a TUN device for the emulator to read. */
+export const TUN_TXQUEUELEN = 10_000;
+export const LAB_MTU = 1500;
+
+export type LinkDevices = Readonly<Record<LinkName, { readonly a: TunDevice; readonly b: TunDevice }>>;
+
+export function namespaceName(prefix: string, node: LabNode): string {
+  return `${prefix}-${node}`;
+}
+
+export function rootDeviceName(prefix: string, link: LinkName, end: 'a' | 'b'): string {
+  return `${prefix}${LINK_NAMES.indexOf(link)}${end}`;
+}
+
+async function ipIn(ns: string, args: readonly string[]): Promise<void> {
+  await runChecked('ip', ['-n', ns, ...args]);
+}
+
+async function prepareNamespace(prefix: string, node: LabNode): Promise<void> {
+  const ns = namespaceName(prefix, node);
+  await addNamespace(ns);
+  await ipIn(ns, ['link', 'set', 'lo', 'up']);
+  await runChecked('ip', ['netns', 'exec', ns, 'sysctl', '-q', '-w',
+    `net.ipv4.ip_forward=${ROUTERS.includes(node) ? 1 : 0}`,
+    'net.ipv4.conf.all.rp_filter=0', 'net.ipv4.conf.default.rp_filter=0',
+    // IPv6 off: no router solicitations or DAD packets on the emulated links.
+    'net.ipv6.conf.all.disable_ipv6=1', 'net.ipv6.conf.default.disable_ipv6=1']);
+}
+
+/** Creates everything; on failure closes what it opened and rethrows (then call teardown). */
+export async function buildTopology(prefix: string): Promise<LinkDevices> {
+  for (const node of LAB_NODES) await prepareNamespace(prefix, node);
+  const opened: TunDevice[] = [];
+  try {
+    const devices: Partial<Record<LinkName, { a: TunDevice; b: TunDevice }>> = {};
+    for (const link of LINK_NAMES) {
+      const plan = LINK_PLAN[link];
+      const pair = { a: openTun(rootDeviceName(prefix, link, 'a')), b: openTun(rootDeviceName(prefix, link, 'b')) };
+      opened.push(pair.a, pair.b);
+      for (const end of ['a', 'b'] as const) {
+        const { node, device, address } = plan[end];
+        const ns = namespaceName(prefix, node);
+        await runChecked('ip', ['link', 'set', pair[end].name, 'netns', ns]);
+        await ipIn(ns, ['link', 'set', pair[end].name, 'name', device]);
+        await ipIn(ns, ['link', 'set', device, 'mtu', String(LAB_MTU), 'txqueuelen', String(TUN_TXQUEUELEN), 'up']);
+        await ipIn(ns, ['addr', 'add', `${address}/${plan.prefixLength}`, 'dev', device]);
+      }
+      devices[link] = pair;
+    }
+    for (const [node, subnet, via] of ROUTES) {
+      await ipIn(namespaceName(prefix, node), ['route', 'add', subnet, 'via', via]);
+    }
+    return devices as LinkDevices;
+  } catch (err) {
+    for (const d of opened) closeTun(d);
+    throw err;
+  }
+}
+
+/**
+ * Removes the lab's namespaces (after ending the processes inside them) and any root
+ * TUN device left with the lab's names. Touches nothing without the prefix.
+ * Close the TUN fds first: a namespace deleted under a live TUN device hands the
+ * device back to the root namespace.
+ */
+export async function teardownTopology(prefix: string): Promise<void> {
+  for (const node of LAB_NODES) {
+    const ns = namespaceName(prefix, node);
+    if (!namespaceExists(ns)) continue;
+    await killProcessesIn(ns);
+    await deleteNamespace(ns);
+  }
+  for (const link of LINK_NAMES) {
+    for (const end of ['a', 'b'] as const) {
+      const name = rootDeviceName(prefix, link, end);
+      if (existsSync(`/sys/class/net/${name}`)) await runChecked('ip', ['link', 'delete', name]);
+    }
+  }
+}
+
+/** Whether any namespace of this lab exists. */
+export function topologyExists(prefix: string): boolean {
+  return LAB_NODES.some((node) => namespaceExists(namespaceName(prefix, node)));
+}

@@ -1,0 +1,24 @@
+/**
+ * src/sys: typed Linux calls through the koffi FFI, for what Node's own APIs cannot do.
+ * This folder is the only place in tcpsplit that touches koffi (see libc.ts).
+ *
+ * - libc.ts   lazy, once-per-thread load of koffi + libc.so.6; libcFunction(prototype)
+ *             binds and caches a function, which is how later calls are added
+ * - errno.ts  errno names; every failure is a SysCallError naming the call and errno
+ * - fd.ts     open/close/read/write/fcntl/ioctl; read/write are allocation-free
+ * - poll.ts   ppoll() over a fixed fd set with a nanosecond timeout
+ * - thread.ts per-thread timer slack and nice value
+ * - tun.ts    TUN devices (IFF_TUN | IFF_NO_PI)
+ *
+ * Everything here is synchronous and blocks the calling thread: call it from a
+ * worker_thread when it may wait (ppoll), or with non-blocking fds.
+ */
+export { libcAvailable, libcFunction, lastErrno } from './libc.js';
+export { errnoName, sysCallError } from './errno.js';
+export {
+  O_CLOEXEC, O_NONBLOCK, O_RDONLY, O_RDWR, O_WRONLY, WOULD_BLOCK,
+  close, fcntl, ioctl, open, read, setNonBlocking, write,
+} from './fd.js';
+export { PollSet, POLLERR, POLLHUP, POLLIN, POLLOUT } from './poll.js';
+export { setThreadNice, setTimerSlackNs } from './thread.js';
+export { MAX_IFNAME_LENGTH, closeTun, openTun, type OpenTunOptions, type TunDevice } from './tun.js';
