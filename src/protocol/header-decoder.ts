@@ -1,7 +1,7 @@
 import type { Endpoint } from '../config/relay-config.js';
 import type { HeaderAuth } from './header-auth.js';
 import type { ReplayGuard } from './replay-guard.js';
-import { decodeAddress } from './target-address.js';
+import { decodeAddress, dnsNameProblem } from './target-address.js';
 import {
   BadAddressTypeError, BadFlagsError, BadMagicError, BadPortError, BadVersionError, HeaderAuthError, BadAddressError,
 } from '../errors.js';
@@ -53,9 +53,7 @@ export class HeaderDecoder {
     const bytes = this.#chunks.length === 1 ? chunk : Buffer.concat(this.#chunks, this.#buffered);
     this.#chunks = [bytes];
 
-    checkMagic(bytes);
-    if (this.#buffered < FIXED_LENGTH) return undefined;
-    if (this.#needed === FIXED_LENGTH) this.#needed = checkFixedPart(bytes);
+    this.#needed = checkPrefix(bytes) ?? FIXED_LENGTH;
     if (this.#buffered < this.#needed) return undefined;
 
     const addrLen = bytes[OFF_ADDR_LEN] ?? 0;
@@ -78,27 +76,40 @@ export class HeaderDecoder {
   }
 }
 
-function checkMagic(bytes: Buffer): void {
-  const n = Math.min(bytes.length, MAGIC.length);
-  for (let i = 0; i < n; i++) {
+/**
+ * Structural checks on the bytes seen so far, each field as soon as its last byte has
+ * arrived, so a bad header is refused at the first byte that makes it bad (and a peer
+ * cannot hold a slot open by trickling a header that is already known to be bad).
+ * Returns the whole header's length once the address length is known.
+ */
+function checkPrefix(bytes: Buffer): number | undefined {
+  const n = bytes.length;
+  for (let i = 0; i < Math.min(n, MAGIC.length); i++) {
     if (bytes[i] !== MAGIC[i]) throw new BadMagicError('connection does not start with the tcpsplit relay magic');
   }
-}
-
-/** Validates the fixed 34 bytes and returns the whole header's length. */
-function checkFixedPart(bytes: Buffer): number {
+  if (n <= OFF_VERSION) return undefined;
   const version = bytes[OFF_VERSION] ?? 0;
   if (version !== VERSION) throw new BadVersionError(`relay protocol version ${version} is not supported (this relay speaks ${VERSION})`);
+  if (n <= OFF_FLAGS) return undefined;
   const flags = bytes[OFF_FLAGS] ?? 0;
   if ((flags & ~KNOWN_FLAGS) !== 0) throw new BadFlagsError(`unknown header flags 0x${flags.toString(16)}`);
+  if (n <= OFF_ADDR_TYPE) return undefined;
   const type = bytes[OFF_ADDR_TYPE] ?? 0;
+  if (type !== AddressType.IPv4 && type !== AddressType.IPv6 && type !== AddressType.DNS) {
+    throw new BadAddressTypeError(`unknown address type ${type}`);
+  }
+  if (n <= OFF_ADDR_LEN) return undefined;
   const len = bytes[OFF_ADDR_LEN] ?? 0;
   switch (type) {
     case AddressType.IPv4: if (len !== 4) throw new BadAddressError(`IPv4 address length ${len}`); break;
     case AddressType.IPv6: if (len !== 16) throw new BadAddressError(`IPv6 address length ${len}`); break;
     case AddressType.DNS: if (len < 1 || len > MAX_DNS_NAME_LENGTH) throw new BadAddressError(`DNS name length ${len}`); break;
-    default: throw new BadAddressTypeError(`unknown address type ${type}`);
   }
-  if (bytes.readUInt16BE(OFF_PORT) === 0) throw new BadPortError('target port 0');
+  if (n >= OFF_PORT + 2 && bytes.readUInt16BE(OFF_PORT) === 0) throw new BadPortError('target port 0');
+  if (type === AddressType.DNS && n > OFF_ADDR) {
+    const name = bytes.subarray(OFF_ADDR, Math.min(n, OFF_ADDR + len));
+    const problem = dnsNameProblem(name, name.length === len);
+    if (problem !== undefined) throw new BadAddressError(`invalid DNS name in header: ${problem}`);
+  }
   return headerLength(len);
 }

@@ -2,13 +2,48 @@ import { isIPv4, isIPv6 } from 'node:net';
 import { AddressType, MAX_DNS_NAME_LENGTH } from './header-layout.js';
 import { BadAddressError } from '../errors.js';
 
-const LABEL = /^(?!-)[A-Za-z0-9_-]{1,63}(?<!-)$/;
+const DOT = 0x2e;
+const HYPHEN = 0x2d;
+const MAX_LABEL_LENGTH = 63;
 
 /** A DNS name the protocol carries: ASCII LDH labels (underscore allowed), 1..253 bytes. */
 export function isValidDnsName(name: string): boolean {
-  if (name.length === 0 || name.length > MAX_DNS_NAME_LENGTH) return false;
-  const trimmed = name.endsWith('.') ? name.slice(0, -1) : name;
-  return trimmed.split('.').every((label) => LABEL.test(label));
+  // Checked as text first: a Buffer conversion would fold non-ASCII characters into ASCII bytes.
+  if (!/^[\x21-\x7e]*$/.test(name)) return false;
+  return dnsNameProblem(Buffer.from(name, 'latin1'), true) === undefined;
+}
+
+/**
+ * Why `bytes` cannot be (`complete`) or start (otherwise) a valid DNS name, or undefined.
+ * On a prefix it reports only what no later byte can repair, so the header decoder can
+ * refuse a bad name at its first bad byte; on a complete name it agrees with isValidDnsName.
+ */
+export function dnsNameProblem(bytes: Uint8Array, complete: boolean): string | undefined {
+  if (bytes.length > MAX_DNS_NAME_LENGTH) return `name longer than ${MAX_DNS_NAME_LENGTH} bytes`;
+  let label = 0;
+  let prev = 0;
+  for (let i = 0; i < bytes.length; i++) {
+    const c = bytes[i] ?? 0;
+    if (c === DOT) {
+      if (label === 0) return `empty label at byte ${i}`;
+      if (prev === HYPHEN) return `label ends with '-' at byte ${i - 1}`;
+      label = 0;
+    } else if (isLdhOrUnderscore(c)) {
+      if (label === 0 && c === HYPHEN) return `label starts with '-' at byte ${i}`;
+      if (++label > MAX_LABEL_LENGTH) return `label longer than ${MAX_LABEL_LENGTH} bytes at byte ${i}`;
+    } else {
+      return `byte 0x${c.toString(16).padStart(2, '0')} at ${i} is not allowed in a DNS name`;
+    }
+    prev = c;
+  }
+  if (!complete) return undefined;
+  if (bytes.length === 0) return 'empty name';
+  if (prev === HYPHEN) return `label ends with '-' at byte ${bytes.length - 1}`;
+  return undefined;
+}
+
+function isLdhOrUnderscore(c: number): boolean {
+  return (c >= 0x61 && c <= 0x7a) || (c >= 0x41 && c <= 0x5a) || (c >= 0x30 && c <= 0x39) || c === HYPHEN || c === 0x5f;
 }
 
 export interface EncodedAddress {
