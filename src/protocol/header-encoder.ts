@@ -11,10 +11,17 @@ import {
 /**
  * Builds a signed v1 header for `target`. `trailing` (the client's first bytes, if any)
  * is copied in after the tag so header and data leave in one write.
+ * `nonce` is for reproducible examples and tests only: a relay must let it be random,
+ * since a repeated nonce is refused as a replay.
  */
-export function encodeHeader(target: Endpoint, auth: HeaderAuth, nowMs: number = Date.now(), trailing?: Buffer): Buffer {
+export function encodeHeader(
+  target: Endpoint, auth: HeaderAuth, nowMs: number = Date.now(), trailing?: Buffer, nonce?: Buffer,
+): Buffer {
   if (!Number.isInteger(target.port) || target.port < 1 || target.port > 65535) {
     throw new BadPortError(`target port ${target.port} is outside 1..65535`);
+  }
+  if (nonce !== undefined && nonce.length !== NONCE_LENGTH) {
+    throw new RangeError(`a header nonce has ${NONCE_LENGTH} bytes, not ${nonce.length}`);
   }
   const address = encodeAddress(target.host);
   const length = headerLength(address.bytes.length);
@@ -26,7 +33,8 @@ export function encodeHeader(target: Endpoint, auth: HeaderAuth, nowMs: number =
   out[OFF_ADDR_LEN] = address.bytes.length;
   out.writeUInt16BE(target.port, OFF_PORT);
   out.writeBigUInt64BE(BigInt(Math.floor(nowMs)), OFF_TIMESTAMP);
-  randomFillSync(out, OFF_NONCE, NONCE_LENGTH);
+  if (nonce === undefined) randomFillSync(out, OFF_NONCE, NONCE_LENGTH);
+  else nonce.copy(out, OFF_NONCE);
   address.bytes.copy(out, OFF_ADDR);
   const signedEnd = OFF_ADDR + address.bytes.length;
   auth.tag(out.subarray(0, signedEnd)).copy(out, signedEnd);
