@@ -1,0 +1,83 @@
+/**
+ * The lab daemon: `tcpsplit lab up` starts this file as a detached process. It owns
+ * the lab (TUN fds and emulator threads), answers status requests on a unix socket,
+ * and tears everything down on SIGTERM/SIGINT/SIGHUP.
+ *
+ *   node daemon.js --prefix tsl --profile-file /run/tcpsplit/lab-tsl.profile.json
+ *
+ * Readiness goes to fd 3 (a pipe from `lab up`): one JSON line, {"ok":true} or
+ * {"ok":false,"code":...,"message":...}, then fd 3 is closed.
+ */
+import { closeSync, readFileSync, rmSync, writeSync } from 'node:fs';
+import { createServer, type Server } from 'node:net';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { errorCode } from '../errors.js';
+import { createLogger } from '../observe/logger.js';
+import { Lab } from './lab.js';
+import { stateDir } from './lab-state.js';
+import type { LabProfile } from './link-config.js';
+
+const READY_FD = 3;
+
+function report(message: object): void {
+  try {
+    writeSync(READY_FD, `${JSON.stringify(message)}\n`);
+    closeSync(READY_FD);
+  } catch {
+    // started by hand without fd 3: nothing to tell
+  }
+}
+
+function listen(server: Server, path: string): Promise<void> {
+  rmSync(path, { force: true });
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(path, () => { server.off('error', reject); resolve(); });
+  });
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: { prefix: { type: 'string' }, 'profile-file': { type: 'string' } },
+    strict: true,
+  });
+  if (values.prefix === undefined || values['profile-file'] === undefined) {
+    throw new Error('usage: daemon.js --prefix P --profile-file FILE');
+  }
+  const logger = createLogger('info', 'tcpsplit-lab');
+  const profile = JSON.parse(readFileSync(values['profile-file'], 'utf8')) as LabProfile;
+  const controlSocket = join(stateDir(values.prefix), 'control.sock');
+  const lab = await Lab.create({ prefix: values.prefix, profile, logger, ownerKind: 'daemon', controlSocket });
+
+  const server = createServer((socket) => {
+    socket.on('error', () => { /* a status reader that went away */ });
+    socket.end(`${JSON.stringify(lab.status())}\n`);
+  });
+  let stopping = false;
+  const stop = (signal: string): void => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal }, 'stopping lab');
+    server.close();
+    lab.destroy().then(
+      () => { process.exit(0); },
+      (err: unknown) => { logger.error({ err }, 'teardown failed'); process.exit(1); },
+    );
+  };
+  for (const signal of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) process.on(signal, () => { stop(signal); });
+  try {
+    await listen(server, controlSocket);
+  } catch (err) {
+    await lab.destroy();
+    throw err;
+  }
+  logger.info({ prefix: lab.prefix, controlSocket }, 'lab ready');
+  report({ ok: true, pid: process.pid });
+}
+
+main().catch((err: unknown) => {
+  report({ ok: false, code: errorCode(err), message: err instanceof Error ? err.message : String(err) });
+  process.stderr.write(`lab daemon: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  process.exit(1);
+});
