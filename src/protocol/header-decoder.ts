@@ -26,8 +26,9 @@ export interface DecodedHeader {
  * the bytes seen so far cannot start a valid header. It never holds more than
  * MAX_HEADER_LENGTH bytes of header plus the one chunk that completes it.
  *
- * Checks run cheapest first, and nothing unauthenticated is trusted: the tag is
- * verified before the timestamp and nonce are looked at.
+ * Structural checks run in byte order as the bytes arrive (docs/protocol.md section 6);
+ * they only ever refuse. Nothing unauthenticated is trusted: the tag is verified before
+ * the timestamp and nonce are looked at.
  */
 export class HeaderDecoder {
   readonly #auth: HeaderAuth;
