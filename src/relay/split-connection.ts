@@ -1,5 +1,6 @@
 import type { Socket } from 'node:net';
 import type { Endpoint } from '../config/relay-config.js';
+import { socketFd, takeSocketError, ECONNRESET, EPIPE, ETIMEDOUT } from '../sys/index.js';
 import { errorCode, ConnectError, IdleTimeoutError, ConnectTimeoutError, PeerResetError, TcpsplitError } from '../errors.js';
 
 /**
@@ -206,8 +207,35 @@ function onLegDrain(this: Leg): void {
 }
 
 function onLegEnd(this: Leg): void {
+  const reset = pendingReset(this);
+  if (reset !== undefined) {
+    this[kConn].fail(new PeerResetError(`${this === this[kConn].downstream ? 'downstream' : 'upstream'} leg was reset (${reset})`));
+    return;
+  }
   // FIN in one direction only: pass it on and keep the other direction open.
   this[kPeer].end();
+}
+
+/**
+ * libuv reports EOF, without reading again, when epoll says POLLHUP after a short read.
+ * A reset right behind data sets POLLHUP too, so a RST can surface as 'end'. The socket's
+ * pending error (SO_ERROR) tells a reset from a FIN; read it once per leg at EOF.
+ */
+function pendingReset(leg: Leg): string | undefined {
+  const fd = socketFd(leg);
+  if (fd === undefined) return undefined;
+  let errno: number;
+  try {
+    errno = takeSocketError(fd);
+  } catch {
+    return undefined; // no FFI here: fall back to what libuv said
+  }
+  switch (errno) {
+    case ECONNRESET: return 'ECONNRESET';
+    case EPIPE: return 'EPIPE';
+    case ETIMEDOUT: return 'ETIMEDOUT';
+    default: return undefined;
+  }
 }
 
 function onFirstByte(this: Leg): void {

@@ -20,5 +20,6 @@ export {
   close, fcntl, ioctl, open, read, setNonBlocking, write,
 } from './fd.js';
 export { PollSet, POLLERR, POLLHUP, POLLIN, POLLOUT } from './poll.js';
-export { setThreadNice, setTimerSlackNs } from './thread.js';
+export { setThreadNice, setThreadRealtime, setTimerSlackNs } from './thread.js';
 export { MAX_IFNAME_LENGTH, closeTun, openTun, type OpenTunOptions, type TunDevice } from './tun.js';
+export { socketFd, takeSocketError, setLinger, ECONNRESET, EPIPE, ETIMEDOUT } from './tcp-socket.js';

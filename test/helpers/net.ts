@@ -1,0 +1,109 @@
+import { createServer, connect, type Server, type Socket, type AddressInfo } from 'node:net';
+import { createHash, randomBytes, type Hash } from 'node:crypto';
+import { once } from 'node:events';
+import { loadRelayConfig } from '../../src/config/load-config.js';
+import { Relay } from '../../src/relay/relay.js';
+import { socketFd, takeSocketError, ECONNRESET } from '../../src/sys/index.js';
+import { silentLogger, type Logger } from '../../src/observe/logger.js';
+
+export const KEY_HEX = randomBytes(32).toString('hex');
+
+/** A TCP server on 127.0.0.1:0 with allowHalfOpen; tracks its sockets so close() is complete. */
+export async function tcpServer(onSocket: (socket: Socket) => void): Promise<{ server: Server; port: number; close: () => Promise<void> }> {
+  const sockets = new Set<Socket>();
+  const server = createServer({ allowHalfOpen: true }, (socket) => {
+    sockets.add(socket);
+    socket.on('close', () => sockets.delete(socket));
+    socket.on('error', () => undefined);
+    onSocket(socket);
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const port = (server.address() as AddressInfo).port;
+  return {
+    server,
+    port,
+    close: async () => {
+      for (const s of sockets) s.destroy();
+      await new Promise<void>((r) => server.close(() => { r(); }));
+    },
+  };
+}
+
+export async function dial(port: number): Promise<Socket> {
+  const socket = connect({ port, host: '127.0.0.1', allowHalfOpen: true });
+  await once(socket, 'connect');
+  return socket;
+}
+
+/** Starts an in-process relay from CLI-style flags (the real config path); key from KEY_HEX. */
+export async function startRelay(flags: string[], logger: Logger = silentLogger()): Promise<Relay> {
+  const { config } = await loadRelayConfig(flags, { TCPSPLIT_KEY: KEY_HEX });
+  return Relay.start(config, { logger });
+}
+
+/**
+ * A chain of relays on loopback ending at 127.0.0.1:targetPort:
+ * relays[0] has the forward listener (-L), each next one accepts from the previous.
+ * Returns the port clients connect to.
+ */
+export async function startChain(length: number, targetPort: number, extra: string[] = []): Promise<{ relays: Relay[]; port: number }> {
+  const relays: Relay[] = [];
+  // Built from the server end back, so each relay knows its next peer's port.
+  let nextPeerPort: number | undefined;
+  for (let i = length - 1; i >= 0; i--) {
+    const flags = [...extra];
+    if (i > 0) flags.push('--accept', '127.0.0.1:0');
+    if (i === 0) flags.push('-L', `127.0.0.1:0:127.0.0.1:${targetPort}`);
+    if (i === length - 1) flags.push('--allow', '127.0.0.1/32');
+    if (nextPeerPort !== undefined) flags.push('--peer', `next=127.0.0.1:${nextPeerPort}`, '--route', '0.0.0.0/0=next');
+    const relay = await startRelay(flags);
+    relays.unshift(relay);
+    nextPeerPort = relay.addresses().accept?.port;
+  }
+  const first = relays[0];
+  const port = first?.addresses().forward[0]?.port;
+  if (port === undefined) throw new Error('chain has no forward listener');
+  return { relays, port };
+}
+
+/** Writes `total` random bytes with backpressure; resolves with their SHA-256 once all are written. */
+export async function sendRandom(socket: Socket, total: number, chunk = 256 * 1024): Promise<string> {
+  const hash = createHash('sha256');
+  let sent = 0;
+  while (sent < total) {
+    const piece = randomBytes(Math.min(chunk, total - sent));
+    hash.update(piece);
+    sent += piece.length;
+    if (!socket.write(piece)) await once(socket, 'drain');
+  }
+  return hash.digest('hex');
+}
+
+export interface Received {
+  bytes: number;
+  sha256: string;
+  /** 'end' for a clean FIN, or the error code the socket failed with. */
+  outcome: string;
+}
+
+/** Reads until the socket ends or fails. */
+export function receiveAll(socket: Socket): Promise<Received> {
+  const hash: Hash = createHash('sha256');
+  let bytes = 0;
+  return new Promise((resolve) => {
+    socket.on('data', (c: Buffer) => { hash.update(c); bytes += c.length; });
+    socket.once('end', () => {
+      // libuv may report a reset that arrives right behind data as EOF (see
+      // src/relay/split-connection.ts); ask the kernel which it was.
+      const fd = socketFd(socket);
+      const errno = fd === undefined ? 0 : takeSocketError(fd);
+      if (errno === ECONNRESET) resolve({ bytes, sha256: '', outcome: 'ECONNRESET' });
+      else if (errno !== 0) resolve({ bytes, sha256: '', outcome: `errno ${errno}` });
+      else resolve({ bytes, sha256: hash.digest('hex'), outcome: 'end' });
+    });
+    socket.once('error', (err: NodeJS.ErrnoException) => { resolve({ bytes, sha256: '', outcome: err.code ?? err.message }); });
+  });
+}
+
+export const MiB = 1024 * 1024;
