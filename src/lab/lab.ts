@@ -99,7 +99,6 @@ export class Lab {
   static async create(options: LabOptions = {}): Promise<Lab> {
     const prefix = verifyPrefix(options.prefix ?? DEFAULT_PREFIX);
     const profile = options.profile ?? PROFILES.paper;
-    if (profile === undefined) throw new LabError('no profile');
     verifyProfile(profile);
     const logger = options.logger ?? silentLogger();
     requireRoot();

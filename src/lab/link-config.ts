@@ -61,7 +61,7 @@ function symmetric(delayMs: number): LinkConfig {
 }
 
 /** Built-in profiles. `paper`: the RTTs of the paper's section 4 (one-way = RTT/2). */
-export const PROFILES: Readonly<Record<string, LabProfile>> = {
+export const PROFILES = {
   paper: {
     'client-rc': symmetric(32.7 / 2),
     'rc-rs': symmetric(215 / 2),
@@ -71,7 +71,13 @@ export const PROFILES: Readonly<Record<string, LabProfile>> = {
   none: {
     'client-rc': symmetric(0), 'rc-rs': symmetric(0), 'rs-server': symmetric(0), internet: symmetric(0),
   },
-};
+} as const satisfies Readonly<Record<string, LabProfile>>;
+
+export type ProfileName = keyof typeof PROFILES;
+
+export function isProfileName(name: string): name is ProfileName {
+  return Object.hasOwn(PROFILES, name);
+}
 
 export function isLinkName(name: string): name is LinkName {
   return (LINK_NAMES as readonly string[]).includes(name);

@@ -13,7 +13,7 @@ import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { LabConfigError } from '../errors.js';
 import { LINK_NAMES } from './address-plan.js';
-import { PROFILES, applySetting, isLinkName, verifyProfile, type LabProfile, type LinkConfig } from './link-config.js';
+import { PROFILES, applySetting, isLinkName, isProfileName, verifyProfile, type LabProfile, type LinkConfig } from './link-config.js';
 
 function isRecord(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -26,11 +26,10 @@ function scalar(v: unknown, where: string): string {
 }
 
 export function builtinProfile(name: string): LabProfile {
-  const p = PROFILES[name];
-  if (p === undefined) {
+  if (!isProfileName(name)) {
     throw new LabConfigError(`unknown profile '${name}' (built-in: ${Object.keys(PROFILES).join(', ')}; or a .yaml/.json file path)`);
   }
-  return p;
+  return PROFILES[name];
 }
 
 /** Parses profile text; `source` names it in errors. */
@@ -74,7 +73,7 @@ export function parseProfileText(text: string, source: string): LabProfile {
 
 /** A built-in name ('paper', 'none') or a path to a YAML/JSON file. */
 export function loadProfile(nameOrPath: string): LabProfile {
-  if (PROFILES[nameOrPath] !== undefined) return builtinProfile(nameOrPath);
+  if (isProfileName(nameOrPath)) return PROFILES[nameOrPath];
   if (!/[./]/.test(nameOrPath)) return builtinProfile(nameOrPath); // a typo'd name: say so
   let text: string;
   try {

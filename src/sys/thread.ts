@@ -24,3 +24,18 @@ export function setThreadNice(nice: number): void {
   const r = libcFunction('int setpriority(int which, unsigned int who, int prio)')(PRIO_PROCESS, 0, nice) as number;
   if (r < 0) throw sysCallError(`setpriority(${nice})`, lastErrno());
 }
+
+const SCHED_FIFO = 1;
+
+/**
+ * Puts the calling thread in the SCHED_FIFO real-time class at `priority` (1-99), so it
+ * preempts ordinary (CFS) threads the moment it wakes. Linux's RT throttling
+ * (kernel.sched_rt_runtime_us) still leaves other threads 5% of each CPU. Needs
+ * CAP_SYS_NICE.
+ */
+export function setThreadRealtime(priority: number): void {
+  const param = Buffer.alloc(4);
+  param.writeInt32LE(priority, 0);
+  const r = libcFunction('int sched_setscheduler(int pid, int policy, void *param)')(0, SCHED_FIFO, param) as number;
+  if (r < 0) throw sysCallError(`sched_setscheduler(SCHED_FIFO, ${priority})`, lastErrno());
+}

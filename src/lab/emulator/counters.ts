@@ -9,7 +9,12 @@ export const COUNTER_NAMES = [
   'dropLoss', 'dropQueue', 'dropBuffer', 'dropWrite',
   'queuedPackets', 'inFlightPackets',
   'lateSumMs', 'lateMaxMs', 'loopAtMs',
+  'late50us', 'late100us', 'late250us', 'late500us', 'late1ms', 'late2ms', 'late5ms', 'lateOver5ms',
 ] as const;
+
+/** Upper bounds (ms) of the lateness histogram buckets; the last bucket is open. */
+export const LATE_BUCKETS_MS = [0.05, 0.1, 0.25, 0.5, 1, 2, 5] as const;
+export const LATE_HIST_START = COUNTER_NAMES.indexOf('late50us');
 
 export type CounterName = (typeof COUNTER_NAMES)[number];
 
@@ -29,6 +34,8 @@ export interface DirectionCounters {
   /** How late packets were written versus their due time: mean and max, in ms. */
   readonly lateMeanMs: number;
   readonly lateMaxMs: number;
+  /** Packets by lateness: <=50us, <=100us, <=250us, <=500us, <=1ms, <=2ms, <=5ms, more. */
+  readonly lateHistogram: readonly number[];
 }
 
 export function createCounterBuffer(): Float64Array {
@@ -43,5 +50,6 @@ export function readCounters(c: Float64Array): DirectionCounters {
     drops: { loss: v('dropLoss'), queue: v('dropQueue'), buffer: v('dropBuffer'), write: v('dropWrite') },
     queuedPackets: v('queuedPackets'), inFlightPackets: v('inFlightPackets'),
     lateMeanMs: tx > 0 ? v('lateSumMs') / tx : 0, lateMaxMs: v('lateMaxMs'),
+    lateHistogram: Array.from({ length: LATE_BUCKETS_MS.length + 1 }, (_, i) => c[LATE_HIST_START + i] ?? 0),
   };
 }

@@ -10,9 +10,9 @@
  * per packet.
  */
 import { workerData } from 'node:worker_threads';
-import { PollSet, POLLIN, WOULD_BLOCK, read, setThreadNice, setTimerSlackNs, write } from '../../sys/index.js';
+import { PollSet, POLLIN, WOULD_BLOCK, read, setThreadNice, setThreadRealtime, setTimerSlackNs, write } from '../../sys/index.js';
 import type { DirectionConfig } from '../link-config.js';
-import { C } from './counters.js';
+import { C, LATE_BUCKETS_MS, LATE_HIST_START } from './counters.js';
 import { DROP_LOSS, DirectionShaper } from './shaper.js';
 
 export interface DirectionWorkerData {
@@ -34,7 +34,13 @@ const IDLE_WAIT_MS = 20;
  * timeout overshoots by ~55 us (median) on this VM, a spin by ~0.
  */
 const SPIN_MS = 0.1;
-/** Emulator threads run ahead of the lab's applications when the CPUs are busy. */
+/**
+ * Emulator threads run ahead of the lab's applications when the CPUs are busy, as the
+ * kernel's own qdiscs do (softirq). SCHED_FIFO by default; TCPSPLIT_LAB_SCHED=nice
+ * uses nice -10 instead, =normal neither. Measured effect in docs/lab.md.
+ */
+const SCHED = process.env.TCPSPLIT_LAB_SCHED ?? 'rt';
+const RT_PRIORITY = 1;
 const NICE = -10;
 
 function bump(c: Float64Array, index: number, by: number): void {
@@ -45,7 +51,8 @@ function run(data: DirectionWorkerData): void {
   const { inFd, outFd, slots, counters: c, control } = data;
   setTimerSlackNs(1);
   try {
-    setThreadNice(NICE);
+    if (SCHED === 'rt') setThreadRealtime(RT_PRIORITY);
+    else if (SCHED === 'nice') setThreadNice(NICE);
   } catch {
     // without CAP_SYS_NICE the emulator still works, with more jitter under load
   }
@@ -76,6 +83,9 @@ function run(data: DirectionWorkerData): void {
         const late = now - (dues[head] ?? now);
         bump(c, C.lateSumMs, late);
         if (late > (c[C.lateMaxMs] ?? 0)) c[C.lateMaxMs] = late;
+        let bucket = 0;
+        while (bucket < LATE_BUCKETS_MS.length && late > (LATE_BUCKETS_MS[bucket] ?? 0)) bucket++;
+        bump(c, LATE_HIST_START + bucket, 1);
       } else {
         bump(c, C.dropWrite, 1);
       }

@@ -1,0 +1,57 @@
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Lab } from '../src/lab/lab.js';
+import { applyLinkFlag, profileFromDelays } from '../src/lab/link-config.js';
+import { assertNoLabLeft, needsRoot, parsePing } from './helpers/lab.js';
+
+const P = 0.1;
+const N = 2000;
+
+let lab: Lab | undefined;
+before(async () => {
+  if (needsRoot !== false) return;
+  let profile = profileFromDelays({ 'client-rc': 1, 'rc-rs': 1 });
+  profile = applyLinkFlag(profile, 'client-rc:up.loss=10%');
+  profile = applyLinkFlag(profile, 'rc-rs:rate=20mbit,queue=50');
+  lab = await Lab.create({ prefix: 'ttloss', profile });
+});
+after(async () => {
+  await lab?.destroy();
+  if (needsRoot === false) assertNoLabLeft('ttloss');
+});
+
+void test('lab (root, netns): 10% loss one way: ping loss and the drop counter within a binomial bound', { skip: needsRoot }, async (t) => {
+  assert.ok(lab);
+  const r = await lab.exec('client', 'ping', ['-c', String(N), '-i', '0.001', '-W', '1', '-q', lab.address('rc', 'client')], { timeoutMs: 60_000 });
+  const s = parsePing(r.stdout);
+  const lost = s.transmitted - s.received;
+  const sd = Math.sqrt(N * P * (1 - P));
+  t.diagnostic(`${lost} of ${s.transmitted} lost (expected ${N * P} +- ${(4.5 * sd).toFixed(0)} at 4.5 sd)`);
+  assert.equal(s.transmitted, N);
+  assert.ok(Math.abs(lost - N * P) <= 4.5 * sd, `lost ${lost} of ${N}`);
+  const c = lab.linkCounters('client-rc');
+  assert.equal(c.up.drops.loss, lost, 'every lost ping is a loss drop on client-rc up');
+  assert.equal(c.down.drops.loss, 0, 'down has no loss configured');
+  assert.equal(c.down.rxPackets, s.received, 'every reply crossed client-rc down');
+});
+
+void test('lab (root, netns): UDP over a 20 Mbit/s cap with a 50-packet queue: tail drops, delivered rate at the cap', { skip: needsRoot }, async (t) => {
+  assert.ok(lab);
+  const server = lab.spawn('rs', 'iperf3', ['-s', '-1', '-p', '5202'], { stdio: 'ignore' });
+  for (let i = 0; i < 50; i++) {
+    if ((await lab.exec('rs', 'sh', ['-c', 'ss -Hlun | grep -q ":5202 " || ss -Hltn | grep -q ":5202 "'])).code === 0) break;
+    await new Promise((r2) => setTimeout(r2, 50));
+  }
+  const r = await lab.exec('rc', 'iperf3', ['-c', lab.address('rs', 'rc'), '-p', '5202', '-u', '-b', '40M', '-l', '1400', '-t', '3', '-J'], { timeoutMs: 30_000 });
+  assert.equal(r.code, 0, r.stdout + r.stderr);
+  const j = JSON.parse(r.stdout) as { end: { sum: { bits_per_second: number; lost_percent: number } } };
+  const c = lab.linkCounters('rc-rs');
+  const delivered = j.end.sum.bits_per_second * (1 - j.end.sum.lost_percent / 100);
+  const expected = 20e6 * 1400 / 1428; // UDP payload of 1428-byte IP packets at 20 Mbit/s
+  t.diagnostic(`offered ${(j.end.sum.bits_per_second / 1e6).toFixed(1)} Mbit/s, delivered ${(delivered / 1e6).toFixed(2)} Mbit/s of payload ` +
+    `(cap: ${(expected / 1e6).toFixed(2)}), lost ${j.end.sum.lost_percent.toFixed(1)}%; queue drops ${c.up.drops.queue}`);
+  assert.ok(c.up.drops.queue > 0, 'tail drops counted');
+  assert.equal(c.up.drops.loss, 0);
+  assert.ok(Math.abs(delivered - expected) <= 0.1 * expected, `delivered ${delivered} bit/s`);
+  server.kill();
+});

@@ -1,0 +1,53 @@
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Lab } from '../src/lab/lab.js';
+import { applyLinkFlag, profileFromDelays } from '../src/lab/link-config.js';
+import { assertNoLabLeft, needsRoot, parseIperf } from './helpers/lab.js';
+
+const CAP_BITS = 50e6;
+
+let lab: Lab | undefined;
+before(async () => {
+  if (needsRoot !== false) return;
+  let profile = profileFromDelays({ 'client-rc': 1, 'rc-rs': 5, 'rs-server': 1, internet: 2 });
+  profile = applyLinkFlag(profile, 'rc-rs:rate=50mbit,queue=200');
+  lab = await Lab.create({ prefix: 'ttbw', profile });
+  lab.spawn('server', 'iperf3', ['-s'], { stdio: 'ignore' });
+  // Wait for the iperf3 server to listen (local to its namespace: no emulated link).
+  for (let i = 0; i < 50; i++) {
+    const r = await lab.exec('server', 'sh', ['-c', 'ss -Htln | grep -q ":5201 "']);
+    if (r.code === 0) break;
+    await new Promise((r2) => setTimeout(r2, 50));
+  }
+});
+after(async () => {
+  await lab?.destroy();
+  if (needsRoot === false) assertNoLabLeft('ttbw');
+});
+
+async function iperf(to: string, extra: string[] = []): Promise<ReturnType<typeof parseIperf>> {
+  assert.ok(lab);
+  const r = await lab.exec('client', 'iperf3', ['-c', to, '-t', '5', '-O', '1', '-J', ...extra], { timeoutMs: 30_000 });
+  assert.equal(r.code, 0, r.stdout + r.stderr);
+  return parseIperf(r.stdout);
+}
+
+void test('lab (root, netns): iperf3 through a 50 Mbit/s rc-rs cap gets within 10% of the cap, both directions', { skip: needsRoot }, async (t) => {
+  assert.ok(lab);
+  for (const dir of ['up', 'down'] as const) {
+    const r = await iperf(lab.address('server', 'path'), dir === 'down' ? ['-R'] : []);
+    t.diagnostic(`${dir}: ${(r.receivedBitsPerSec / 1e6).toFixed(1)} Mbit/s goodput (cap 50 Mbit/s of IP bytes), ${r.retransmits} retransmits`);
+    assert.ok(Math.abs(r.receivedBitsPerSec - CAP_BITS) <= 0.1 * CAP_BITS, `${dir}: ${r.receivedBitsPerSec} bit/s`);
+  }
+  const c = lab.linkCounters('rc-rs');
+  assert.ok(c.up.rxPackets > 10_000 && c.down.rxPackets > 10_000);
+});
+
+void test('lab (root, netns): an uncapped link carries at least 200 Mbit/s (internet link, 4 ms RTT)', { skip: needsRoot }, async (t) => {
+  assert.ok(lab);
+  const r = await iperf(lab.address('server', 'internet'));
+  t.diagnostic(`uncapped internet link: ${(r.receivedBitsPerSec / 1e6).toFixed(1)} Mbit/s, ${r.retransmits} retransmits`);
+  assert.ok(r.receivedBitsPerSec >= 200e6, `${r.receivedBitsPerSec / 1e6} Mbit/s`);
+  const c = lab.linkCounters('internet');
+  t.diagnostic(`internet up: late mean ${c.up.lateMeanMs.toFixed(3)} ms, max ${c.up.lateMaxMs.toFixed(3)} ms; drops ${JSON.stringify(c.up.drops)}`);
+});
