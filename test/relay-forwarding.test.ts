@@ -1,7 +1,7 @@
 import { describe, it, after } from 'node:test';
 import assert from 'node:assert/strict';
 import type { Relay } from '../src/relay/relay.js';
-import { tcpServer, dial, startChain, sendRandom, receiveAll, MiB, type Received } from './helpers/net.js';
+import { tcpServer, dial, startChain, sendRandom, receiveAll, waitFor, MiB, type Received } from './helpers/net.js';
 
 /** A server that hashes what it receives and sends `reply` random bytes, then ends. */
 async function hashingServer(reply: number) {
@@ -165,12 +165,3 @@ describe('aborts are never turned into clean ends', () => {
     assert.equal(relays[1]?.metrics.registry.value('tcpsplit_connections_closed_total', { outcome: 'TCPSPLIT_ERR_CONNECT' }), 1);
   });
 });
-
-async function waitFor(cond: () => boolean, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
-

@@ -10,7 +10,9 @@
 import { open } from 'node:fs/promises';
 import { KeyError } from '../errors.js';
 
-export const MIN_KEY_BYTES = 16;
+import { MIN_KEY_BYTES } from '../protocol/header-auth.js';
+
+export { MIN_KEY_BYTES };
 /** A key is tens of bytes; a bigger "key file" is a wrong path. */
 const MAX_KEY_FILE_BYTES = 4096;
 

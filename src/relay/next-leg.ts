@@ -72,7 +72,8 @@ export function openToPeer(peer: PeerSpec, options: LegOptions): Socket {
     port: peer.endpoint.port,
     allowHalfOpen: true,
     noDelay: true,
-    keepAlive: true,
+    // --keepalive 0 turns keepalive off.
+    keepAlive: options.keepaliveMs > 0,
     keepAliveInitialDelay: options.keepaliveMs,
   });
 }

@@ -215,7 +215,7 @@ export class Relay {
       const state = this.#state;
       const { auth } = state;
       if (auth === undefined) return; // deriveState guarantees a key with --accept
-      socket.setKeepAlive(true, state.config.keepaliveMs);
+      if (state.config.keepaliveMs > 0) socket.setKeepAlive(true, state.config.keepaliveMs);
       acceptHeader(socket, auth, this.#replay, state.config.headerTimeoutMs, (err, header) => {
         if (err !== undefined) {
           this.metrics.headerRejects(1, { code: errorCode(err) });

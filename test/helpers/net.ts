@@ -107,3 +107,12 @@ export function receiveAll(socket: Socket): Promise<Received> {
 }
 
 export const MiB = 1024 * 1024;
+
+/** Polls `cond` every 10 ms until it holds; throws after `timeoutMs`. */
+export async function waitFor(cond: () => boolean, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
