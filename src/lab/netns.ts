@@ -4,7 +4,7 @@
  * /proc/PID/ns/net is that namespace's inode, so teardown never signals a process
  * outside the lab's namespaces.
  */
-import { existsSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { runChecked } from './command.js';
 
@@ -45,10 +45,12 @@ export function processesIn(name: string): number[] {
   return pids;
 }
 
-function alive(pid: number): boolean {
+/** Running, not just present: a zombie (state Z, waiting for its parent to reap it) counts as gone. */
+export function isRunning(pid: number): boolean {
   try {
-    process.kill(pid, 0);
-    return true;
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+    return state !== 'Z' && state !== 'X';
   } catch {
     return false;
   }
@@ -61,7 +63,7 @@ export async function killProcessesIn(name: string, graceMs = 2000): Promise<num
     try { process.kill(pid, 'SIGTERM'); } catch { /* already gone */ }
   }
   const deadline = Date.now() + graceMs;
-  while (pids.some(alive) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  while (pids.some(isRunning) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
   // Re-check membership before SIGKILL: a pid may have been reused since.
   const stubborn = new Set(processesIn(name));
   for (const pid of pids) {

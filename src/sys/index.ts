@@ -9,6 +9,7 @@
  * - poll.ts   ppoll() over a fixed fd set with a nanosecond timeout
  * - thread.ts per-thread timer slack and nice value
  * - tun.ts    TUN devices (IFF_TUN | IFF_NO_PI)
+ * - tcp-socket.ts socket options on Node sockets (SO_ERROR, SO_LINGER)
  *
  * Everything here is synchronous and blocks the calling thread: call it from a
  * worker_thread when it may wait (ppoll), or with non-blocking fds.

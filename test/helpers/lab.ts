@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { LAB_NODES, LINK_NAMES } from '../../src/lab/address-plan.js';
 import { stateDir } from '../../src/lab/lab-state.js';
-import { listNamespaces } from '../../src/lab/netns.js';
+import { isRunning, listNamespaces } from '../../src/lab/netns.js';
 import { rootDeviceName } from '../../src/lab/topology.js';
 
 /** node:test `skip` value for tests that build namespaces and TUN devices. */
@@ -56,13 +56,9 @@ export function assertNoLabLeft(prefix: string): void {
   assert.ok(!existsSync(stateDir(prefix)), 'state dir left');
 }
 
+/** Running (a zombie awaiting its reaper counts as gone). */
 export function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
+  return isRunning(pid);
 }
 
 /** |measured - expected| <= max(absMs, rel * expected): the lab's RTT accuracy claim. */

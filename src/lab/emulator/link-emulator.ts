@@ -32,7 +32,8 @@ class DirectionThread {
     const data: DirectionWorkerData = {
       inFd, outFd, config, slots: slotsFor(config), counters: this.counters, control: this.#control,
     };
-    this.#worker = new Worker(WORKER_URL, { workerData: data, name: 'tcpsplit-link' });
+    // execArgv: []: the parent's flags (e.g. --input-type) may not apply to a worker file.
+    this.#worker = new Worker(WORKER_URL, { workerData: data, name: 'tcpsplit-link', execArgv: [] });
     this.#worker.on('error', (err) => { this.error = err; });
     this.#exited = new Promise((resolve) => { this.#worker.once('exit', () => { resolve(); }); });
   }
