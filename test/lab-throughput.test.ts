@@ -11,6 +11,7 @@ before(async () => {
   if (needsRoot !== false) return;
   let profile = profileFromDelays({ 'client-rc': 1, 'rc-rs': 5, 'rs-server': 1, internet: 2 });
   profile = applyLinkFlag(profile, 'rc-rs:rate=50mbit,queue=200');
+  profile = applyLinkFlag(profile, 'rs-server:rate=200mbit');
   lab = await Lab.create({ prefix: 'ttbw', profile });
   lab.spawn('server', 'iperf3', ['-s'], { stdio: 'ignore' });
   // Wait for the iperf3 server to listen (local to its namespace: no emulated link).
@@ -25,9 +26,9 @@ after(async () => {
   if (needsRoot === false) assertNoLabLeft('ttbw');
 });
 
-async function iperf(to: string, extra: string[] = []): Promise<ReturnType<typeof parseIperf>> {
+async function iperf(to: string, extra: string[] = [], from: 'client' | 'rs' = 'client'): Promise<ReturnType<typeof parseIperf>> {
   assert.ok(lab);
-  const r = await lab.exec('client', 'iperf3', ['-c', to, '-t', '5', '-O', '1', '-J', ...extra], { timeoutMs: 30_000 });
+  const r = await lab.exec(from, 'iperf3', ['-c', to, '-t', '5', '-O', '1', '-J', ...extra], { timeoutMs: 30_000 });
   assert.equal(r.code, 0, r.stdout + r.stderr);
   return parseIperf(r.stdout);
 }
@@ -41,6 +42,13 @@ void test('lab (root, netns): iperf3 through a 50 Mbit/s rc-rs cap gets within 1
   }
   const c = lab.linkCounters('rc-rs');
   assert.ok(c.up.rxPackets > 10_000 && c.down.rxPackets > 10_000);
+});
+
+void test('lab (root, netns): iperf3 over a 200 Mbit/s rs-server cap gets within 10% of the cap', { skip: needsRoot }, async (t) => {
+  assert.ok(lab);
+  const r = await iperf(lab.address('server', 'path'), [], 'rs');
+  t.diagnostic(`${(r.receivedBitsPerSec / 1e6).toFixed(1)} Mbit/s goodput (cap 200 Mbit/s of IP bytes), ${r.retransmits} retransmits`);
+  assert.ok(Math.abs(r.receivedBitsPerSec - 200e6) <= 0.1 * 200e6, `${r.receivedBitsPerSec} bit/s`);
 });
 
 void test('lab (root, netns): an uncapped link carries at least 200 Mbit/s (internet link, 4 ms RTT)', { skip: needsRoot }, async (t) => {
