@@ -13,6 +13,7 @@ before(async () => {
   let profile = profileFromDelays({ 'client-rc': 1, 'rc-rs': 1 });
   profile = applyLinkFlag(profile, 'client-rc:up.loss=10%');
   profile = applyLinkFlag(profile, 'rc-rs:rate=20mbit,queue=50');
+  profile = applyLinkFlag(profile, 'rs-server:delay=10ms,jitter=5ms');
   lab = await Lab.create({ prefix: 'ttloss', profile });
 });
 after(async () => {
@@ -33,6 +34,22 @@ void test('lab (root, netns): 10% loss one way: ping loss and the drop counter w
   assert.equal(c.up.drops.loss, lost, 'every lost ping is a loss drop on client-rc up');
   assert.equal(c.down.drops.loss, 0, 'down has no loss configured');
   assert.equal(c.down.rxPackets, s.received, 'every reply crossed client-rc down');
+});
+
+void test('lab (root, netns): 5 ms jitter on a 10 ms one-way link: RTTs spread within [10, 30] ms, no reordering', { skip: needsRoot }, async (t) => {
+  assert.ok(lab);
+  const r = await lab.exec('rs', 'ping', ['-c', '50', '-i', '0.02', lab.address('server', 'path')], { timeoutMs: 30_000 });
+  const s = parsePing(r.stdout);
+  // 2 ms apart, well inside the 20 ms jitter range: an emulator that reordered would show it here.
+  const burst = await lab.exec('rs', 'ping', ['-c', '100', '-i', '0.002', lab.address('server', 'path')], { timeoutMs: 30_000 });
+  const seqs = [...burst.stdout.matchAll(/icmp_seq=(\d+)/g)].map((m) => Number(m[1]));
+  assert.equal(seqs.length, 100);
+  t.diagnostic(`ping min/avg/max/mdev ${s.minMs}/${s.avgMs}/${s.maxMs}/${s.mdevMs} ms`);
+  assert.equal(s.received, 50);
+  assert.ok(s.minMs >= 10 && s.maxMs <= 31, 'each direction adds 10 +- 5 ms');
+  assert.ok(s.mdevMs > 1, 'the delay varies');
+  assert.ok(Math.abs(s.avgMs - 20) < 3, 'centred on the configured delay');
+  assert.deepEqual(seqs, [...seqs].sort((a, b) => a - b), 'replies in order');
 });
 
 void test('lab (root, netns): UDP over a 20 Mbit/s cap with a 50-packet queue: tail drops, delivered rate at the cap', { skip: needsRoot }, async (t) => {

@@ -8,7 +8,7 @@
  */
 import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmodSync, mkdirSync, mkdtempSync, openSync, closeSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { chmodSync, closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { LabConfigError, LabError } from '../errors.js';
@@ -38,6 +38,15 @@ function writeRandomFile(path: string, bytes: number): void {
     for (let left = bytes; left > 0; left -= CHUNK) writeSync(fd, randomBytes(Math.min(CHUNK, left)));
   } finally {
     closeSync(fd);
+  }
+}
+
+/** The end of nginx's error log, for error messages (the temp dir is removed on failure). */
+function errorLogTail(dir: string): string {
+  try {
+    return readFileSync(join(dir, 'error.log'), 'utf8').trim().split('\n').slice(-5).join(' | ') || '(empty error log)';
+  } catch {
+    return '(no error log)';
   }
 }
 
@@ -97,10 +106,10 @@ export async function startNginx(lab: Lab, options: NginxOptions): Promise<Nginx
     const probe = `http://${listen[0] ?? ''}/`;
     const deadline = Date.now() + READY_TIMEOUT_MS;
     for (;;) {
-      if (child.exitCode !== null) throw new LabError(`nginx exited with code ${child.exitCode}; see ${dir}/error.log`);
+      if (child.exitCode !== null) throw new LabError(`nginx exited with code ${child.exitCode}: ${errorLogTail(dir)}`);
       const r = await lab.exec('server', 'curl', ['-s', '-o', '/dev/null', '-w', '%{http_code}', '--max-time', '1', probe], { timeoutMs: 3000 });
       if (r.code === 0) break;
-      if (Date.now() > deadline) throw new LabError(`nginx did not answer on ${probe} within ${READY_TIMEOUT_MS / 1000} s`);
+      if (Date.now() > deadline) throw new LabError(`nginx did not answer on ${probe} within ${READY_TIMEOUT_MS / 1000} s: ${errorLogTail(dir)}`);
       await new Promise((r2) => setTimeout(r2, 50));
     }
   } catch (err) {
