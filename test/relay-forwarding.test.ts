@@ -96,6 +96,23 @@ describe('half-close is kept per direction', () => {
     assert.equal(got.bytes, `${MiB} ${sent}\n`.length + 4 * MiB);
   });
 
+  it('a request and FIN that arrive before the next leg is up are forwarded, and the connection completes', async () => {
+    const server = await tcpServer((socket) => {
+      void receiveAll(socket).then((req) => { socket.end(`got ${req.bytes}\n`); });
+    });
+    cleanups.push(server.close);
+    const { relays, port } = await startChain(2, server.port);
+    cleanups.push(() => closeAll(relays));
+    for (let i = 0; i < 5; i++) {
+      const client = await dial(port);
+      client.end('GET / HTTP/1.0\r\n\r\n'); // request and FIN at once, like `printf ... | nc -N`
+      const got = await receiveAll(client);
+      assert.equal(got.outcome, 'end');
+      assert.equal(got.bytes, 'got 18\n'.length);
+    }
+    await waitFor(() => relays.every((r) => r.activeConnections === 0));
+  });
+
   it('a server that finishes first still receives everything the client sends afterwards', async () => {
     let serverGot: Promise<Received> | undefined;
     const server = await tcpServer((socket) => {

@@ -2,7 +2,9 @@
 import { runRelayCommand } from './relay-command.js';
 import { runLabCommand } from './lab-command.js';
 import { runDemoCommand } from './demo-command.js';
-import { TcpsplitError } from '../errors.js';
+import { ConfigError, InsecureAcceptError, KeyError, TcpsplitError } from '../errors.js';
+
+const USAGE_ERRORS = new Set([ConfigError.code, KeyError.code, InsecureAcceptError.code]);
 
 const USAGE = `tcpsplit: a split-TCP relay for cloud overlays (KTCP in user space)
 
@@ -39,6 +41,9 @@ main(process.argv.slice(2)).then(
   (err: unknown) => {
     if (err instanceof TcpsplitError) {
       process.stderr.write(`tcpsplit: ${err.message} [${err.code}]\n`);
+      // Bad flags, files or keys are usage errors (2); failures while running are 1.
+      process.exitCode = USAGE_ERRORS.has(err.code) ? 2 : 1;
+      return;
     } else {
       process.stderr.write(`tcpsplit: internal error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
     }

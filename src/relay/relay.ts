@@ -3,7 +3,7 @@ import type { Server as HttpServer } from 'node:http';
 import type { Logger } from '../observe/logger.js';
 import { RelayMetrics } from '../observe/metrics.js';
 import { startMetricsServer, serverAddress } from '../observe/metrics-server.js';
-import type { Endpoint, ForwardSpec, RelayConfig } from '../config/relay-config.js';
+import type { Endpoint, RelayConfig } from '../config/relay-config.js';
 import { AddressPolicy } from '../net/address-policy.js';
 import { HeaderAuth } from '../protocol/header-auth.js';
 import { ReplayGuard } from '../protocol/replay-guard.js';
@@ -11,7 +11,7 @@ import { Router } from './router.js';
 import { SplitConnection, type ConnectionKind, type ConnectionRecord } from './split-connection.js';
 import { openDirect, openToPeer, writePreamble } from './next-leg.js';
 import { acceptHeader } from './accept-header.js';
-import { DrainTimeoutError, ListenError, errorCode, InsecureAcceptError } from '../errors.js';
+import { ConfigError, DrainTimeoutError, ListenError, errorCode, InsecureAcceptError } from '../errors.js';
 
 /**
  * With --insecure and no key, relays still speak the same framed protocol, signed with
@@ -25,6 +25,8 @@ interface RelayState {
   readonly router: Router;
   readonly policy: AddressPolicy;
   readonly auth: HeaderAuth | undefined;
+  /** Forward targets by listener key. */
+  readonly forwards: ReadonlyMap<string, Endpoint>;
 }
 
 function deriveState(config: RelayConfig): RelayState {
@@ -37,11 +39,16 @@ function deriveState(config: RelayConfig): RelayState {
     router: new Router(config),
     policy: new AddressPolicy({ allow: config.allow, deny: config.deny }),
     auth: key === undefined ? undefined : new HeaderAuth(key),
+    forwards: new Map(config.forwards.map((f) => [listenerKey('forward', f.listen), f.target])),
   };
 }
 
-const listenerKey = (kind: string, e: Endpoint, t?: Endpoint): string =>
-  `${kind} ${e.host}:${e.port}${t === undefined ? '' : ` -> ${t.host}:${t.port}`}`;
+/**
+ * Listeners are keyed by what they listen on, not by where they forward: a reload that
+ * only changes a forward's target keeps the listening socket, so no connection is
+ * refused while the config changes.
+ */
+const listenerKey = (kind: 'forward' | 'accept', e: Endpoint): string => `${kind} ${e.host}:${e.port}`;
 
 export interface RelayOptions {
   readonly logger: Logger;
@@ -92,7 +99,7 @@ export class Relay {
       return server === undefined ? undefined : serverAddress(server);
     };
     return {
-      forward: config.forwards.flatMap((f) => find(listenerKey('forward', f.listen, f.target)) ?? []),
+      forward: config.forwards.flatMap((f) => find(listenerKey('forward', f.listen)) ?? []),
       accept: config.accept === undefined ? undefined : find(listenerKey('accept', config.accept)),
       metrics: this.#metricsServer === undefined ? undefined : serverAddress(this.#metricsServer),
     };
@@ -105,6 +112,10 @@ export class Relay {
    */
   async reload(config: RelayConfig): Promise<void> {
     const previous = this.#state;
+    if (config.maxClockSkewMs !== previous.config.maxClockSkewMs) {
+      // The replay guard's window is its memory of nonces; changing it live would forget them.
+      this.#logger.warn({ event: 'reload' }, '--max-clock-skew changes take effect at the next restart');
+    }
     try {
       this.#state = deriveState(config);
       await this.#syncListeners();
@@ -121,9 +132,9 @@ export class Relay {
   /** Stops accepting, lets open connections finish for up to `drainTimeoutMs`, then resets the rest. */
   async drain(drainTimeoutMs = this.#state.config.drainTimeoutMs): Promise<void> {
     this.#closing = true;
-    await this.#closeListeners();
+    this.#closeListeners();
+    this.#logger.info({ event: 'drain', open: this.#connections.size, drainTimeoutMs }, 'listeners closed; draining open connections');
     if (this.#connections.size > 0) {
-      this.#logger.info({ event: 'drain', open: this.#connections.size, drainTimeoutMs }, 'draining open connections');
       const deadline = Date.now() + drainTimeoutMs;
       while (this.#connections.size > 0 && Date.now() < deadline) {
         await new Promise((r) => setTimeout(r, Math.min(100, Math.max(1, deadline - Date.now()))));
@@ -147,30 +158,34 @@ export class Relay {
     if (server !== undefined) await new Promise<void>((r) => { server.close(() => { r(); }); server.closeAllConnections(); });
   }
 
-  async #closeListeners(): Promise<void> {
-    const servers = [...this.#listeners.values()];
+  /**
+   * Closes the listening sockets now. Not awaited: net.Server's close callback waits for
+   * every connection it accepted to end, and draining is this class's job.
+   */
+  #closeListeners(): void {
+    for (const server of this.#listeners.values()) server.close();
     this.#listeners.clear();
-    await Promise.all(servers.map((s) => new Promise<void>((r) => s.close(() => { r(); }))));
   }
 
   async #syncListeners(): Promise<void> {
     const { config } = this.#state;
-    const wanted = new Map<string, () => Server>();
-    for (const f of config.forwards) wanted.set(listenerKey('forward', f.listen, f.target), () => this.#forwardServer(f));
-    if (config.accept !== undefined) wanted.set(listenerKey('accept', config.accept), () => this.#acceptServer());
+    const wanted = new Map<string, { endpoint: Endpoint; make: () => Server }>();
+    for (const f of config.forwards) {
+      const key = listenerKey('forward', f.listen);
+      wanted.set(key, { endpoint: f.listen, make: () => this.#forwardServer(key) });
+    }
+    if (config.accept !== undefined) {
+      wanted.set(listenerKey('accept', config.accept), { endpoint: config.accept, make: () => this.#acceptServer() });
+    }
     for (const [key, server] of this.#listeners) {
       if (!wanted.has(key)) {
         this.#listeners.delete(key);
         server.close();
       }
     }
-    for (const [key, make] of wanted) {
+    for (const [key, { endpoint, make }] of wanted) {
       if (this.#listeners.has(key)) continue;
       const server = make();
-      const endpoint = key.startsWith('forward')
-        ? config.forwards.find((f) => listenerKey('forward', f.listen, f.target) === key)?.listen
-        : config.accept;
-      if (endpoint === undefined) continue;
       await listen(server, endpoint, key);
       this.#listeners.set(key, server);
       this.#logger.info({ event: 'listen', listener: key, address: serverAddress(server) }, 'listening');
@@ -199,12 +214,13 @@ export class Relay {
     else this.#logger.warn(record, 'connection failed');
   };
 
-  #forwardServer(spec: ForwardSpec): Server {
+  #forwardServer(key: string): Server {
     return createServer({ allowHalfOpen: true, noDelay: true }, (socket) => {
       const conn = this.#newConnection('forward', socket);
       if (conn === undefined) return;
-      conn.target = spec.target;
-      this.#openNextLeg(conn, this.#state, undefined);
+      const state = this.#state;
+      conn.target = state.forwards.get(key);
+      this.#openNextLeg(conn, state, undefined);
     });
   }
 
@@ -233,7 +249,10 @@ export class Relay {
   /** Routes the connection's target and opens the next leg. `policy` is set for peer-requested targets. */
   #openNextLeg(conn: SplitConnection, state: RelayState, policy: AddressPolicy | undefined): void {
     const target = conn.target;
-    if (target === undefined) return;
+    if (target === undefined) {
+      conn.fail(new ConfigError('this listener was removed from the config'));
+      return;
+    }
     const onDenied = (): void => { this.metrics.policyDenied(1); };
     const open = (route: Awaited<ReturnType<Router['route']>>): void => {
       if (conn.failed) return;

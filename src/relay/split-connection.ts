@@ -194,7 +194,10 @@ function destroyLeg(socket: Socket): void {
 function startForwarding(leg: Leg): void {
   leg.on('data', onLegData);
   leg.on('drain', onLegDrain);
-  leg.on('end', onLegEnd);
+  // A FIN that came while the next leg was still connecting has already emitted 'end'
+  // (net.Socket emits it at EOF even with no reader): pass it on now.
+  if (leg.readableEnded) onLegEnd.call(leg);
+  else leg.on('end', onLegEnd);
   leg.resume();
 }
 

@@ -1,0 +1,148 @@
+import { describe, it, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { connect } from 'node:net';
+import { once } from 'node:events';
+import { tcpServer, dial, receiveAll, KEY_HEX } from './helpers/net.js';
+import { RelayProcess, CLI } from './helpers/relay-process.js';
+
+function run(args: string[], env: NodeJS.ProcessEnv = {}): { code: number | null; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, [CLI, ...args], { env: { ...process.env, ...env }, encoding: 'utf8', timeout: 10_000 });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+/** A server that answers every connection with `tag`, slowly if asked, then ends. */
+function taggedServer(tag: string, chunks = 1, intervalMs = 0) {
+  return tcpServer((socket) => {
+    let n = 0;
+    const tick = (): void => {
+      socket.write(`${tag}${n}\n`);
+      if (++n < chunks) setTimeout(tick, intervalMs);
+      else socket.end();
+    };
+    tick();
+  });
+}
+
+describe('tcpsplit relay, the command', () => {
+  const cleanups: (() => Promise<void> | void)[] = [];
+  after(async () => { for (const c of cleanups.reverse()) await c(); });
+
+  it('--help teaches: options and examples, exit 0', () => {
+    const r = run(['relay', '--help']);
+    assert.equal(r.code, 0);
+    for (const word of ['-L', '--peer', '--route', '--accept', '--key-file', '--allow', '--deny', 'Examples']) {
+      assert.ok(r.stdout.includes(word), `help mentions ${word}`);
+    }
+  });
+
+  it('a bad flag is a usage error with a stable code and exit 2', () => {
+    const r = run(['relay', '-L', 'nonsense']);
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /TCPSPLIT_ERR_CONFIG/);
+    assert.match(r.stderr, /-L/);
+  });
+
+  it('--accept without a key refuses to start', () => {
+    const r = run(['relay', '--accept', '127.0.0.1:0'], { TCPSPLIT_KEY: '', TCPSPLIT_KEY_FILE: '' });
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /TCPSPLIT_ERR_NO_KEY/);
+  });
+
+  it('SIGTERM stops accepting and lets open connections finish', async () => {
+    const server = await taggedServer('slow', 8, 50);
+    cleanups.push(server.close);
+    const relay = new RelayProcess(['-L', `127.0.0.1:0:127.0.0.1:${server.port}`]);
+    cleanups.push(() => relay.stop());
+    const [port = 0] = (await relay.ready()).forward;
+    const client = await dial(port);
+    const receiving = receiveAll(client);
+    await once(client, 'data');
+    relay.child.kill('SIGTERM');
+    await relay.waitFor((l) => l.event === 'drain');
+    const refused = connect({ port, host: '127.0.0.1' });
+    const [err] = (await once(refused, 'error')) as [NodeJS.ErrnoException];
+    assert.equal(err.code, 'ECONNREFUSED', 'no new connections while draining');
+    const got = await receiving;
+    assert.equal(got.outcome, 'end');
+    client.end(); // our direction is open until we close it; the relay waits for it
+    assert.equal(await relay.exited, 0);
+    assert.ok(relay.lines.some((l) => l.msg === 'connection closed' && l['outcome'] === 'ok'));
+  });
+
+  it('past --drain-timeout, connections still open are reset, not closed', async () => {
+    const server = await tcpServer(() => undefined); // never answers
+    cleanups.push(server.close);
+    const relay = new RelayProcess(['-L', `127.0.0.1:0:127.0.0.1:${server.port}`, '--drain-timeout', '200ms']);
+    cleanups.push(() => relay.stop());
+    const [port = 0] = (await relay.ready()).forward;
+    const client = await dial(port);
+    await relay.waitFor((l) => l.event === 'ready');
+    await new Promise((r) => setTimeout(r, 100)); // let the next leg connect
+    relay.child.kill('SIGTERM');
+    const got = await receiveAll(client);
+    assert.equal(got.outcome, 'ECONNRESET');
+    assert.equal(await relay.exited, 0);
+    assert.ok(relay.lines.some((l) => l['outcome'] === 'TCPSPLIT_ERR_DRAIN_TIMEOUT'));
+  });
+
+  it('SIGHUP reloads the config file without dropping open connections', async () => {
+    const a = await taggedServer('A', 6, 50);
+    const b = await taggedServer('B');
+    cleanups.push(a.close, b.close);
+    const dir = mkdtempSync(join(tmpdir(), 'tcpsplit-test-'));
+    cleanups.push(() => { rmSync(dir, { recursive: true, force: true }); });
+    const file = join(dir, 'relay.yaml');
+    writeFileSync(file, `forward:\n  - "127.0.0.1:0:127.0.0.1:${a.port}"\nlog-level: info\n`);
+    const relay = new RelayProcess(['--config', file]);
+    cleanups.push(() => relay.stop());
+    const [port = 0] = (await relay.ready()).forward;
+
+    const first = await dial(port);
+    const firstGot = new Promise<string>((resolve) => { let t = ''; first.on('data', (c: Buffer) => { t += c.toString(); }); first.on('end', () => { resolve(t); }); });
+    await once(first, 'data');
+    first.end();
+
+    writeFileSync(file, `forward:\n  - "127.0.0.1:0:127.0.0.1:${b.port}"\nlog-level: info\n`);
+    relay.child.kill('SIGHUP');
+    await relay.waitFor((l) => l.event === 'reload');
+
+    const second = await dial(port); // same listening socket, new target
+    second.end();
+    const secondGot = await new Promise<string>((resolve) => { let t = ''; second.on('data', (c: Buffer) => { t += c.toString(); }); second.on('end', () => { resolve(t); }); });
+    assert.equal(secondGot, 'B0\n');
+    assert.equal(await firstGot, 'A0\nA1\nA2\nA3\nA4\nA5\n', 'the connection opened before the reload finished untouched');
+
+    // A broken config is refused and the running one stays.
+    writeFileSync(file, 'forward: [ "not a forward" ]\n');
+    relay.child.kill('SIGHUP');
+    const failed = await relay.waitFor((l) => l.event === 'reload' && l['code'] === 'TCPSPLIT_ERR_CONFIG');
+    assert.match(String(failed.msg), /keeping the running config/);
+    const third = await dial(port);
+    third.end();
+    assert.equal((await receiveAll(third)).bytes, 3);
+  });
+
+  it('runs with a key from the environment and logs one line per connection', async () => {
+    const server = await taggedServer('x');
+    cleanups.push(server.close);
+    const rs = new RelayProcess(['--accept', '127.0.0.1:0', '--allow', '127.0.0.1/32'], { TCPSPLIT_KEY: KEY_HEX });
+    cleanups.push(() => rs.stop());
+    const { accept } = await rs.ready();
+    const rc = new RelayProcess(['-L', `127.0.0.1:0:127.0.0.1:${server.port}`, '--peer', `rs=127.0.0.1:${accept ?? 0}`, '--route', '0.0.0.0/0=rs'], { TCPSPLIT_KEY: KEY_HEX });
+    cleanups.push(() => rc.stop());
+    const [port = 0] = (await rc.ready()).forward;
+    const client = await dial(port);
+    client.end();
+    const got = await receiveAll(client);
+    assert.equal(got.bytes, 3);
+    const line = await rc.waitFor((l) => l.msg === 'connection closed');
+    assert.equal(line['via'], 'rs');
+    assert.equal(line['outcome'], 'ok');
+    assert.equal(line['down'], 3);
+    assert.equal(rc.lines.filter((l) => l.msg === 'connection closed').length, 1);
+  });
+});
