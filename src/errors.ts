@@ -47,6 +47,7 @@ export const ResolveError = define('TCPSPLIT_ERR_RESOLVE');
 export const ConnectTimeoutError = define('TCPSPLIT_ERR_CONNECT_TIMEOUT');
 export const ConnectError = define('TCPSPLIT_ERR_CONNECT');
 export const PeerResetError = define('TCPSPLIT_ERR_RESET');
+export const LegError = define('TCPSPLIT_ERR_LEG');
 export const IdleTimeoutError = define('TCPSPLIT_ERR_IDLE_TIMEOUT');
 export const DrainTimeoutError = define('TCPSPLIT_ERR_DRAIN_TIMEOUT');
 export const ListenError = define('TCPSPLIT_ERR_LISTEN');
@@ -83,14 +84,17 @@ export const ALL_ERRORS = [
   BadMagicError, BadVersionError, BadFlagsError, BadAddressTypeError, BadAddressError, BadPortError,
   HeaderAuthError, HeaderStaleError, HeaderReplayError, ReplayCacheFullError, HeaderTimeoutError,
   HeaderTruncatedError,
-  PolicyDeniedError, ResolveError, ConnectTimeoutError, ConnectError, PeerResetError, IdleTimeoutError,
+  PolicyDeniedError, ResolveError, ConnectTimeoutError, ConnectError, PeerResetError, LegError, IdleTimeoutError,
   DrainTimeoutError, ListenError,
   SysCallError, FfiUnavailableError,
   LabError, LabConfigError, LabToolMissingError, LabNotRootError, LabBusyError, LabNotUpError,
 ] as const;
 
+/** The code of an error that is not a TcpsplitError and has no code of its own: a bug. */
+export const INTERNAL_ERROR_CODE = 'TCPSPLIT_ERR_INTERNAL';
+
 export function errorCode(err: unknown): string {
   if (err instanceof TcpsplitError) return err.code;
   if (err instanceof Error && 'code' in err && typeof err.code === 'string') return err.code;
-  return 'TCPSPLIT_ERR_INTERNAL';
+  return INTERNAL_ERROR_CODE;
 }

@@ -1,7 +1,7 @@
 import type { Socket } from 'node:net';
 import type { Endpoint } from '../config/relay-config.js';
 import { socketFd, takeSocketError, ECONNRESET, EPIPE, ETIMEDOUT } from '../sys/index.js';
-import { errorCode, ConnectError, IdleTimeoutError, ConnectTimeoutError, PeerResetError, TcpsplitError } from '../errors.js';
+import { errorCode, ConnectError, LegError, IdleTimeoutError, ConnectTimeoutError, PeerResetError, TcpsplitError } from '../errors.js';
 
 /**
  * One split connection: the downstream leg (toward the client, or the previous relay)
@@ -254,7 +254,7 @@ function onLegError(this: Leg, err: Error): void {
     conn.fail(new ConnectError(`cannot connect the next leg: ${err.message}`, { cause: err }));
   }
   else if (code === 'ECONNRESET' || code === 'EPIPE') conn.fail(new PeerResetError(`${which} leg was reset`, { cause: err }));
-  else conn.fail(err);
+  else conn.fail(new LegError(`${which} leg failed: ${code ?? err.message}`, { cause: err }));
 }
 
 function onLegTimeout(this: Leg): void {
