@@ -129,10 +129,10 @@ describe('tcpsplit relay, the command', () => {
   it('runs with a key from the environment and logs one line per connection', async () => {
     const server = await taggedServer('x');
     cleanups.push(server.close);
-    const rs = new RelayProcess(['--accept', '127.0.0.1:0', '--allow', '127.0.0.1/32'], { TCPSPLIT_KEY: KEY_HEX });
+    const rs = new RelayProcess(['--accept', '127.0.0.1:0', '--allow', '127.0.0.1/32'], { env: { TCPSPLIT_KEY: KEY_HEX } });
     cleanups.push(() => rs.stop());
     const { accept } = await rs.ready();
-    const rc = new RelayProcess(['-L', `127.0.0.1:0:127.0.0.1:${server.port}`, '--peer', `rs=127.0.0.1:${accept ?? 0}`, '--route', '0.0.0.0/0=rs'], { TCPSPLIT_KEY: KEY_HEX });
+    const rc = new RelayProcess(['-L', `127.0.0.1:0:127.0.0.1:${server.port}`, '--peer', `rs=127.0.0.1:${accept ?? 0}`, '--route', '0.0.0.0/0=rs'], { env: { TCPSPLIT_KEY: KEY_HEX } });
     cleanups.push(() => rc.stop());
     const [port = 0] = (await rc.ready()).forward;
     const client = await dial(port);
