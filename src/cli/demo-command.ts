@@ -92,7 +92,7 @@ function formatReport(result: DemoResult, runs: number): string {
   lines.push('', `Integrity: ${integrity.file} (${integrity.bytes} bytes) through tcpsplit: SHA-256 ${integrity.sha256Match ? 'matches' : 'DIFFERS from'} the server's file.`);
   const show = (name: string, line: Record<string, unknown> | undefined): void => {
     if (line === undefined) { lines.push(`  ${name}: (no connection log line)`); return; }
-    const f = (k: string): string => String(line[k] ?? '-');
+    const f = (k: string): string => { const v = line[k]; return typeof v === 'string' || typeof v === 'number' ? String(v) : '-'; };
     lines.push(`  ${name}: ${f('kind')} connection from ${f('client')} to ${f('target')} via ${f('via')}: up ${f('up')} B, down ${f('down')} B, next leg connected in ${f('connectMs')} ms, first byte back after ${f('ttfbMs')} ms, outcome ${f('outcome')}`);
   };
   lines.push('What the relays logged for that download (one JSON line per connection, shown here in short):');
