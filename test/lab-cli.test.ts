@@ -30,7 +30,7 @@ test('lab CLI: every command teaches with --help and examples', async () => {
   assert.match(top.stdout, /lab up .*\n.*lab exec/s);
 });
 
-test('lab CLI: bad flags and profiles fail with a clear message and exit 1, before touching anything', async () => {
+test('lab CLI: bad flags and profiles fail with a clear message and exit 2, before touching anything', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'tcpsplit-lab-cli-'));
   try {
     const bad = join(dir, 'bad.yaml');
@@ -48,7 +48,7 @@ test('lab CLI: bad flags and profiles fail with a clear message and exit 1, befo
     ];
     for (const [args, re] of cases) {
       const r = await tcpsplit(...args);
-      assert.equal(r.code, 1, args.join(' '));
+      assert.equal(r.code, 2, args.join(' '));
       assert.match(r.stderr, re, args.join(' '));
     }
     const unknown = await tcpsplit('lab', 'sideways');

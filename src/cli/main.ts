@@ -2,9 +2,9 @@
 import { runRelayCommand } from './relay-command.js';
 import { runLabCommand } from './lab-command.js';
 import { runDemoCommand } from './demo-command.js';
-import { ConfigError, InsecureAcceptError, KeyError, TcpsplitError } from '../errors.js';
+import { ConfigError, InsecureAcceptError, KeyError, LabConfigError, TcpsplitError } from '../errors.js';
 
-const USAGE_ERRORS = new Set([ConfigError.code, KeyError.code, InsecureAcceptError.code]);
+const USAGE_ERRORS = new Set([ConfigError.code, KeyError.code, InsecureAcceptError.code, LabConfigError.code]);
 
 const USAGE = `tcpsplit: a split-TCP relay for cloud overlays (KTCP in user space)
 

@@ -19,6 +19,7 @@ export async function runRelayCommand(argv: string[]): Promise<number> {
   const relay = await Relay.start(config, { logger });
   const { forward, accept, metrics } = relay.addresses();
   logger.info({ event: 'ready', forward, accept, metrics }, 'relay ready');
+  logger.flush();
 
   return new Promise<number>((resolve) => {
     let stopping = false;
@@ -30,9 +31,10 @@ export async function runRelayCommand(argv: string[]): Promise<number> {
       }
       stopping = true;
       logger.info({ event: 'stop', signal, open: relay.activeConnections }, 'stopping: no new connections, draining');
+      logger.flush();
       void relay.drain().then(() => {
         logger.info({ event: 'stopped' }, 'relay stopped');
-        resolve(0);
+        logger.flush(() => { resolve(0); });
       });
     };
     const reload = (): void => {
@@ -40,10 +42,12 @@ export async function runRelayCommand(argv: string[]): Promise<number> {
         .then(async ({ config: next, warnings: w }) => {
           for (const warning of w) logger.warn({ event: 'config-warning' }, warning);
           await relay.reload(next);
+          logger.flush();
         })
         .catch((err: unknown) => {
           const message = err instanceof Error ? err.message : String(err);
           logger.error({ event: 'reload', code: err instanceof TcpsplitError ? err.code : errorCode(err) }, `reload failed, keeping the running config: ${message}`);
+          logger.flush();
         });
     };
     process.on('SIGTERM', stop);

@@ -12,8 +12,34 @@ interface Series {
   readonly read?: () => number;
 }
 
+// Label sets are usually constants or memoized (see labelsFor): render each once.
+const rendered = new WeakMap<Labels, string>();
+
 function renderLabels(labels: Labels | undefined): string {
   if (labels === undefined) return '';
+  const cached = rendered.get(labels);
+  if (cached !== undefined) return cached;
+  const text = renderLabelsUncached(labels);
+  rendered.set(labels, text);
+  return text;
+}
+
+const memo = new Map<string, Map<string, Labels>>();
+
+/** The same frozen label object for the same name and value, so its rendering is cached. */
+export function labelsFor(name: string, value: string): Labels {
+  let byValue = memo.get(name);
+  if (byValue === undefined) memo.set(name, (byValue = new Map<string, Labels>()));
+  let labels = byValue.get(value);
+  if (labels === undefined) {
+    // Bounded: values are listener kinds, directions and error codes, a fixed set.
+    labels = Object.freeze({ [name]: value });
+    byValue.set(value, labels);
+  }
+  return labels;
+}
+
+function renderLabelsUncached(labels: Labels): string {
   const parts = Object.entries(labels).map(([k, v]) => `${k}="${v.replace(/["\\\n]/g, (c) => (c === '\n' ? '\\n' : `\\${c}`))}"`);
   return parts.length === 0 ? '' : `{${parts.join(',')}}`;
 }

@@ -1,7 +1,7 @@
 import { createServer, type Server, type Socket, type AddressInfo } from 'node:net';
 import type { Server as HttpServer } from 'node:http';
 import type { Logger } from '../observe/logger.js';
-import { RelayMetrics } from '../observe/metrics.js';
+import { RelayMetrics, labelsFor } from '../observe/metrics.js';
 import { startMetricsServer, serverAddress } from '../observe/metrics-server.js';
 import type { Endpoint, RelayConfig } from '../config/relay-config.js';
 import { AddressPolicy } from '../net/address-policy.js';
@@ -134,6 +134,7 @@ export class Relay {
     this.#closing = true;
     this.#closeListeners();
     this.#logger.info({ event: 'drain', open: this.#connections.size, drainTimeoutMs }, 'listeners closed; draining open connections');
+    this.#logger.flush();
     if (this.#connections.size > 0) {
       const deadline = Date.now() + drainTimeoutMs;
       while (this.#connections.size > 0 && Date.now() < deadline) {
@@ -201,15 +202,15 @@ export class Relay {
     const { config } = this.#state;
     const conn = new SplitConnection(this.#nextId++, kind, socket, config, this.#onConnectionClosed);
     this.#connections.add(conn);
-    this.metrics.accepted(1, { listener: kind });
+    this.metrics.accepted(1, labelsFor('listener', kind));
     return conn;
   }
 
   readonly #onConnectionClosed = (conn: SplitConnection, record: ConnectionRecord): void => {
     this.#connections.delete(conn);
-    this.metrics.closed(1, { outcome: record.outcome });
-    this.metrics.bytes(record.up, { direction: 'up' });
-    this.metrics.bytes(record.down, { direction: 'down' });
+    this.metrics.closed(1, labelsFor('outcome', record.outcome));
+    this.metrics.bytes(record.up, UP);
+    this.metrics.bytes(record.down, DOWN);
     if (record.outcome === 'ok') this.#logger.info(record, 'connection closed');
     else this.#logger.warn(record, 'connection failed');
   };
@@ -234,7 +235,7 @@ export class Relay {
       if (state.config.keepaliveMs > 0) socket.setKeepAlive(true, state.config.keepaliveMs);
       acceptHeader(socket, auth, this.#replay, state.config.headerTimeoutMs, (err, header) => {
         if (err !== undefined) {
-          this.metrics.headerRejects(1, { code: errorCode(err) });
+          this.metrics.headerRejects(1, labelsFor('code', errorCode(err)));
           conn.fail(err);
           return;
         }
@@ -269,7 +270,7 @@ export class Relay {
         conn.fail(err as Error);
         return;
       }
-      this.metrics.nextLeg(1, { kind: route.kind });
+      this.metrics.nextLeg(1, labelsFor('kind', route.kind));
       const auth = route.kind === 'peer' ? state.auth : undefined;
       conn.attachUpstream(upstream, (c) => {
         this.metrics.connectMsSum(c.connectMs ?? 0);
@@ -285,6 +286,9 @@ export class Relay {
     }
   }
 }
+
+const UP = labelsFor('direction', 'up');
+const DOWN = labelsFor('direction', 'down');
 
 function noop(): void { /* errors of a socket being discarded */ }
 
