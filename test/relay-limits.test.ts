@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { once } from 'node:events';
-import { tcpServer, dial, startRelay, receiveAll, waitFor, MiB } from './helpers/net.js';
+import { tcpServer, dial, startRelay, receiveAll, waitFor, MiB, type Received } from './helpers/net.js';
 import { RelayProcess } from './helpers/relay-process.js';
 
 /**
@@ -95,5 +95,32 @@ describe('bounded memory', () => {
     // chunk in flight; what remains is the V8/allocator working set, not the stream.
     process.stderr.write(`# relay RSS: baseline ${(baseline / MiB).toFixed(1)} MiB, peak ${(peak / MiB).toFixed(1)} MiB\n`);
     assert.ok(grewMiB < 48, `relay RSS grew by ${grewMiB.toFixed(1)} MiB while 1 GiB passed (baseline ${(baseline / MiB).toFixed(1)} MiB)`);
+  });
+});
+
+describe('a relay that dies', () => {
+  const cleanups: (() => Promise<void> | void)[] = [];
+  after(async () => { for (const c of cleanups.reverse()) await c(); });
+
+  it('SIGKILL mid-download resets both ends instead of closing them cleanly', async () => {
+    let atServer: Promise<Received> | undefined;
+    const server = await tcpServer((socket) => {
+      atServer = receiveAll(socket);
+      const chunk = Buffer.alloc(64 * 1024, 1);
+      const timer = setInterval(() => { if (!socket.destroyed) socket.write(chunk); }, 5); // a download that goes on
+      socket.on('close', () => { clearInterval(timer); });
+    });
+    cleanups.push(server.close);
+    const relay = new RelayProcess(['-L', `127.0.0.1:0:127.0.0.1:${server.port}`]);
+    cleanups.push(() => relay.stop());
+    const [port = 0] = (await relay.ready()).forward;
+    const client = await dial(port);
+    const receiving = receiveAll(client);
+    client.write('upload in progress');
+    await waitFor(() => atServer !== undefined);
+    await new Promise((r) => setTimeout(r, 100));
+    relay.child.kill('SIGKILL'); // no chance to clean up: only the kernel speaks for us now
+    assert.equal((await receiving).outcome, 'ECONNRESET', 'the client must not see a clean end');
+    assert.equal((await atServer)?.outcome, 'ECONNRESET', 'the server must not see a clean end');
   });
 });

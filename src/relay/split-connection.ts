@@ -1,6 +1,6 @@
 import type { Socket } from 'node:net';
 import type { Endpoint } from '../config/relay-config.js';
-import { socketFd, takeSocketError, ECONNRESET, EPIPE, ETIMEDOUT } from '../sys/index.js';
+import { socketFd, takeSocketError, setLinger, ECONNRESET, EPIPE, ETIMEDOUT } from '../sys/index.js';
 import { errorCode, ConnectError, LegError, IdleTimeoutError, ConnectTimeoutError, PeerResetError, TcpsplitError } from '../errors.js';
 
 /**
@@ -92,6 +92,7 @@ export class SplitConnection {
     downstream.on('close', onLegClose);
     downstream.setNoDelay(true);
     downstream.setTimeout(timeouts.idleTimeoutMs);
+    resetIfWeDie(downstream, true);
   }
 
   get failed(): boolean {
@@ -124,6 +125,7 @@ export class SplitConnection {
       if (this.#failure !== undefined) return;
       this.#connectedAt = performance.now();
       upstream.setTimeout(this.#timeouts.idleTimeoutMs);
+      resetIfWeDie(upstream, true);
       onConnect(this);
       upstream.once('data', onFirstByte);
       startForwarding(down);
@@ -215,8 +217,26 @@ function onLegEnd(this: Leg): void {
     this[kConn].fail(new PeerResetError(`${this === this[kConn].downstream ? 'downstream' : 'upstream'} leg was reset (${reset})`));
     return;
   }
-  // FIN in one direction only: pass it on and keep the other direction open.
+  // FIN in one direction only: pass it on and keep the other direction open. The peer
+  // may now close cleanly, so its close() must send FIN again, not RST.
+  resetIfWeDie(this[kPeer], false);
   this[kPeer].end();
+}
+
+/**
+ * SO_LINGER {1, 0} while a leg may still have to carry data: if this process dies
+ * (crash, SIGKILL, OOM), the kernel closes the socket with RST rather than FIN, so a
+ * download cut short by our death cannot look complete to the client or the server.
+ * Turned off just before we end() the leg on purpose. Without FFI this is skipped.
+ */
+function resetIfWeDie(socket: Socket, on: boolean): void {
+  const fd = socketFd(socket);
+  if (fd === undefined) return;
+  try {
+    setLinger(fd, on, 0);
+  } catch {
+    // No FFI, or the socket is already gone: nothing to protect.
+  }
 }
 
 /**
