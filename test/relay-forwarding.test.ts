@@ -1,7 +1,9 @@
 import { describe, it, after } from 'node:test';
 import assert from 'node:assert/strict';
 import type { Relay } from '../src/relay/relay.js';
-import { tcpServer, dial, startChain, sendRandom, receiveAll, waitFor, MiB, type Received } from './helpers/net.js';
+import { createServer, connect, type AddressInfo } from 'node:net';
+import { once } from 'node:events';
+import { tcpServer, dial, startChain, startRelay, sendRandom, receiveAll, waitFor, MiB, type Received } from './helpers/net.js';
 
 /** A server that hashes what it receives and sends `reply` random bytes, then ends. */
 async function hashingServer(reply: number) {
@@ -67,6 +69,28 @@ describe('relay forwarding through a chain on loopback', () => {
     assert.equal(down.sha256, serverSide.sent);
     assert.equal(relays[1]?.metrics.registry.value('tcpsplit_next_leg_total', { kind: 'peer' }), 1, 'the middle relay routes on to the next peer');
     assert.equal(relays[2]?.metrics.registry.value('tcpsplit_next_leg_total', { kind: 'direct' }), 1);
+  });
+});
+
+describe('IPv6', () => {
+  const cleanups: (() => Promise<void>)[] = [];
+  after(async () => { for (const c of cleanups.reverse()) await c(); });
+
+  it('listens, peers and connects over IPv6 (::1), with an IPv6 target in the header', async () => {
+    const server = createServer((s) => { s.end('hello6\n'); }).listen(0, '::1');
+    await once(server, 'listening');
+    cleanups.push(() => new Promise((r) => { server.close(() => { r(); }); }));
+    const serverPort = (server.address() as AddressInfo).port;
+    const rs = await startRelay(['--accept', '[::1]:0', '--allow', '::1/128']);
+    cleanups.push(() => rs.close());
+    const rc = await startRelay(['-L', `[::1]:0:[::1]:${serverPort}`, '--peer', `rs=[::1]:${rs.addresses().accept?.port ?? 0}`, '--route', '::/0=rs']);
+    cleanups.push(() => rc.close());
+    const client = connect({ host: '::1', port: rc.addresses().forward[0]?.port ?? 0, allowHalfOpen: true });
+    client.end();
+    const got = await receiveAll(client);
+    assert.equal(got.outcome, 'end');
+    assert.equal(got.bytes, 7);
+    assert.equal(rs.metrics.registry.value('tcpsplit_next_leg_total', { kind: 'direct' }), 1);
   });
 });
 
