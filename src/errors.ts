@@ -51,6 +51,7 @@ export const LegError = define('TCPSPLIT_ERR_LEG');
 export const IdleTimeoutError = define('TCPSPLIT_ERR_IDLE_TIMEOUT');
 export const DrainTimeoutError = define('TCPSPLIT_ERR_DRAIN_TIMEOUT');
 export const ListenError = define('TCPSPLIT_ERR_LISTEN');
+export const OverloadError = define('TCPSPLIT_ERR_OVERLOAD');
 
 // ---- kernel calls (src/sys) -----------------------------------------------
 export interface SysCallErrorOptions extends ErrorOptions {
@@ -85,7 +86,7 @@ export const ALL_ERRORS = [
   HeaderAuthError, HeaderStaleError, HeaderReplayError, ReplayCacheFullError, HeaderTimeoutError,
   HeaderTruncatedError,
   PolicyDeniedError, ResolveError, ConnectTimeoutError, ConnectError, PeerResetError, LegError, IdleTimeoutError,
-  DrainTimeoutError, ListenError,
+  DrainTimeoutError, ListenError, OverloadError,
   SysCallError, FfiUnavailableError,
   LabError, LabConfigError, LabToolMissingError, LabNotRootError, LabBusyError, LabNotUpError,
 ] as const;

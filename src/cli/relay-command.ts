@@ -38,6 +38,12 @@ export async function runRelayCommand(argv: string[]): Promise<number> {
       });
     };
     const reload = (): void => {
+      // Keep the handler (without one, SIGHUP kills the process); a reload would re-open
+      // listeners mid-drain, so say no.
+      if (stopping) {
+        logger.warn({ event: 'reload' }, 'SIGHUP ignored: the relay is stopping');
+        return;
+      }
       loadRelayConfig(argv, process.env)
         .then(async ({ config: next, warnings: w }) => {
           for (const warning of w) logger.warn({ event: 'config-warning' }, warning);
@@ -53,5 +59,12 @@ export async function runRelayCommand(argv: string[]): Promise<number> {
     process.on('SIGTERM', stop);
     process.on('SIGINT', stop);
     process.on('SIGHUP', reload);
+    // A bug must not turn open connections into clean ends: reset every leg, then die.
+    process.on('uncaughtException', (err) => {
+      logger.fatal({ event: 'crash', code: errorCode(err), err }, 'uncaught exception: resetting all connections and exiting');
+      relay.abortAll(err);
+      logger.flush();
+      process.exit(70); // EX_SOFTWARE
+    });
   });
 }

@@ -48,6 +48,7 @@ export async function buildRelayConfig(args: RelayOptions, env: NodeJS.ProcessEn
     idleTimeoutMs: o.idleTimeoutMs ?? DEFAULTS.idleTimeoutMs,
     headerTimeoutMs: o.headerTimeoutMs ?? DEFAULTS.headerTimeoutMs,
     drainTimeoutMs: o.drainTimeoutMs ?? DEFAULTS.drainTimeoutMs,
+    maxConnections: o.maxConnections ?? DEFAULTS.maxConnections,
     keepaliveMs: o.keepaliveMs ?? DEFAULTS.keepaliveMs,
     maxClockSkewMs: o.maxClockSkewMs ?? DEFAULTS.maxClockSkewMs,
     logLevel: o.logLevel ?? DEFAULTS.logLevel,

@@ -52,6 +52,11 @@ export interface RelayConfig {
   readonly keepaliveMs: number;
   /** How far a header's timestamp may be from this relay's clock (replay window). */
   readonly maxClockSkewMs: number;
+  /**
+   * Split connections open at once; beyond it new ones are reset at accept. Each takes
+   * two file descriptors, so the default keeps well inside a 20,000 open-files limit.
+   */
+  readonly maxConnections: number;
   readonly logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
   /** The file the config came from, if any: SIGHUP re-reads it. */
   readonly configFile: string | undefined;
@@ -64,5 +69,6 @@ export const DEFAULTS = {
   drainTimeoutMs: 30_000,
   keepaliveMs: 15_000,
   maxClockSkewMs: 30_000,
+  maxConnections: 8_000,
   logLevel: 'info',
 } as const;

@@ -62,6 +62,8 @@ Timeouts (500ms, 10s, 5m, 1h; a bare number is milliseconds)
                           (default ${seconds(DEFAULTS.headerTimeoutMs)})
   --drain-timeout DUR     on SIGTERM, wait this long for open connections
                           (default ${seconds(DEFAULTS.drainTimeoutMs)}; 0 = close them at once)
+  --max-connections N     split connections open at once; beyond it new ones are
+                          reset at accept (default ${DEFAULTS.maxConnections}; each takes two file descriptors)
   --keepalive DUR         TCP keepalive on relay-to-relay legs
                           (default ${seconds(DEFAULTS.keepaliveMs)}; 0 = off)
   --max-clock-skew DUR    how far a header's timestamp may be from this clock

@@ -29,6 +29,7 @@ export interface RelayOptions {
   drainTimeoutMs?: number;
   keepaliveMs?: number;
   maxClockSkewMs?: number;
+  maxConnections?: number;
   logLevel?: LogLevel;
   configFile?: string;
   help?: boolean;
@@ -88,6 +89,12 @@ export const OPTIONS: readonly OptionSpec[] = [
   duration('drain-timeout', 'drainTimeoutMs', true),
   duration('keepalive', 'keepaliveMs', true),
   duration('max-clock-skew', 'maxClockSkewMs', false),
+  { name: 'max-connections', kind: 'scalar', inFile: true, expected: 'a whole number from 1 to 1000000',
+    apply: (o, v) => {
+      const n = Number(v);
+      if (!/^\d+$/.test(v) || n < 1 || n > 1_000_000) throw new BadValue('not a whole number from 1 to 1000000');
+      o.maxConnections = n;
+    } },
   { name: 'log-level', kind: 'scalar', inFile: true, expected: LOG_LEVELS.join('|'),
     apply: (o, v) => {
       const level = LOG_LEVELS.find((l) => l === v);

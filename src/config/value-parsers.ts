@@ -2,6 +2,7 @@
  * Parsers for one option value each. They throw BadValue with the reason only; the
  * caller knows the option name and the expected form and builds the ConfigError.
  */
+import { isValidDnsName } from '../protocol/target-address.js';
 import { isIPv4 } from 'node:net';
 import { Cidr } from '../net/cidr.js';
 import { parseIp } from '../net/ip-address.js';
@@ -134,7 +135,9 @@ function parseHost(field: string): string {
   const name = field.endsWith('.') ? field.slice(0, -1) : field;
   const labels = name.split('.');
   const last = labels[labels.length - 1] ?? '';
-  if (name.length > 253 || !labels.every((l) => LABEL.test(l)) || /^(?:\d+|0x[0-9a-f]*)$/i.test(last)) {
+  // isValidDnsName is the wire format's rule (the trailing dot counts toward 253 bytes):
+  // a name the relay header cannot carry is refused here, not at connect time.
+  if (!isValidDnsName(field) || !labels.every((l) => LABEL.test(l)) || /^(?:\d+|0x[0-9a-f]*)$/i.test(last)) {
     throw new BadValue(`'${field}' is not an IPv4 address, [IPv6] address or host name`);
   }
   return field;

@@ -95,6 +95,7 @@ export class RelayMetrics {
   readonly policyDenied = this.registry.counter('tcpsplit_policy_denied_total', 'Targets refused by the allow/deny policy.');
   readonly nextLeg = this.registry.counter('tcpsplit_next_leg_total', 'Next legs opened, by kind (direct, peer).');
   readonly connectMsSum = this.registry.counter('tcpsplit_next_leg_connect_ms_sum', 'Sum of next-leg connect times in ms (divide by tcpsplit_next_leg_total).');
+  readonly overload = this.registry.counter('tcpsplit_overload_total', 'Connections reset at accept because --max-connections were open.');
   readonly reloads = this.registry.counter('tcpsplit_config_reloads_total', 'Config reloads on SIGHUP, by result (ok, error).');
 
   constructor(activeConnections: () => number) {

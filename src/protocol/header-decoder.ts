@@ -18,6 +18,8 @@ export interface DecodedHeader {
   readonly length: number;
   /** Bytes that arrived after the header: the start of the forwarded stream. */
   readonly rest: Buffer;
+  /** The header's nonce (a copy): a relay passes it on to the next relay (loop cut-off). */
+  readonly nonce: Buffer;
 }
 
 /**
@@ -71,6 +73,7 @@ export class HeaderDecoder {
       target: { host, port: bytes.readUInt16BE(OFF_PORT) },
       flags: bytes[OFF_FLAGS] ?? 0,
       timestampMs,
+      nonce: Buffer.from(bytes.subarray(OFF_NONCE, OFF_NONCE + NONCE_LENGTH)),
       length: this.#needed,
       rest: bytes.subarray(this.#needed),
     };

@@ -2,7 +2,8 @@ import type { Socket } from 'node:net';
 import type { HeaderAuth } from '../protocol/header-auth.js';
 import type { ReplayGuard } from '../protocol/replay-guard.js';
 import { HeaderDecoder, type DecodedHeader } from '../protocol/header-decoder.js';
-import { HeaderTimeoutError, HeaderTruncatedError } from '../errors.js';
+import { HeaderTimeoutError, HeaderTruncatedError, PeerResetError } from '../errors.js';
+import { pendingReset } from './split-connection.js';
 
 /**
  * Reads the relay header from a peer connection. Calls back once: with the header
@@ -24,6 +25,7 @@ export function acceptHeader(
     clearTimeout(timer);
     socket.off('data', onData);
     socket.off('end', onEnd);
+    socket.off('close', onClose);
     socket.pause();
     if (header !== undefined && header.rest.length > 0) socket.unshift(header.rest);
     done(err, header);
@@ -37,11 +39,20 @@ export function acceptHeader(
     }
   };
   const onEnd = (): void => {
-    finish(new HeaderTruncatedError(`peer closed after ${decoder.bufferedBytes} bytes, before a complete header`));
+    const reset = pendingReset(socket);
+    if (reset !== undefined) finish(new PeerResetError(`peer reset the connection (${reset}) after ${decoder.bufferedBytes} header bytes`));
+    else finish(new HeaderTruncatedError(`peer closed after ${decoder.bufferedBytes} bytes, before a complete header`));
+  };
+  // Gone without a verdict from us (reset, error, idle timeout): the connection has
+  // already failed and been counted; just stop waiting for the header.
+  const onClose = (): void => {
+    settled = true;
+    clearTimeout(timer);
   };
   const timer = setTimeout(() => {
     finish(new HeaderTimeoutError(`no complete header within ${timeoutMs} ms (${decoder.bufferedBytes} bytes received)`));
   }, timeoutMs);
   socket.on('data', onData);
   socket.on('end', onEnd);
+  socket.once('close', onClose);
 }

@@ -81,9 +81,10 @@ export function openToPeer(peer: PeerSpec, options: LegOptions): Socket {
 /**
  * Writes the preamble once the next leg is up: the signed header (peer legs) and any
  * client bytes that arrived meanwhile, in one write so the header costs no extra
- * segment or round trip. `early` is whatever the downstream leg has buffered.
+ * segment or round trip. `early` is whatever the downstream leg has buffered. `nonce`
+ * carries an incoming header's nonce on to the next relay (default: a fresh one).
  */
-export function writePreamble(upstream: Socket, target: Endpoint, auth: HeaderAuth | undefined, early: Buffer | null): void {
-  if (auth !== undefined) upstream.write(encodeHeader(target, auth, Date.now(), early ?? undefined));
+export function writePreamble(upstream: Socket, target: Endpoint, auth: HeaderAuth | undefined, early: Buffer | null, nonce?: Buffer): void {
+  if (auth !== undefined) upstream.write(encodeHeader(target, auth, Date.now(), early ?? undefined, nonce));
   else if (early !== null) upstream.write(early);
 }

@@ -11,7 +11,8 @@ import { Router } from './router.js';
 import { SplitConnection, type ConnectionKind, type ConnectionRecord } from './split-connection.js';
 import { openDirect, openToPeer, writePreamble } from './next-leg.js';
 import { acceptHeader } from './accept-header.js';
-import { ConfigError, DrainTimeoutError, ListenError, errorCode, InsecureAcceptError } from '../errors.js';
+import { ConfigError, DrainTimeoutError, errorCode, InsecureAcceptError, OverloadError, PeerResetError } from '../errors.js';
+import { ListenerSet, type WantedListener } from './listener-set.js';
 
 /**
  * With --insecure and no key, relays still speak the same framed protocol, signed with
@@ -39,16 +40,22 @@ function deriveState(config: RelayConfig): RelayState {
     router: new Router(config),
     policy: new AddressPolicy({ allow: config.allow, deny: config.deny }),
     auth: key === undefined ? undefined : new HeaderAuth(key),
-    forwards: new Map(config.forwards.map((f) => [listenerKey('forward', f.listen), f.target])),
+    forwards: new Map(config.forwards.map((f, i) => [forwardKey(f.listen, i), f.target])),
   };
 }
 
 /**
  * Listeners are keyed by what they listen on, not by where they forward: a reload that
  * only changes a forward's target keeps the listening socket, so no connection is
- * refused while the config changes.
+ * refused while the config changes. Port 0 (any free port) is distinct per forward.
  */
-const listenerKey = (kind: 'forward' | 'accept', e: Endpoint): string => `${kind} ${e.host}:${e.port}`;
+function forwardKey(e: Endpoint, index: number): string {
+  return e.port === 0 ? `forward ${e.host}:0#${index}` : `forward ${e.host}:${e.port}`;
+}
+
+function acceptKey(e: Endpoint): string {
+  return `accept ${e.host}:${e.port}`;
+}
 
 export interface RelayOptions {
   readonly logger: Logger;
@@ -60,7 +67,8 @@ export class Relay {
   readonly #logger: Logger;
   #state: RelayState;
   readonly #replay: ReplayGuard;
-  readonly #listeners = new Map<string, Server>();
+  readonly #listeners: ListenerSet;
+  #reloads: Promise<void> = Promise.resolve();
   readonly #connections = new Set<SplitConnection>();
   #metricsServer: HttpServer | undefined;
   #nextId = 1;
@@ -68,6 +76,7 @@ export class Relay {
 
   private constructor(config: RelayConfig, options: RelayOptions) {
     this.#logger = options.logger;
+    this.#listeners = new ListenerSet(options.logger);
     this.#state = deriveState(config);
     this.#replay = new ReplayGuard({ maxClockSkewMs: config.maxClockSkewMs });
     this.metrics = new RelayMetrics(() => this.#connections.size);
@@ -76,7 +85,7 @@ export class Relay {
   static async start(config: RelayConfig, options: RelayOptions): Promise<Relay> {
     const relay = new Relay(config, options);
     try {
-      await relay.#syncListeners();
+      await relay.#listeners.sync(relay.#wantedListeners(relay.#state));
       if (config.metrics !== undefined) {
         relay.#metricsServer = await startMetricsServer(relay.metrics.registry, config.metrics.host, config.metrics.port);
       }
@@ -94,45 +103,55 @@ export class Relay {
   /** Bound addresses, by listener: `forward` in config order, then `accept`. */
   addresses(): { forward: AddressInfo[]; accept: AddressInfo | undefined; metrics: AddressInfo | undefined } {
     const { config } = this.#state;
-    const find = (key: string): AddressInfo | undefined => {
-      const server = this.#listeners.get(key);
-      return server === undefined ? undefined : serverAddress(server);
-    };
     return {
-      forward: config.forwards.flatMap((f) => find(listenerKey('forward', f.listen)) ?? []),
-      accept: config.accept === undefined ? undefined : find(listenerKey('accept', config.accept)),
+      forward: config.forwards.flatMap((f, i) => this.#listeners.address(forwardKey(f.listen, i)) ?? []),
+      accept: config.accept === undefined ? undefined : this.#listeners.address(acceptKey(config.accept)),
       metrics: this.#metricsServer === undefined ? undefined : serverAddress(this.#metricsServer),
     };
   }
 
   /**
    * Applies a new config without dropping open connections: new connections use the new
-   * routes, peers, policy and key; listeners that went away close, new ones open.
-   * On any error the old config stays in force.
+   * routes, peers, policy and key; listeners that went away close, new ones open (bound
+   * before anything closes). On any error nothing changes. Reloads run one at a time, in
+   * the order asked; while draining they are ignored.
    */
-  async reload(config: RelayConfig): Promise<void> {
-    const previous = this.#state;
-    if (config.maxClockSkewMs !== previous.config.maxClockSkewMs) {
-      // The replay guard's window is its memory of nonces; changing it live would forget them.
-      this.#logger.warn({ event: 'reload' }, '--max-clock-skew changes take effect at the next restart');
+  reload(config: RelayConfig): Promise<void> {
+    const run = this.#reloads.then(() => this.#reload(config));
+    this.#reloads = run.catch(() => undefined);
+    return run;
+  }
+
+  async #reload(config: RelayConfig): Promise<void> {
+    if (this.#closing) {
+      this.#logger.warn({ event: 'reload' }, 'reload ignored: the relay is draining');
+      return;
     }
     try {
-      this.#state = deriveState(config);
-      await this.#syncListeners();
-      this.metrics.reloads(1, { result: 'ok' });
-      this.#logger.info({ event: 'reload', listeners: [...this.#listeners.keys()] }, 'config reloaded');
+      const next = deriveState(config);
+      await this.#listeners.sync(this.#wantedListeners(next));
+      if (config.maxClockSkewMs !== this.#state.config.maxClockSkewMs) {
+        // The replay guard's window is its memory of nonces; changing it live would forget them.
+        this.#logger.warn({ event: 'reload' }, '--max-clock-skew changes take effect at the next restart');
+      }
+      this.#state = next;
     } catch (err) {
-      this.#state = previous;
-      await this.#syncListeners().catch(() => undefined);
-      this.metrics.reloads(1, { result: 'error' });
+      this.metrics.reloads(1, labelsFor('result', 'error'));
       throw err;
     }
+    this.metrics.reloads(1, labelsFor('result', 'ok'));
+    this.#logger.info({ event: 'reload', listeners: this.#listeners.keys() }, 'config reloaded');
+  }
+
+  /** Resets every open connection now: the last thing a dying process does (see relay-command). */
+  abortAll(reason: Error): void {
+    for (const conn of this.#connections) conn.fail(reason);
   }
 
   /** Stops accepting, lets open connections finish for up to `drainTimeoutMs`, then resets the rest. */
   async drain(drainTimeoutMs = this.#state.config.drainTimeoutMs): Promise<void> {
     this.#closing = true;
-    this.#closeListeners();
+    this.#listeners.closeAll();
     this.#logger.info({ event: 'drain', open: this.#connections.size, drainTimeoutMs }, 'listeners closed; draining open connections');
     this.#logger.flush();
     if (this.#connections.size > 0) {
@@ -159,47 +178,28 @@ export class Relay {
     if (server !== undefined) await new Promise<void>((r) => { server.close(() => { r(); }); server.closeAllConnections(); });
   }
 
-  /**
-   * Closes the listening sockets now. Not awaited: net.Server's close callback waits for
-   * every connection it accepted to end, and draining is this class's job.
-   */
-  #closeListeners(): void {
-    for (const server of this.#listeners.values()) server.close();
-    this.#listeners.clear();
-  }
-
-  async #syncListeners(): Promise<void> {
-    const { config } = this.#state;
-    const wanted = new Map<string, { endpoint: Endpoint; make: () => Server }>();
-    for (const f of config.forwards) {
-      const key = listenerKey('forward', f.listen);
+  #wantedListeners(state: RelayState): Map<string, WantedListener> {
+    const wanted = new Map<string, WantedListener>();
+    state.config.forwards.forEach((f, i) => {
+      const key = forwardKey(f.listen, i);
       wanted.set(key, { endpoint: f.listen, make: () => this.#forwardServer(key) });
-    }
-    if (config.accept !== undefined) {
-      wanted.set(listenerKey('accept', config.accept), { endpoint: config.accept, make: () => this.#acceptServer() });
-    }
-    for (const [key, server] of this.#listeners) {
-      if (!wanted.has(key)) {
-        this.#listeners.delete(key);
-        server.close();
-      }
-    }
-    for (const [key, { endpoint, make }] of wanted) {
-      if (this.#listeners.has(key)) continue;
-      const server = make();
-      await listen(server, endpoint, key);
-      this.#listeners.set(key, server);
-      this.#logger.info({ event: 'listen', listener: key, address: serverAddress(server) }, 'listening');
-    }
+    });
+    const { accept } = state.config;
+    if (accept !== undefined) wanted.set(acceptKey(accept), { endpoint: accept, make: () => this.#acceptServer() });
+    return wanted;
   }
 
   #newConnection(kind: ConnectionKind, socket: Socket): SplitConnection | undefined {
-    if (this.#closing) {
+    const { config } = this.#state;
+    if (this.#closing || this.#connections.size >= config.maxConnections) {
       socket.on('error', noop);
       socket.resetAndDestroy();
+      if (!this.#closing) {
+        this.metrics.overload(1);
+        this.#logger.debug({ event: 'overload', code: OverloadError.code, open: this.#connections.size }, 'connection refused: --max-connections reached');
+      }
       return undefined;
     }
-    const { config } = this.#state;
     const conn = new SplitConnection(this.#nextId++, kind, socket, config, this.#onConnectionClosed);
     this.#connections.add(conn);
     this.metrics.accepted(1, labelsFor('listener', kind));
@@ -235,20 +235,25 @@ export class Relay {
       if (state.config.keepaliveMs > 0) socket.setKeepAlive(true, state.config.keepaliveMs);
       acceptHeader(socket, auth, this.#replay, state.config.headerTimeoutMs, (err, header) => {
         if (err !== undefined) {
-          this.metrics.headerRejects(1, labelsFor('code', errorCode(err)));
+          if (!(err instanceof PeerResetError)) this.metrics.headerRejects(1, labelsFor('code', errorCode(err)));
           conn.fail(err);
           return;
         }
         if (header === undefined) return;
         conn.target = header.target;
         conn.headerBytes = header.length;
-        this.#openNextLeg(conn, state, state.policy);
+        this.#openNextLeg(conn, state, state.policy, header.nonce);
       });
     });
   }
 
-  /** Routes the connection's target and opens the next leg. `policy` is set for peer-requested targets. */
-  #openNextLeg(conn: SplitConnection, state: RelayState, policy: AddressPolicy | undefined): void {
+  /**
+   * Routes the connection's target and opens the next leg. `policy` is set for
+   * peer-requested targets. `nonce` is the incoming header's: a relay passes it on to the
+   * next relay, so a routing loop brings it back to a relay that has seen it and is cut
+   * there as a replay, instead of multiplying connections until descriptors run out.
+   */
+  #openNextLeg(conn: SplitConnection, state: RelayState, policy: AddressPolicy | undefined, nonce?: Buffer): void {
     const target = conn.target;
     if (target === undefined) {
       conn.fail(new ConfigError('this listener was removed from the config'));
@@ -274,11 +279,11 @@ export class Relay {
       const auth = route.kind === 'peer' ? state.auth : undefined;
       conn.attachUpstream(upstream, (c) => {
         this.metrics.connectMsSum(c.connectMs ?? 0);
-        writePreamble(upstream, target, auth, c.downstream.read() as Buffer | null);
+        writePreamble(upstream, target, auth, c.downstream.read() as Buffer | null, nonce);
       });
     };
     try {
-      const route = state.router.route(target);
+      const route = state.router.route(target, state.config.connectTimeoutMs);
       if (route instanceof Promise) route.then(open, (err: unknown) => { conn.fail(err as Error); });
       else open(route);
     } catch (err) {
@@ -291,16 +296,3 @@ const UP = labelsFor('direction', 'up');
 const DOWN = labelsFor('direction', 'down');
 
 function noop(): void { /* errors of a socket being discarded */ }
-
-async function listen(server: Server, endpoint: Endpoint, what: string): Promise<void> {
-  await new Promise<void>((resolve, reject) => {
-    const onError = (err: NodeJS.ErrnoException): void => {
-      reject(new ListenError(`cannot listen for ${what} on ${endpoint.host}:${endpoint.port}: ${err.code ?? err.message}`, { cause: err }));
-    };
-    server.once('error', onError);
-    server.listen(endpoint.port, endpoint.host, () => {
-      server.off('error', onError);
-      resolve();
-    });
-  });
-}

@@ -38,20 +38,29 @@ export class Router {
     this.#peerRoutes = peerRoutes;
   }
 
-  /** Synchronous for IP literals (the common case); resolves names only when it matters. */
-  route(target: Endpoint): Route | Promise<Route> {
+  /**
+   * Synchronous for IP literals (the common case); resolves names only when it matters,
+   * within `timeoutMs` (the connect timeout: resolving is part of connecting).
+   */
+  route(target: Endpoint, timeoutMs: number): Route | Promise<Route> {
     if (this.#peerRoutes === 0) return DIRECT_ROUTE;
     if (isIP(target.host) !== 0) return this.#table.lookup(target.host) ?? DIRECT_ROUTE;
-    return this.#routeName(target.host);
+    return this.#routeName(target.host, timeoutMs);
   }
 
-  async #routeName(host: string): Promise<Route> {
-    let address: string;
+  async #routeName(host: string, timeoutMs: number): Promise<Route> {
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => { reject(new ResolveError(`resolving '${host}' to pick a route took over ${timeoutMs} ms`)); }, timeoutMs);
+    });
     try {
-      ({ address } = await lookup(host));
+      const { address } = await Promise.race([lookup(host), timeout]);
+      return this.#table.lookup(address) ?? DIRECT_ROUTE;
     } catch (err) {
+      if (err instanceof ResolveError) throw err;
       throw new ResolveError(`cannot resolve '${host}' to pick a route: ${(err as Error).message}`, { cause: err });
+    } finally {
+      clearTimeout(timer);
     }
-    return this.#table.lookup(address) ?? DIRECT_ROUTE;
   }
 }

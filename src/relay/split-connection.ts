@@ -1,6 +1,6 @@
 import type { Socket } from 'node:net';
 import type { Endpoint } from '../config/relay-config.js';
-import { socketFd, takeSocketError, setLinger, ECONNRESET, EPIPE, ETIMEDOUT } from '../sys/index.js';
+import { socketFd, takeSocketError, setLinger, errnoName } from '../sys/index.js';
 import { errorCode, ConnectError, LegError, IdleTimeoutError, ConnectTimeoutError, PeerResetError, TcpsplitError } from '../errors.js';
 
 /**
@@ -126,7 +126,12 @@ export class SplitConnection {
       this.#connectedAt = performance.now();
       upstream.setTimeout(this.#timeouts.idleTimeoutMs);
       resetIfWeDie(upstream, true);
-      onConnect(this);
+      try {
+        onConnect(this);
+      } catch (err) {
+        this.fail(err instanceof Error ? err : new Error(String(err)));
+        return;
+      }
       upstream.once('data', onFirstByte);
       startForwarding(down);
       startForwarding(up);
@@ -244,7 +249,7 @@ function resetIfWeDie(socket: Socket, on: boolean): void {
  * A reset right behind data sets POLLHUP too, so a RST can surface as 'end'. The socket's
  * pending error (SO_ERROR) tells a reset from a FIN; read it once per leg at EOF.
  */
-function pendingReset(leg: Leg): string | undefined {
+export function pendingReset(leg: Socket): string | undefined {
   const fd = socketFd(leg);
   if (fd === undefined) return undefined;
   let errno: number;
@@ -253,12 +258,9 @@ function pendingReset(leg: Leg): string | undefined {
   } catch {
     return undefined; // no FFI here: fall back to what libuv said
   }
-  switch (errno) {
-    case ECONNRESET: return 'ECONNRESET';
-    case EPIPE: return 'EPIPE';
-    case ETIMEDOUT: return 'ETIMEDOUT';
-    default: return undefined;
-  }
+  // Any pending error (ECONNRESET, ECONNABORTED, ETIMEDOUT, EHOSTUNREACH, ...) means
+  // the connection did not end with a FIN.
+  return errno === 0 ? undefined : errnoName(errno);
 }
 
 function onFirstByte(this: Leg): void {
