@@ -39,6 +39,17 @@ describe('tcpsplit relay, the command', () => {
     }
   });
 
+  it('--check validates, explains and binds nothing; a broken config exits 2', () => {
+    const ok = run(['relay', '-L', '127.0.0.1:1:198.18.3.2:80', '--peer', 'rs=198.18.2.2:7000', '--route', '198.18.0.0/15=rs', '--check'], { TCPSPLIT_KEY: KEY_HEX });
+    assert.equal(ok.code, 0, ok.stderr);
+    assert.match(ok.stdout, /config OK/);
+    assert.match(ok.stdout, /route 198\.18\.0\.0\/15 -> peer rs/);
+    assert.match(ok.stdout, /key: 32 bytes/);
+    const bad = run(['relay', '-L', '8080:198.18.3.2:80', '--route', '198.18.0.0/15=nope', '--check']);
+    assert.equal(bad.code, 2);
+    assert.match(bad.stderr, /no --peer named 'nope'.*TCPSPLIT_ERR_CONFIG/);
+  });
+
   it('a bad flag is a usage error with a stable code and exit 2', () => {
     const r = run(['relay', '-L', 'nonsense']);
     assert.equal(r.code, 2);

@@ -2,6 +2,7 @@ import { loadRelayConfig, RELAY_HELP } from '../config/load-config.js';
 import { parseRelayArgs } from '../config/parse-args.js';
 import { createLogger } from '../observe/logger.js';
 import { Relay } from '../relay/relay.js';
+import { describeConfig } from './relay-check.js';
 import { errorCode, TcpsplitError } from '../errors.js';
 
 /**
@@ -9,11 +10,16 @@ import { errorCode, TcpsplitError } from '../errors.js';
  * config on SIGHUP without dropping open connections.
  */
 export async function runRelayCommand(argv: string[]): Promise<number> {
-  if (parseRelayArgs(argv).help === true) {
+  const args = parseRelayArgs(argv);
+  if (args.help === true) {
     process.stdout.write(RELAY_HELP);
     return 0;
   }
   const { config, warnings } = await loadRelayConfig(argv, process.env);
+  if (args.check === true) {
+    process.stdout.write(describeConfig(config, warnings));
+    return 0;
+  }
   const logger = createLogger(config.logLevel, 'tcpsplit-relay');
   for (const warning of warnings) logger.warn({ event: 'config-warning' }, warning);
   const relay = await Relay.start(config, { logger });

@@ -73,6 +73,8 @@ Other
   --log-level LEVEL       fatal, error, warn, info, debug, trace or silent
                           (default ${DEFAULTS.logLevel})
   --config FILE           read options from a YAML file (see below)
+  --check                 load and validate the config and key, print what the relay
+                          would do, and exit (0 when valid, 2 when not); binds nothing
   -h, --help              this text
   Options take --opt value or --opt=value.
 

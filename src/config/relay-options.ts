@@ -32,6 +32,7 @@ export interface RelayOptions {
   maxConnections?: number;
   logLevel?: LogLevel;
   configFile?: string;
+  check?: boolean;
   help?: boolean;
 }
 
@@ -103,6 +104,8 @@ export const OPTIONS: readonly OptionSpec[] = [
     } },
   { name: 'config', kind: 'scalar', inFile: false, expected: 'FILE',
     apply: (o, v) => { if (v === '') throw new BadValue('empty file name'); o.configFile = v; } },
+  { name: 'check', kind: 'flag', inFile: false, expected: '',
+    apply: (o, v) => { o.check = v === 'true'; } },
   { name: 'help', short: 'h', kind: 'flag', inFile: false, expected: '',
     apply: (o, v) => { o.help = v === 'true'; } },
 ];

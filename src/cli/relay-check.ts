@@ -1,0 +1,28 @@
+import { DIRECT, type Endpoint, type RelayConfig } from '../config/relay-config.js';
+import { BUILTIN_DENY } from '../net/address-policy.js';
+
+const ep = (e: Endpoint): string => (e.host.includes(':') ? `[${e.host}]:${e.port}` : `${e.host}:${e.port}`);
+
+/** `tcpsplit relay --check`: what a valid config makes the relay do, in plain words. */
+export function describeConfig(config: RelayConfig, warnings: readonly string[]): string {
+  const lines: string[] = ['config OK'];
+  if (config.configFile !== undefined) lines.push(`  file: ${config.configFile}`);
+  for (const f of config.forwards) lines.push(`  forward: listen ${ep(f.listen)} -> ${ep(f.target)}`);
+  if (config.accept !== undefined) lines.push(`  accept: relay connections on ${ep(config.accept)}`);
+  for (const p of config.peers) lines.push(`  peer ${p.name}: ${ep(p.endpoint)}`);
+  for (const r of config.routes) lines.push(`  route ${r.cidr} -> ${r.via === DIRECT ? 'direct' : `peer ${r.via}`}`);
+  lines.push(`  route (default) -> direct`);
+  lines.push(`  key: ${config.key !== undefined ? `${config.key.length} bytes` : config.insecure ? 'none (--insecure: headers authenticate nothing)' : 'none'}`);
+  if (config.accept !== undefined) {
+    const builtins = [...new Set(BUILTIN_DENY.map((d) => d.reason))].join(', ');
+    lines.push(`  policy for peers' targets: deny built-in (${builtins}, own addresses)`);
+    for (const c of config.allow) lines.push(`    allow ${c}`);
+    for (const c of config.deny) lines.push(`    deny ${c}`);
+    lines.push(`    otherwise ${config.allow.length > 0 ? 'deny (allow-list)' : 'allow'}`);
+  }
+  if (config.metrics !== undefined) lines.push(`  metrics: http://${ep(config.metrics)}/metrics`);
+  lines.push(`  timeouts: connect ${config.connectTimeoutMs} ms, idle ${config.idleTimeoutMs} ms, header ${config.headerTimeoutMs} ms, drain ${config.drainTimeoutMs} ms; keepalive ${config.keepaliveMs} ms`);
+  lines.push(`  max connections ${config.maxConnections}, max clock skew ${config.maxClockSkewMs} ms, log level ${config.logLevel}`);
+  for (const w of warnings) lines.push(`  warning: ${w}`);
+  return `${lines.join('\n')}\n`;
+}
