@@ -1,0 +1,71 @@
+/**
+ * The relay in the emulated WAN: real namespaces, nginx, curl, and tcpsplit relays in rc
+ * and rs, checked against RTT arithmetic. Delays are the paper's scaled by 0.2 so the
+ * test takes seconds.
+ */
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Lab, PROFILES, scaleDelays, startNginx, addressOf } from '../src/lab/index.js';
+import { RelayProcess } from '../src/demo/relay-process.js';
+import { curlArgs, median, parseCurlTiming } from '../src/demo/curl-timing.js';
+import { needsRoot, assertNoLabLeft } from './helpers/lab.js';
+
+const PREFIX = 'trl';
+const SCALE = 0.2;
+const cleanups: (() => Promise<void> | void)[] = [];
+after(async () => { for (const c of cleanups.reverse()) await c(); });
+
+test('lab (root, netns): first byte through R_C and R_S matches RTT arithmetic; downloads arrive whole', { skip: needsRoot }, async (t) => {
+  const profile = scaleDelays(PROFILES.paper, SCALE);
+  const lab = await Lab.create({ prefix: PREFIX, profile });
+  cleanups.push(async () => { await lab.destroy(); assertNoLabLeft(PREFIX); });
+  const dir = mkdtempSync(join(tmpdir(), 'tcpsplit-lab-relay-'));
+  cleanups.push(() => { rmSync(dir, { recursive: true, force: true }); });
+  const key = join(dir, 'key');
+  writeFileSync(key, randomBytes(32), { mode: 0o600 });
+  const web = await startNginx(lab, { files: { 'small.bin': 10_000, 'big.bin': 3_000_000 }, port: 80 });
+  cleanups.push(() => web.stop());
+
+  const rsAddr = addressOf('rs', 'rc');
+  const rcAddr = addressOf('rc', 'client');
+  const rs = new RelayProcess(['--accept', `${rsAddr}:7000`, '--key-file', key, '--allow', '198.18.3.0/24'],
+    { spawner: (cmd, args) => lab.spawn('rs', cmd, args) });
+  cleanups.push(() => rs.stop());
+  await rs.ready();
+  const rc = new RelayProcess(['-L', `${rcAddr}:8080:${addressOf('server', 'path')}:80`, '--peer', `rs=${rsAddr}:7000`,
+    '--route', '198.18.3.0/24=rs', '--key-file', key], { spawner: (cmd, args) => lab.spawn('rc', cmd, args) });
+  cleanups.push(() => rc.stop());
+  await rc.ready();
+
+  const rtt = (name: keyof typeof profile): number => profile[name].up.delayMs + profile[name].down.delayMs;
+  const pathRtt = rtt('client-rc') + rtt('rc-rs') + rtt('rs-server');
+  const ttfb = async (url: string): Promise<number> => {
+    const runs: number[] = [];
+    for (let i = 0; i < 5; i++) runs.push(parseCurlTiming(await lab.exec('client', 'curl', curlArgs(url, 30)), url).ttfbMs);
+    return median(runs);
+  };
+  // End to end: one RTT for the handshake, one for request and response.
+  const e2e = await ttfb(web.url('internet', 'small.bin'));
+  const expectedE2e = 2 * rtt('internet');
+  assert.ok(Math.abs(e2e - expectedE2e) <= Math.max(2, expectedE2e * 0.03), `e2e first byte ${e2e.toFixed(1)} ms, expected ${expectedE2e.toFixed(1)}`);
+  // Naive split: each relay opens its next leg only after its own accept (R_C) or the
+  // header (R_S), so the three handshakes run in series: 3 one-way trips per link to the
+  // request, one more back = 2 x the path RTT, plus the relays' own time.
+  const split = await ttfb(`http://${rcAddr}:8080/small.bin`);
+  const expectedSplit = 2 * pathRtt;
+  assert.ok(split >= expectedSplit - 1 && split <= expectedSplit + 15,
+    `tcpsplit first byte ${split.toFixed(1)} ms, expected ${expectedSplit.toFixed(1)} ms plus at most 15 ms of relay time`);
+
+  t.diagnostic(`first byte: e2e ${e2e.toFixed(1)} ms (expected ${expectedE2e.toFixed(1)}), tcpsplit ${split.toFixed(1)} ms (expected ${expectedSplit.toFixed(1)} + relay time)`);
+
+  const big = parseCurlTiming(await lab.exec('client', 'curl', curlArgs(`http://${rcAddr}:8080/big.bin`, 60)), 'big.bin');
+  assert.equal(big.httpCode, 200);
+  assert.equal(big.bytes, 3_000_000);
+  const closed = await rc.waitFor((l) => l.msg === 'connection closed' && l['down'] !== undefined && Number(l['down']) > 3_000_000);
+  assert.equal(closed['via'], 'rs');
+  assert.equal(closed['outcome'], 'ok');
+});
