@@ -75,7 +75,8 @@ Examples:
 
 const STATUS_HELP = `tcpsplit lab status: namespaces, addresses, and each link direction's
 configuration and live counters (packets, bytes, drops by reason: loss, queue (tail
-drop behind the rate cap), buf (emulator buffer full), write (device refused); how late
+drop behind the rate cap), buf (emulator buffer full), write (device refused), big
+(a packet longer than the emulator's 2048-byte slots); how late
 packets left versus their due time)
 
 Options: --prefix P, --json (machine-readable)
@@ -149,13 +150,21 @@ async function exec(args: string[]): Promise<number> {
     if (a.startsWith('-')) throw new LabConfigError(`lab exec: unknown option '${a}' (see tcpsplit lab exec --help)`);
     break;
   }
-  verifyPrefix(prefix);
   const node = args[i];
   if (node === undefined || !(LAB_NODES as readonly string[]).includes(node)) {
     throw new LabConfigError(`lab exec: expected a node (${LAB_NODES.join(', ')}), got ${node === undefined ? 'nothing' : `'${node}'`}`);
   }
-  let rest = args.slice(i + 1);
-  if (rest[0] === '--') rest = rest.slice(1);
+  // Options may also stand between NODE and '--' (lab exec client --prefix t2 -- ...).
+  for (i++; i < args.length; i++) {
+    const a = args[i] ?? '';
+    if (a === '--') { i++; break; }
+    if (a === '--prefix') { prefix = args[++i] ?? ''; continue; }
+    if (a.startsWith('--prefix=')) { prefix = a.slice('--prefix='.length); continue; }
+    if (a.startsWith('-')) throw new LabConfigError(`lab exec: unknown option '${a}'; put the command after '--' (see tcpsplit lab exec --help)`);
+    break;
+  }
+  verifyPrefix(prefix);
+  const rest = args.slice(i);
   const [cmd, ...cmdArgs] = rest;
   if (cmd === undefined) throw new LabConfigError('lab exec: no command (e.g. tcpsplit lab exec client -- ping -c 3 198.18.3.2)');
   requireRoot();

@@ -6,7 +6,7 @@ import { spawn } from 'node:child_process';
 import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
-import { LabBusyError, LabError } from '../errors.js';
+import { LabBusyError, LabError, TcpsplitError } from '../errors.js';
 import type { LabStatus } from './lab.js';
 import { STATE_ROOT, ownerAlive, readState, removeState, type LabState } from './lab-state.js';
 import type { LabProfile } from './link-config.js';
@@ -66,8 +66,9 @@ export async function startDaemon(prefix: string, profile: LabProfile): Promise<
     // fall through with the log
   }
   if (parsed.ok === true && typeof parsed.pid === 'number') return parsed.pid;
+  rmSync(profileFile, { force: true });
   const why = parsed.message ?? `the daemon exited without a report:\n${tail(log, 20)}`;
-  throw new LabError(`lab up failed: ${why}${parsed.code === undefined ? '' : ` [${parsed.code}]`} (log: ${log})`);
+  throw new TcpsplitError(parsed.code ?? LabError.code, `lab up failed: ${why} (log: ${log})`);
 }
 
 /** Asks the daemon for its live status. */
@@ -117,10 +118,13 @@ export async function stopLab(prefix: string): Promise<DownResult> {
     stoppedPid = state.ownerPid;
   }
   const existed = state !== undefined || topologyExists(prefix);
-  if (!existed && stoppedPid === undefined) return { removed: false };
-  await teardownTopology(prefix);
-  removeState(prefix);
   rmSync(profilePath(prefix), { force: true });
+  if (!existed && stoppedPid === undefined) {
+    rmSync(daemonLogPath(prefix), { force: true });
+    return { removed: false };
+  }
+  await teardownTopology(prefix); // throws on failure: the log stays for the diagnosis
+  removeState(prefix);
   rmSync(daemonLogPath(prefix), { force: true });
   return stoppedPid === undefined ? { removed: existed } : { stoppedPid, removed: existed };
 }

@@ -12,7 +12,7 @@ import { closeSync, readFileSync, rmSync, writeSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { errorCode } from '../errors.js';
+import { errorCode, LabError } from '../errors.js';
 import { createLogger } from '../observe/logger.js';
 import { Lab } from './lab.js';
 import { stateDir } from './lab-state.js';
@@ -47,15 +47,21 @@ async function main(): Promise<void> {
   }
   const logger = createLogger('info', 'tcpsplit-lab');
   const profile = JSON.parse(readFileSync(values['profile-file'], 'utf8')) as LabProfile;
+  rmSync(values['profile-file'], { force: true }); // read once; nothing left behind
   const controlSocket = join(stateDir(values.prefix), 'control.sock');
-  const lab = await Lab.create({ prefix: values.prefix, profile, logger, ownerKind: 'daemon', controlSocket });
 
+  // Handlers first: a signal while the lab is being built must still tear it down.
+  let stopSignal: string | undefined;
+  let stop: (signal: string) => void = (signal) => { stopSignal ??= signal; };
+  for (const signal of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) process.on(signal, () => { stop(signal); });
+
+  const lab = await Lab.create({ prefix: values.prefix, profile, logger, ownerKind: 'daemon', controlSocket });
   const server = createServer((socket) => {
     socket.on('error', () => { /* a status reader that went away */ });
     socket.end(`${JSON.stringify(lab.status())}\n`);
   });
   let stopping = false;
-  const stop = (signal: string): void => {
+  stop = (signal: string): void => {
     if (stopping) return;
     stopping = true;
     logger.info({ signal }, 'stopping lab');
@@ -65,7 +71,11 @@ async function main(): Promise<void> {
       (err: unknown) => { logger.error({ err }, 'teardown failed'); process.exit(1); },
     );
   };
-  for (const signal of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) process.on(signal, () => { stop(signal); });
+  if (stopSignal !== undefined) {
+    report({ ok: false, code: LabError.code, message: `stopped by ${stopSignal} while the lab was being built` });
+    stop(stopSignal);
+    return;
+  }
   try {
     await listen(server, controlSocket);
   } catch (err) {

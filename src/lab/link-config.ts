@@ -137,7 +137,8 @@ const SETTERS: Readonly<Record<string, Setter>> = {
 /** Applies one `key=value` (key optionally `up.`/`down.`-prefixed) to a link's config. */
 export function applySetting(link: LinkConfig, key: string, value: string, where: string): LinkConfig {
   const m = /^(?:(up|down)\.)?([a-z]+)$/.exec(key.trim().toLowerCase());
-  const setter = m?.[2] === undefined ? undefined : SETTERS[m[2]];
+  // hasOwn: 'constructor' or 'tostring' must not reach Object.prototype.
+  const setter = m?.[2] === undefined || !Object.hasOwn(SETTERS, m[2]) ? undefined : SETTERS[m[2]];
   if (m === null || setter === undefined) {
     throw new LabConfigError(
       `${where}: unknown setting '${key}' (known: ${Object.keys(SETTERS).join(', ')}; prefix with up. or down. for one direction)`);

@@ -30,6 +30,7 @@ export interface NginxServer {
 }
 
 const READY_TIMEOUT_MS = 10_000;
+const READY_FILE = '.tcpsplit-ready';
 const CHUNK = 1 << 20;
 
 function writeRandomFile(path: string, bytes: number): void {
@@ -84,14 +85,9 @@ export async function startNginx(lab: Lab, options: NginxOptions): Promise<Nginx
     if (!Number.isInteger(size) || size < 0 || size > 4e9) throw new LabConfigError(`nginx: bad size ${size} for '${name}'`);
   }
   const dir = mkdtempSync(join(tmpdir(), `tcpsplit-nginx-${lab.prefix}-`));
-  // nginx's workers run as 'nobody': the tree must be world-readable.
-  chmodSync(dir, 0o755);
-  mkdirSync(join(dir, 'www'), { mode: 0o755 });
-  mkdirSync(join(dir, 'tmp'), { mode: 0o700 });
-  for (const [name, size] of Object.entries(options.files)) writeRandomFile(join(dir, 'www', name), size);
   const listen = [`${lab.address('server', 'path')}:${port}`, `${lab.address('server', 'internet')}:${port}`];
-  writeFileSync(join(dir, 'nginx.conf'), config(dir, listen));
-
+  // Ready means *this* nginx answers: another server already on the port would answer too.
+  const token = randomBytes(16).toString('hex');
   let child: ChildProcess | undefined;
   const stop = async (): Promise<void> => {
     if (child !== undefined && child.exitCode === null && child.signalCode === null) {
@@ -102,14 +98,26 @@ export async function startNginx(lab: Lab, options: NginxOptions): Promise<Nginx
     rmSync(dir, { recursive: true, force: true });
   };
   try {
+    // nginx's workers run as 'nobody': the tree must be world-readable.
+    chmodSync(dir, 0o755);
+    mkdirSync(join(dir, 'www'), { mode: 0o755 });
+    mkdirSync(join(dir, 'tmp'), { mode: 0o700 });
+    for (const [name, size] of Object.entries(options.files)) writeRandomFile(join(dir, 'www', name), size);
+    writeFileSync(join(dir, 'www', READY_FILE), token, { mode: 0o644 });
+    writeFileSync(join(dir, 'nginx.conf'), config(dir, listen));
     child = lab.spawn('server', 'nginx', ['-c', join(dir, 'nginx.conf'), '-p', dir, '-e', join(dir, 'error.log')], { stdio: 'ignore' });
-    const probe = `http://${listen[0] ?? ''}/`;
     const deadline = Date.now() + READY_TIMEOUT_MS;
+    const exited = (): boolean => child?.exitCode !== null || child.signalCode !== null;
     for (;;) {
-      if (child.exitCode !== null) throw new LabError(`nginx exited with code ${child.exitCode}: ${errorLogTail(dir)}`);
-      const r = await lab.exec('server', 'curl', ['-s', '-o', '/dev/null', '-w', '%{http_code}', '--max-time', '1', probe], { timeoutMs: 3000 });
-      if (r.code === 0) break;
-      if (Date.now() > deadline) throw new LabError(`nginx did not answer on ${probe} within ${READY_TIMEOUT_MS / 1000} s: ${errorLogTail(dir)}`);
+      if (exited()) throw new LabError(`nginx exited (${child.exitCode ?? child.signalCode ?? '?'}): ${errorLogTail(dir)}`);
+      let ready = true;
+      for (const address of listen) {
+        const r = await lab.exec('server', 'curl', ['-s', '--max-time', '1', `http://${address}/${READY_FILE}`], { timeoutMs: 3000 });
+        ready &&= r.code === 0 && r.stdout === token;
+      }
+      // nginx retries a busy port for a while before it gives up: still running counts.
+      if (ready && !exited()) break;
+      if (Date.now() > deadline) throw new LabError(`nginx did not answer on ${listen.join(' and ')} within ${READY_TIMEOUT_MS / 1000} s: ${errorLogTail(dir)}`);
       await new Promise((r2) => setTimeout(r2, 50));
     }
   } catch (err) {

@@ -39,7 +39,7 @@ export function formatProfile(profile: LabProfile): string {
 export function formatStatus(status: LabStatus): string {
   const rows: string[][] = [[
     'link', 'dir', 'delay', 'jitter', 'rate', 'queue', 'loss',
-    'rx pkts', 'tx pkts', 'tx bytes', 'drop loss', 'drop queue', 'drop buf', 'drop write', 'queued', 'late ms mean/max',
+    'rx pkts', 'tx pkts', 'tx bytes', 'drop loss', 'drop queue', 'drop buf', 'drop write', 'drop big', 'queued', 'late ms mean/max',
   ]];
   const failures: string[] = [];
   for (const link of status.links) {
@@ -49,7 +49,7 @@ export function formatStatus(status: LabStatus): string {
       rows.push([
         link.name, dir, formatMs(d.delayMs), formatMs(d.jitterMs), formatRate(d.rateBitsPerSec), queueText(d),
         formatPercent(d.lossRate), String(c.rxPackets), String(c.txPackets), String(c.txBytes),
-        String(c.drops.loss), String(c.drops.queue), String(c.drops.buffer), String(c.drops.write),
+        String(c.drops.loss), String(c.drops.queue), String(c.drops.buffer), String(c.drops.write), String(c.drops.oversize),
         String(c.queuedPackets), `${c.lateMeanMs.toFixed(3)}/${c.lateMaxMs.toFixed(3)}`,
       ]);
     }

@@ -8,8 +8,10 @@
  * emulator, keeps working across the move. Because the devices are not persistent,
  * they disappear when the fds close, even if the owner crashes.
  */
-import { existsSync } from 'node:fs';
 import { closeTun, openTun, type TunDevice } from '../sys/index.js';
+import { LabError, SysCallError } from '../errors.js';
+
+const EBUSY = 16;
 import { LINK_NAMES, LINK_PLAN, LAB_NODES, ROUTERS, ROUTES, type LabNode, type LinkName } from './address-plan.js';
 import { runChecked } from './command.js';
 import { addNamespace, deleteNamespace, killProcessesIn, namespaceExists } from './netns.js';
@@ -51,8 +53,11 @@ export async function buildTopology(prefix: string): Promise<LinkDevices> {
     const devices: Partial<Record<LinkName, { a: TunDevice; b: TunDevice }>> = {};
     for (const link of LINK_NAMES) {
       const plan = LINK_PLAN[link];
-      const pair = { a: openTun(rootDeviceName(prefix, link, 'a')), b: openTun(rootDeviceName(prefix, link, 'b')) };
-      opened.push(pair.a, pair.b);
+      const a = openOurTun(rootDeviceName(prefix, link, 'a'));
+      opened.push(a);
+      const b = openOurTun(rootDeviceName(prefix, link, 'b'));
+      opened.push(b);
+      const pair = { a, b };
       for (const end of ['a', 'b'] as const) {
         const { node, device, address } = plan[end];
         const ns = namespaceName(prefix, node);
@@ -74,10 +79,25 @@ export async function buildTopology(prefix: string): Promise<LinkDevices> {
 }
 
 /**
- * Removes the lab's namespaces (after ending the processes inside them) and any root
- * TUN device left with the lab's names. Touches nothing without the prefix.
- * Close the TUN fds first: a namespace deleted under a live TUN device hands the
- * device back to the root namespace.
+ * A new, non-persistent TUN device. IFF_TUN_EXCL makes an existing device of that name
+ * an error instead of a device we would take over, and later delete, as ours.
+ */
+function openOurTun(name: string): TunDevice {
+  try {
+    return openTun(name);
+  } catch (err) {
+    if (err instanceof SysCallError && err.errno === EBUSY) {
+      throw new LabError(`a network device named ${name} already exists and is not this lab's; tcpsplit lab will not take it over (use another --prefix, or remove the device)`, { cause: err });
+    }
+    throw err;
+  }
+}
+
+/**
+ * Removes the lab's namespaces (after ending the processes inside them). Touches nothing
+ * without the prefix. The lab's TUN devices are not persistent: each disappears when
+ * the last fd on it closes (the emulator's exit) or its namespace is deleted, so no
+ * device is ever deleted by name, which could hit a device that is not ours.
  */
 export async function teardownTopology(prefix: string): Promise<void> {
   for (const node of LAB_NODES) {
@@ -85,12 +105,6 @@ export async function teardownTopology(prefix: string): Promise<void> {
     if (!namespaceExists(ns)) continue;
     await killProcessesIn(ns);
     await deleteNamespace(ns);
-  }
-  for (const link of LINK_NAMES) {
-    for (const end of ['a', 'b'] as const) {
-      const name = rootDeviceName(prefix, link, end);
-      if (existsSync(`/sys/class/net/${name}`)) await runChecked('ip', ['link', 'delete', name]);
-    }
   }
 }
 

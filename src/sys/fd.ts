@@ -47,6 +47,7 @@ export function close(fd: number): void {
 
 /** Bytes read, 0 at end of file, or WOULD_BLOCK. */
 export function read(fd: number, buf: Buffer, count = buf.length): number {
+  if (count > buf.length) throw new RangeError(`read(fd ${fd}): count ${count} is larger than the buffer (${buf.length})`);
   for (;;) {
     const n = libcFunction(PROTO.read)(fd, buf, count) as number;
     if (n >= 0) return n;
@@ -58,6 +59,7 @@ export function read(fd: number, buf: Buffer, count = buf.length): number {
 
 /** Bytes written, or WOULD_BLOCK. */
 export function write(fd: number, buf: Buffer, count = buf.length): number {
+  if (count > buf.length) throw new RangeError(`write(fd ${fd}): count ${count} is larger than the buffer (${buf.length})`);
   for (;;) {
     const n = libcFunction(PROTO.write)(fd, buf, count) as number;
     if (n >= 0) return n;

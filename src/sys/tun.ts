@@ -11,6 +11,8 @@ import { O_CLOEXEC, O_NONBLOCK, O_RDWR, close, ioctl, open } from './fd.js';
 const TUNSETIFF = 0x400454ca; // _IOW('T', 202, int)
 const IFF_TUN = 0x0001;
 const IFF_NO_PI = 0x1000;
+/** Fail with EBUSY rather than attach to an existing (persistent) device of that name. */
+const IFF_TUN_EXCL = 0x8000;
 const IFNAMSIZ = 16;
 const IFREQ_BYTES = 40; // struct ifreq: char ifr_name[16]; union { short ifr_flags; ... }
 
@@ -38,12 +40,12 @@ export function openTun(name: string, options: OpenTunOptions = {}): TunDevice {
   try {
     const ifr = Buffer.alloc(IFREQ_BYTES);
     nameBytes.copy(ifr, 0);
-    ifr.writeUInt16LE(IFF_TUN | IFF_NO_PI, IFNAMSIZ);
+    ifr.writeUInt16LE(IFF_TUN | IFF_NO_PI | IFF_TUN_EXCL, IFNAMSIZ);
     ioctl(fd, TUNSETIFF, ifr, `TUNSETIFF ${name}`);
     const end = ifr.indexOf(0);
     return { fd, name: ifr.toString('ascii', 0, end < 0 || end > IFNAMSIZ ? IFNAMSIZ : end) };
   } catch (err) {
-    close(fd);
+    try { close(fd); } catch { /* keep the TUNSETIFF error: it is the one that explains */ }
     throw err;
   }
 }

@@ -6,7 +6,7 @@
 
 export const COUNTER_NAMES = [
   'rxPackets', 'rxBytes', 'txPackets', 'txBytes',
-  'dropLoss', 'dropQueue', 'dropBuffer', 'dropWrite',
+  'dropLoss', 'dropQueue', 'dropBuffer', 'dropWrite', 'dropOversize',
   'queuedPackets', 'inFlightPackets',
   'lateSumMs', 'lateMaxMs', 'loopAtMs',
   'late50us', 'late100us', 'late250us', 'late500us', 'late1ms', 'late2ms', 'late5ms', 'lateOver5ms',
@@ -27,7 +27,8 @@ export interface DirectionCounters {
   /** Delivered (written to the far end). */
   readonly txPackets: number;
   readonly txBytes: number;
-  readonly drops: { readonly loss: number; readonly queue: number; readonly buffer: number; readonly write: number };
+  /** oversize: a packet longer than the emulator's slots (the lab's MTU is 1500). */
+  readonly drops: { readonly loss: number; readonly queue: number; readonly buffer: number; readonly write: number; readonly oversize: number };
   /** Now waiting behind the rate cap / now in the delay line (including those queued). */
   readonly queuedPackets: number;
   readonly inFlightPackets: number;
@@ -47,7 +48,7 @@ export function readCounters(c: Float64Array): DirectionCounters {
   const tx = v('txPackets');
   return {
     rxPackets: v('rxPackets'), rxBytes: v('rxBytes'), txPackets: tx, txBytes: v('txBytes'),
-    drops: { loss: v('dropLoss'), queue: v('dropQueue'), buffer: v('dropBuffer'), write: v('dropWrite') },
+    drops: { loss: v('dropLoss'), queue: v('dropQueue'), buffer: v('dropBuffer'), write: v('dropWrite'), oversize: v('dropOversize') },
     queuedPackets: v('queuedPackets'), inFlightPackets: v('inFlightPackets'),
     lateMeanMs: tx > 0 ? v('lateSumMs') / tx : 0, lateMaxMs: v('lateMaxMs'),
     lateHistogram: Array.from({ length: LATE_BUCKETS_MS.length + 1 }, (_, i) => c[LATE_HIST_START + i] ?? 0),

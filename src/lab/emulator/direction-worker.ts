@@ -26,6 +26,12 @@ export interface DirectionWorkerData {
 }
 
 export const SLOT_BYTES = 2048; // > the lab's 1500-byte MTU
+/**
+ * read() is asked for one byte more than a slot holds: TUN truncates a packet to the
+ * buffer, so a read that fills SLOT_BYTES + 1 was (or may have been) longer than a slot
+ * and is dropped as oversize rather than delivered cut short.
+ */
+const READ_BYTES = SLOT_BYTES + 1;
 const BATCH = 64;
 /** Longest sleep while idle: bounds how long a stop request waits. */
 const IDLE_WAIT_MS = 20;
@@ -61,11 +67,12 @@ function run(data: DirectionWorkerData): void {
   } catch {
     // without CAP_SYS_NICE the emulator still works, with more jitter under load
   }
-  const ring = Buffer.allocUnsafeSlow(slots * SLOT_BYTES);
-  const views = Array.from({ length: slots }, (_, i) => ring.subarray(i * SLOT_BYTES, (i + 1) * SLOT_BYTES));
+  // Slots are READ_BYTES apart, so an oversize read can never touch the next slot.
+  const ring = Buffer.allocUnsafeSlow(slots * READ_BYTES);
+  const views = Array.from({ length: slots }, (_, i) => ring.subarray(i * READ_BYTES, (i + 1) * READ_BYTES));
   const lens = new Int32Array(slots);
   const dues = new Float64Array(slots);
-  const scratch = Buffer.allocUnsafeSlow(SLOT_BYTES);
+  const scratch = Buffer.allocUnsafeSlow(READ_BYTES);
   const poll = new PollSet([{ fd: inFd, events: POLLIN }]);
   const shaper = new DirectionShaper(data.config);
   let head = 0;
@@ -111,14 +118,19 @@ function run(data: DirectionWorkerData): void {
       poll.wait(waitMs * 1e6);
     }
 
-    now = performance.now();
     for (let i = 0; i < BATCH; i++) {
       const tail = (head + count) % slots;
       const buf = count < slots ? (views[tail] ?? scratch) : scratch;
-      const n = read(inFd, buf, SLOT_BYTES);
+      const n = read(inFd, buf, READ_BYTES);
       if (n === WOULD_BLOCK || n === 0) break;
+      // Each packet's own arrival time: a due time from before its read would send it early.
+      now = performance.now();
       bump(c, C.rxPackets, 1);
       bump(c, C.rxBytes, n);
+      if (n > SLOT_BYTES) {
+        bump(c, C.dropOversize, 1);
+        continue;
+      }
       if (count === slots) {
         bump(c, C.dropBuffer, 1);
         continue;
@@ -132,6 +144,7 @@ function run(data: DirectionWorkerData): void {
       dues[tail] = due;
       count++;
     }
+    now = performance.now();
     c[C.queuedPackets] = shaper.queuedPackets(now);
     c[C.inFlightPackets] = count;
     c[C.loopAtMs] = now;
