@@ -9,7 +9,9 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Lab, PROFILES, scaleDelays, startNginx, addressOf } from '../src/lab/index.js';
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { Lab, PROFILES, scaleDelays, startNginx, addressOf, applyLinkFlag } from '../src/lab/index.js';
 import { RelayProcess } from '../src/demo/relay-process.js';
 import { curlArgs, median, parseCurlTiming } from '../src/demo/curl-timing.js';
 import { needsRoot, assertNoLabLeft } from './helpers/lab.js';
@@ -68,4 +70,37 @@ test('lab (root, netns): first byte through R_C and R_S matches RTT arithmetic; 
   const closed = await rc.waitFor((l) => l.msg === 'connection closed' && l['down'] !== undefined && Number(l['down']) > 3_000_000);
   assert.equal(closed['via'], 'rs');
   assert.equal(closed['outcome'], 'ok');
+});
+
+test('lab (root, netns): a download through R_C and R_S over a lossy, rate-capped WAN leg arrives byte for byte', { skip: needsRoot }, async (t) => {
+  const prefix = 'trl2';
+  // 1% loss each way and a 50 Mbit/s cap on the long leg: retransmissions on every leg.
+  const profile = applyLinkFlag(scaleDelays(PROFILES.paper, SCALE), 'rc-rs:rate=50mbit,loss=1%');
+  const lab = await Lab.create({ prefix, profile });
+  cleanups.push(async () => { await lab.destroy(); assertNoLabLeft(prefix); });
+  const dir = mkdtempSync(join(tmpdir(), 'tcpsplit-lab-relay-'));
+  cleanups.push(() => { rmSync(dir, { recursive: true, force: true }); });
+  const key = join(dir, 'key');
+  writeFileSync(key, randomBytes(32), { mode: 0o600 });
+  const web = await startNginx(lab, { files: { 'f.bin': 4_000_000 }, port: 80 });
+  cleanups.push(() => web.stop());
+  const rsAddr = addressOf('rs', 'rc');
+  const rcAddr = addressOf('rc', 'client');
+  const rs = new RelayProcess(['--accept', `${rsAddr}:7000`, '--key-file', key, '--allow', '198.18.3.0/24'],
+    { spawner: (cmd, args) => lab.spawn('rs', cmd, args) });
+  cleanups.push(() => rs.stop());
+  await rs.ready();
+  const rc = new RelayProcess(['-L', `${rcAddr}:8080:${addressOf('server', 'path')}:80`, '--peer', `rs=${rsAddr}:7000`,
+    '--route', '198.18.3.0/24=rs', '--key-file', key], { spawner: (cmd, args) => lab.spawn('rc', cmd, args) });
+  cleanups.push(() => rc.stop());
+  await rc.ready();
+
+  const out = join(dir, 'f.out');
+  const got = await lab.exec('client', 'curl', ['-sS', '-o', out, '--max-time', '60', `http://${rcAddr}:8080/f.bin`], { timeoutMs: 70_000 });
+  assert.equal(got.code, 0, got.stderr);
+  const sha = (file: string): string => createHash('sha256').update(readFileSync(file)).digest('hex');
+  assert.equal(sha(out), sha(join(web.root, 'f.bin')));
+  const lost = lab.linkCounters('rc-rs');
+  t.diagnostic(`rc-rs dropped ${lost.up.drops.loss} + ${lost.down.drops.loss} packets to loss`);
+  assert.ok(lost.up.drops.loss + lost.down.drops.loss > 0, 'the link did drop packets');
 });
