@@ -83,18 +83,25 @@ describe('bounded memory', () => {
     let received = 0;
     client.on('data', (c: Buffer) => { received += c.length; client.pause(); });
     const pacer = setInterval(() => { client.resume(); }, 1);
+    // Peak RSS over the first and the second half of the transfer: bounded buffering
+    // plateaus early; buffering the stream would grow by hundreds of MiB through the second.
     const baseline = relay.rssBytes();
-    let peak = baseline;
-    const sampler = setInterval(() => { peak = Math.max(peak, relay.rssBytes()); }, 50);
+    const peak = [baseline, baseline];
+    const sampler = setInterval(() => {
+      const half = received < total / 2 ? 0 : 1;
+      peak[half] = Math.max(peak[half] ?? 0, relay.rssBytes());
+    }, 50);
     await once(client, 'end');
     clearInterval(pacer);
     clearInterval(sampler);
     assert.equal(received, total);
-    const grewMiB = (peak - baseline) / MiB;
-    // Per connection the relay holds at most a socket's highWaterMark each way plus one
-    // chunk in flight; what remains is the V8/allocator working set, not the stream.
-    process.stderr.write(`# relay RSS: baseline ${(baseline / MiB).toFixed(1)} MiB, peak ${(peak / MiB).toFixed(1)} MiB\n`);
-    assert.ok(grewMiB < 48, `relay RSS grew by ${grewMiB.toFixed(1)} MiB while 1 GiB passed (baseline ${(baseline / MiB).toFixed(1)} MiB)`);
+    const [first = 0, second = 0] = peak.map((p) => (p - baseline) / MiB);
+    process.stderr.write(`# relay RSS: baseline ${(baseline / MiB).toFixed(1)} MiB, growth ${first.toFixed(1)} MiB in the first half, ${second.toFixed(1)} MiB in the second\n`);
+    // A socket's highWaterMark each way plus a chunk in flight is all the stream may hold;
+    // the rest is the V8/allocator working set, which differs by Node version (about
+    // +35 MiB on Node 20, +75 MiB on Node 24, flat after the first ~200 MiB on both).
+    assert.ok(second <= first + 16, `RSS kept growing: +${first.toFixed(1)} MiB in the first half, +${second.toFixed(1)} MiB by the end`);
+    assert.ok(second < 128, `relay RSS grew by ${second.toFixed(1)} MiB while 1 GiB passed`);
   });
 });
 
