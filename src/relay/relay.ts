@@ -162,7 +162,12 @@ export class Relay {
       for (const conn of this.#connections) {
         conn.fail(new DrainTimeoutError(`still open after the ${drainTimeoutMs} ms drain timeout`));
       }
-      while (this.#connections.size > 0) await new Promise((r) => setTimeout(r, 5));
+      // Resets close at once; the bound only keeps a bug from hanging the shutdown.
+      const resetDeadline = Date.now() + 2000;
+      while (this.#connections.size > 0 && Date.now() < resetDeadline) await new Promise((r) => setTimeout(r, 5));
+      if (this.#connections.size > 0) {
+        this.#logger.error({ event: 'drain', open: this.#connections.size }, 'connections still open 2 s after being reset; exiting anyway');
+      }
     }
     await this.#closeMetrics();
   }
