@@ -63,7 +63,9 @@ Timeouts (500ms, 10s, 5m, 1h; a bare number is milliseconds)
   --drain-timeout DUR     on SIGTERM, wait this long for open connections
                           (default ${seconds(DEFAULTS.drainTimeoutMs)}; 0 = close them at once)
   --max-connections N     split connections open at once; beyond it new ones are
-                          reset at accept (default ${DEFAULTS.maxConnections}; each takes two file descriptors)
+                          reset at accept (default ${DEFAULTS.maxConnections}; each takes two file descriptors).
+                          At most a quarter may be peer connections still waiting for
+                          their header, so unauthenticated ones cannot take them all
   --keepalive DUR         TCP keepalive on relay-to-relay legs
                           (default ${seconds(DEFAULTS.keepaliveMs)}; 0 = off)
   --max-clock-skew DUR    how far a header's timestamp may be from this clock

@@ -73,6 +73,8 @@ export class Relay {
   #metricsServer: HttpServer | undefined;
   #nextId = 1;
   #closing = false;
+  /** Peer connections still waiting for their header (unauthenticated so far). */
+  #pendingHeaders = 0;
 
   private constructor(config: RelayConfig, options: RelayOptions) {
     this.#logger = options.logger;
@@ -232,13 +234,28 @@ export class Relay {
 
   #acceptServer(): Server {
     return createServer({ allowHalfOpen: true, noDelay: true }, (socket) => {
+      // Unauthenticated connections get a quarter of --max-connections: a flood of them
+      // held open until --header-timeout cannot starve forwards and verified peers.
+      if (this.#pendingHeaders >= Math.max(1, Math.floor(this.#state.config.maxConnections / 4))) {
+        socket.on('error', noop);
+        socket.resetAndDestroy();
+        this.metrics.overload(1);
+        return;
+      }
       const conn = this.#newConnection('accept', socket);
       if (conn === undefined) return;
+      this.#pendingHeaders++;
+      let pending = true;
+      const release = (): void => {
+        if (pending) { pending = false; this.#pendingHeaders--; }
+      };
+      socket.once('close', release);
       const state = this.#state;
       const { auth } = state;
       if (auth === undefined) return; // deriveState guarantees a key with --accept
       if (state.config.keepaliveMs > 0) socket.setKeepAlive(true, state.config.keepaliveMs);
       acceptHeader(socket, auth, this.#replay, state.config.headerTimeoutMs, (err, header) => {
+        release();
         if (err !== undefined) {
           if (!(err instanceof PeerResetError)) this.metrics.headerRejects(1, labelsFor('code', errorCode(err)));
           conn.fail(err);
