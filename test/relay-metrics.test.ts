@@ -27,6 +27,10 @@ it('--metrics serves Prometheus text at /metrics and ok at /healthz', async () =
   assert.match(text, /^tcpsplit_connections_closed_total\{outcome="ok"\} 1$/m);
   assert.match(text, /^tcpsplit_bytes_total\{direction="down"\} 5$/m);
   assert.match(text, /^tcpsplit_connections_active 0$/m);
+  assert.match(text, /^# TYPE tcpsplit_first_byte_seconds histogram$/m);
+  assert.match(text, /^tcpsplit_first_byte_seconds_bucket\{le="\+Inf"\} 1$/m);
+  assert.match(text, /^tcpsplit_first_byte_seconds_count 1$/m);
+  assert.match(text, /^tcpsplit_next_leg_connect_seconds_bucket\{le="10"\} 1$/m);
   assert.equal(await (await fetch(`${base}/healthz`)).text(), 'ok\n');
   assert.equal((await fetch(`${base}/nope`)).status, 404);
 });

@@ -7,9 +7,17 @@ type Labels = Readonly<Record<string, string>>;
 
 interface Series {
   readonly help: string;
-  readonly type: 'counter' | 'gauge';
+  readonly type: 'counter' | 'gauge' | 'histogram';
   readonly values: Map<string, number>; // rendered label set -> value
   readonly read?: () => number;
+  readonly histogram?: Histogram;
+}
+
+interface Histogram {
+  readonly bounds: readonly number[];
+  readonly counts: number[]; // per bucket, not cumulative; the last is +Inf
+  sum: number;
+  count: number;
 }
 
 // Label sets are usually constants or memoized (see labelsFor): render each once.
@@ -56,6 +64,19 @@ export class Metrics {
     };
   }
 
+  /** A histogram without labels: `observe(value)`; buckets are upper bounds, ascending. */
+  histogram(name: string, help: string, bounds: readonly number[]): (value: number) => void {
+    const h: Histogram = { bounds, counts: Array<number>(bounds.length + 1).fill(0), sum: 0, count: 0 };
+    this.#series.set(name, { help, type: 'histogram', values: new Map(), histogram: h });
+    return (value) => {
+      let i = 0;
+      while (i < bounds.length && value > (bounds[i] ?? Infinity)) i++;
+      h.counts[i] = (h.counts[i] ?? 0) + 1;
+      h.sum += value;
+      h.count++;
+    };
+  }
+
   /** A gauge whose value is computed when the metrics are read. */
   gauge(name: string, help: string, read: () => number): void {
     this.#series.set(name, { help, type: 'gauge', values: new Map(), read });
@@ -65,6 +86,7 @@ export class Metrics {
     const series = this.#series.get(name);
     if (series === undefined) return 0;
     if (series.read !== undefined) return series.read();
+    if (series.histogram !== undefined) return series.histogram.count;
     if (labels === undefined) {
       let sum = 0;
       for (const v of series.values.values()) sum += v;
@@ -77,13 +99,24 @@ export class Metrics {
     const lines: string[] = [];
     for (const [name, s] of this.#series) {
       lines.push(`# HELP ${name} ${s.help}`, `# TYPE ${name} ${s.type}`);
-      if (s.read !== undefined) lines.push(`${name} ${s.read()}`);
+      if (s.histogram !== undefined) {
+        const h = s.histogram;
+        let cumulative = 0;
+        h.bounds.forEach((le, i) => {
+          cumulative += h.counts[i] ?? 0;
+          lines.push(`${name}_bucket{le="${le}"} ${cumulative}`);
+        });
+        lines.push(`${name}_bucket{le="+Inf"} ${h.count}`, `${name}_sum ${h.sum}`, `${name}_count ${h.count}`);
+      } else if (s.read !== undefined) lines.push(`${name} ${s.read()}`);
       else if (s.values.size === 0) lines.push(`${name} 0`);
       else for (const [labels, v] of s.values) lines.push(`${name}${labels} ${v}`);
     }
     return `${lines.join('\n')}\n`;
   }
 }
+
+/** Seconds: from loopback (sub-ms) to intercontinental handshakes (hundreds of ms). */
+const LATENCY_BUCKETS_S = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10] as const;
 
 /** The relay's metrics: one place that names them all. */
 export class RelayMetrics {
@@ -94,7 +127,10 @@ export class RelayMetrics {
   readonly headerRejects = this.registry.counter('tcpsplit_header_rejects_total', 'Relay headers rejected, by error code.');
   readonly policyDenied = this.registry.counter('tcpsplit_policy_denied_total', 'Targets refused by the allow/deny policy.');
   readonly nextLeg = this.registry.counter('tcpsplit_next_leg_total', 'Next legs opened, by kind (direct, peer).');
-  readonly connectMsSum = this.registry.counter('tcpsplit_next_leg_connect_ms_sum', 'Sum of next-leg connect times in ms (divide by tcpsplit_next_leg_total).');
+  readonly connectSeconds = this.registry.histogram('tcpsplit_next_leg_connect_seconds',
+    'Time from accepting a connection to its next leg being connected.', LATENCY_BUCKETS_S);
+  readonly firstByteSeconds = this.registry.histogram('tcpsplit_first_byte_seconds',
+    'Time from accepting a connection to the first byte back from its next leg (the relay\'s view of time to first byte).', LATENCY_BUCKETS_S);
   readonly overload = this.registry.counter('tcpsplit_overload_total', 'Connections reset at accept because --max-connections were open.');
   readonly reloads = this.registry.counter('tcpsplit_config_reloads_total', 'Config reloads on SIGHUP, by result (ok, error).');
 

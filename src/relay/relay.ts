@@ -218,6 +218,8 @@ export class Relay {
     this.metrics.closed(1, labelsFor('outcome', record.outcome));
     this.metrics.bytes(record.up, UP);
     this.metrics.bytes(record.down, DOWN);
+    if (record.connectMs !== undefined) this.metrics.connectSeconds(record.connectMs / 1000);
+    if (record.ttfbMs !== undefined) this.metrics.firstByteSeconds(record.ttfbMs / 1000);
     if (record.outcome === 'ok') this.#logger.info(record, 'connection closed');
     else this.#logger.warn(record, 'connection failed');
   };
@@ -300,7 +302,6 @@ export class Relay {
       this.metrics.nextLeg(1, labelsFor('kind', route.kind));
       const auth = route.kind === 'peer' ? state.auth : undefined;
       conn.attachUpstream(upstream, (c) => {
-        this.metrics.connectMsSum(c.connectMs ?? 0);
         writePreamble(upstream, target, auth, c.downstream.read() as Buffer | null, nonce);
       });
     };
