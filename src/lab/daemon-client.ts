@@ -51,7 +51,12 @@ export async function startDaemon(prefix: string, profile: LabProfile): Promise<
   if (ready === null || ready === undefined || !('on' in ready)) throw new LabError('cannot talk to the lab daemon');
   const message = await new Promise<string>((resolve, reject) => {
     let text = '';
-    const timer = setTimeout(() => { reject(new LabError(`the lab daemon was not ready within ${READY_TIMEOUT_MS / 1000} s; see ${log}`)); }, READY_TIMEOUT_MS);
+    const timer = setTimeout(() => {
+      // Not ready in time: stop it (its SIGTERM handler tears down what it built) rather
+      // than leave a daemon that may still bring a lab up after we reported failure.
+      child.kill('SIGTERM');
+      reject(new LabError(`the lab daemon was not ready within ${READY_TIMEOUT_MS / 1000} s and was stopped; see ${log}`));
+    }, READY_TIMEOUT_MS);
     ready.on('data', (chunk: Buffer) => { text += chunk.toString(); });
     ready.on('error', () => { /* reported through the missing message */ });
     ready.on('close', () => { clearTimeout(timer); resolve(text); });
