@@ -5,14 +5,13 @@
  */
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { Lab, PROFILES, scaleDelays, startNginx, addressOf, applyLinkFlag } from '../src/lab/index.js';
-import { RelayProcess } from '../src/demo/relay-process.js';
+import { Lab, PROFILES, scaleDelays, startNginx, applyLinkFlag } from '../src/lab/index.js';
+import { startLabRelays } from '../src/demo/lab-relays.js';
 import { curlArgs, median, parseCurlTiming } from '../src/demo/curl-timing.js';
 import { needsRoot, assertNoLabLeft } from './helpers/lab.js';
 
@@ -27,21 +26,10 @@ test('lab (root, netns): first byte through R_C and R_S matches RTT arithmetic; 
   cleanups.push(async () => { await lab.destroy(); assertNoLabLeft(PREFIX); });
   const dir = mkdtempSync(join(tmpdir(), 'tcpsplit-lab-relay-'));
   cleanups.push(() => { rmSync(dir, { recursive: true, force: true }); });
-  const key = join(dir, 'key');
-  writeFileSync(key, randomBytes(32), { mode: 0o600 });
   const web = await startNginx(lab, { files: { 'small.bin': 10_000, 'big.bin': 3_000_000 }, port: 80 });
   cleanups.push(() => web.stop());
-
-  const rsAddr = addressOf('rs', 'rc');
-  const rcAddr = addressOf('rc', 'client');
-  const rs = new RelayProcess(['--accept', `${rsAddr}:7000`, '--key-file', key, '--allow', '198.18.3.0/24'],
-    { spawner: (cmd, args) => lab.spawn('rs', cmd, args) });
-  cleanups.push(() => rs.stop());
-  await rs.ready();
-  const rc = new RelayProcess(['-L', `${rcAddr}:8080:${addressOf('server', 'path')}:80`, '--peer', `rs=${rsAddr}:7000`,
-    '--route', '198.18.3.0/24=rs', '--key-file', key], { spawner: (cmd, args) => lab.spawn('rc', cmd, args) });
-  cleanups.push(() => rc.stop());
-  await rc.ready();
+  const relays = await startLabRelays(lab, dir, 80);
+  cleanups.push(() => relays.stop());
 
   const rtt = (name: keyof typeof profile): number => profile[name].up.delayMs + profile[name].down.delayMs;
   const pathRtt = rtt('client-rc') + rtt('rc-rs') + rtt('rs-server');
@@ -57,17 +45,17 @@ test('lab (root, netns): first byte through R_C and R_S matches RTT arithmetic; 
   // Naive split: each relay opens its next leg only after its own accept (R_C) or the
   // header (R_S), so the three handshakes run in series: 3 one-way trips per link to the
   // request, one more back = 2 x the path RTT, plus the relays' own time.
-  const split = await ttfb(`http://${rcAddr}:8080/small.bin`);
+  const split = await ttfb(relays.url('small.bin'));
   const expectedSplit = 2 * pathRtt;
   assert.ok(split >= expectedSplit - 1 && split <= expectedSplit + 15,
     `tcpsplit first byte ${split.toFixed(1)} ms, expected ${expectedSplit.toFixed(1)} ms plus at most 15 ms of relay time`);
 
   t.diagnostic(`first byte: e2e ${e2e.toFixed(1)} ms (expected ${expectedE2e.toFixed(1)}), tcpsplit ${split.toFixed(1)} ms (expected ${expectedSplit.toFixed(1)} + relay time)`);
 
-  const big = parseCurlTiming(await lab.exec('client', 'curl', curlArgs(`http://${rcAddr}:8080/big.bin`, 60)), 'big.bin');
+  const big = parseCurlTiming(await lab.exec('client', 'curl', curlArgs(relays.url('big.bin'), 60)), 'big.bin');
   assert.equal(big.httpCode, 200);
   assert.equal(big.bytes, 3_000_000);
-  const closed = await rc.waitFor((l) => l.msg === 'connection closed' && l['down'] !== undefined && Number(l['down']) > 3_000_000);
+  const closed = await relays.rc.waitFor((l) => l.msg === 'connection closed' && l['down'] !== undefined && Number(l['down']) > 3_000_000);
   assert.equal(closed['via'], 'rs');
   assert.equal(closed['outcome'], 'ok');
 });
@@ -80,23 +68,13 @@ test('lab (root, netns): a download through R_C and R_S over a lossy, rate-cappe
   cleanups.push(async () => { await lab.destroy(); assertNoLabLeft(prefix); });
   const dir = mkdtempSync(join(tmpdir(), 'tcpsplit-lab-relay-'));
   cleanups.push(() => { rmSync(dir, { recursive: true, force: true }); });
-  const key = join(dir, 'key');
-  writeFileSync(key, randomBytes(32), { mode: 0o600 });
   const web = await startNginx(lab, { files: { 'f.bin': 4_000_000 }, port: 80 });
   cleanups.push(() => web.stop());
-  const rsAddr = addressOf('rs', 'rc');
-  const rcAddr = addressOf('rc', 'client');
-  const rs = new RelayProcess(['--accept', `${rsAddr}:7000`, '--key-file', key, '--allow', '198.18.3.0/24'],
-    { spawner: (cmd, args) => lab.spawn('rs', cmd, args) });
-  cleanups.push(() => rs.stop());
-  await rs.ready();
-  const rc = new RelayProcess(['-L', `${rcAddr}:8080:${addressOf('server', 'path')}:80`, '--peer', `rs=${rsAddr}:7000`,
-    '--route', '198.18.3.0/24=rs', '--key-file', key], { spawner: (cmd, args) => lab.spawn('rc', cmd, args) });
-  cleanups.push(() => rc.stop());
-  await rc.ready();
+  const relays = await startLabRelays(lab, dir, 80);
+  cleanups.push(() => relays.stop());
 
   const out = join(dir, 'f.out');
-  const got = await lab.exec('client', 'curl', ['-sS', '-o', out, '--max-time', '60', `http://${rcAddr}:8080/f.bin`], { timeoutMs: 70_000 });
+  const got = await lab.exec('client', 'curl', ['-sS', '-o', out, '--max-time', '60', relays.url('f.bin')], { timeoutMs: 70_000 });
   assert.equal(got.code, 0, got.stderr);
   const sha = (file: string): string => createHash('sha256').update(readFileSync(file)).digest('hex');
   assert.equal(sha(out), sha(join(web.root, 'f.bin')));

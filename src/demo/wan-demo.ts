@@ -5,12 +5,13 @@
  *   no-split  client -> rc -> rs -> server, routed, TCP end to end (the same RTT)
  *   tcpsplit  client -> R_C (tcpsplit relay) -> R_S (tcpsplit relay) -> server
  */
-import { createHash, randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Lab, PROFILES, scaleDelays, startNginx, addressOf, type LabProfile } from '../lab/index.js';
-import { RelayProcess } from './relay-process.js';
+import { Lab, PROFILES, scaleDelays, startNginx, addressOf, type LabProfile, type NginxServer } from '../lab/index.js';
+import type { RelayProcess } from './relay-process.js';
+import { startLabRelays, RC_LISTEN_PORT, RS_ACCEPT_PORT, type LabRelays } from './lab-relays.js';
 import { curlArgs, median, parseCurlTiming, type CurlTiming } from './curl-timing.js';
 
 export const MODES = ['e2e', 'no-split', 'tcpsplit'] as const;
@@ -34,8 +35,6 @@ export interface DemoResult {
 }
 
 const HTTP_PORT = 80;
-const RC_LISTEN_PORT = 8080;
-const RS_ACCEPT_PORT = 7000;
 
 export async function runWanDemo(options: WanDemoOptions, onLab?: (lab: Lab) => void): Promise<DemoResult> {
   const { progress } = options;
@@ -44,30 +43,21 @@ export async function runWanDemo(options: WanDemoOptions, onLab?: (lab: Lab) => 
   const lab = await Lab.create({ prefix: options.prefix, profile });
   onLab?.(lab);
   const dir = mkdtempSync(join(tmpdir(), 'tcpsplit-demo-'));
-  const relays: RelayProcess[] = [];
+  let relays: LabRelays | undefined;
+  let web: NginxServer | undefined;
   try {
-    const keyFile = join(dir, 'relay.key');
-    writeFileSync(keyFile, randomBytes(32), { mode: 0o600 });
     progress(`starting nginx in 'server' with ${options.sizes.map((s) => s.name).join(', ')}`);
-    const web = await startNginx(lab, { files: Object.fromEntries(options.sizes.map((s) => [s.name, s.bytes])), port: HTTP_PORT });
-
-    const server = addressOf('server', 'path');
-    const rsAddr = addressOf('rs', 'rc');
-    const rcAddr = addressOf('rc', 'client');
-    progress(`starting tcpsplit relays: R_S in 'rs' (${rsAddr}:${RS_ACCEPT_PORT}), R_C in 'rc' (${rcAddr}:${RC_LISTEN_PORT})`);
-    const rs = new RelayProcess(['--accept', `${rsAddr}:${RS_ACCEPT_PORT}`, '--key-file', keyFile, '--allow', '198.18.3.0/24'],
-      { spawner: (cmd, args) => lab.spawn('rs', cmd, args) });
-    relays.push(rs);
-    await rs.ready();
-    const rc = new RelayProcess(['-L', `${rcAddr}:${RC_LISTEN_PORT}:${server}:${HTTP_PORT}`, '--peer', `rs=${rsAddr}:${RS_ACCEPT_PORT}`,
-      '--route', '198.18.3.0/24=rs', '--key-file', keyFile], { spawner: (cmd, args) => lab.spawn('rc', cmd, args) });
-    relays.push(rc);
-    await rc.ready();
+    web = await startNginx(lab, { files: Object.fromEntries(options.sizes.map((s) => [s.name, s.bytes])), port: HTTP_PORT });
+    progress(`starting tcpsplit relays: R_S in 'rs' (${addressOf('rs', 'rc')}:${RS_ACCEPT_PORT}), R_C in 'rc' (${addressOf('rc', 'client')}:${RC_LISTEN_PORT})`);
+    const chain = await startLabRelays(lab, dir, HTTP_PORT);
+    relays = chain;
+    const { rc, rs } = chain;
+    const server = web;
 
     const urls: Record<Mode, (file: string) => string> = {
-      'e2e': (f) => web.url('internet', f),
-      'no-split': (f) => web.url('path', f),
-      'tcpsplit': (f) => `http://${rcAddr}:${RC_LISTEN_PORT}/${f}`,
+      'e2e': (f) => server.url('internet', f),
+      'no-split': (f) => server.url('path', f),
+      'tcpsplit': (f) => chain.url(f),
     };
     const rows: DemoResult['rows'][number][] = [];
     for (const size of options.sizes) {
@@ -97,7 +87,7 @@ export async function runWanDemo(options: WanDemoOptions, onLab?: (lab: Lab) => 
     const got = await lab.exec('client', 'curl', ['-sS', '-o', out, '--max-time', '120', urls.tcpsplit(largest.name)]);
     if (got.code !== 0) throw new Error(`curl for the integrity check failed: ${got.stderr.trim()}`);
     const sha = (file: string): string => createHash('sha256').update(readFileSync(file)).digest('hex');
-    const integrity = { file: largest.name, bytes: largest.bytes, sha256Match: sha(out) === sha(join(web.root, largest.name)) };
+    const integrity = { file: largest.name, bytes: largest.bytes, sha256Match: sha(out) === sha(join(server.root, largest.name)) };
 
     const last = (r: RelayProcess): Record<string, unknown> | undefined =>
       r.lines.filter((l) => l.msg === 'connection closed' || l.msg === 'connection failed').at(-1);
@@ -106,7 +96,6 @@ export async function runWanDemo(options: WanDemoOptions, onLab?: (lab: Lab) => 
     const closed = (r: RelayProcess): number => r.lines.filter((l) => l.msg === 'connection closed' || l.msg === 'connection failed').length;
     for (const r of [rc, rs]) await r.waitFor(() => closed(r) >= expected, 3000).catch(() => undefined);
     const counters = lab.linkCounters('rc-rs');
-    await web.stop();
     return {
       profile,
       rows,
@@ -115,7 +104,8 @@ export async function runWanDemo(options: WanDemoOptions, onLab?: (lab: Lab) => 
       rcRsPackets: counters.up.txPackets + counters.down.txPackets,
     };
   } finally {
-    await Promise.all(relays.map((r) => r.stop()));
+    await relays?.stop();
+    await web?.stop();
     await lab.destroy();
     rmSync(dir, { recursive: true, force: true });
   }
