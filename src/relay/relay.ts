@@ -11,8 +11,9 @@ import { Router } from './router.js';
 import { SplitConnection, type ConnectionKind, type ConnectionRecord } from './split-connection.js';
 import { openDirect, openToPeer, writePreamble } from './next-leg.js';
 import { acceptHeader } from './accept-header.js';
-import { ConfigError, DrainTimeoutError, errorCode, InsecureAcceptError, OverloadError, PeerResetError } from '../errors.js';
+import { ConfigError, DrainTimeoutError, FfiUnavailableError, errorCode, InsecureAcceptError, OverloadError, PeerResetError } from '../errors.js';
 import { ListenerSet, type WantedListener } from './listener-set.js';
+import { prepareSocketCalls } from '../sys/index.js';
 
 /**
  * With --insecure and no key, relays still speak the same framed protocol, signed with
@@ -85,6 +86,10 @@ export class Relay {
   }
 
   static async start(config: RelayConfig, options: RelayOptions): Promise<Relay> {
+    if (!prepareSocketCalls()) {
+      options.logger.warn({ event: 'ffi', code: FfiUnavailableError.code },
+        'socket options through koffi are unavailable: a reset right behind data may pass as a clean end, and a killed relay closes legs with FIN');
+    }
     const relay = new Relay(config, options);
     try {
       await relay.#listeners.sync(relay.#wantedListeners(relay.#state));

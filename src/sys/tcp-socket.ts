@@ -45,3 +45,18 @@ export function setLinger(fd: number, on: boolean, seconds: number): void {
     throw sysCallError(`setsockopt(fd ${fd}, SO_LINGER)`, lastErrno());
   }
 }
+
+/**
+ * Loads koffi and binds the calls above now, so the first connection does not pay for
+ * it (~5 ms here); false when the FFI is unavailable (callers then degrade, see
+ * src/relay/split-connection.ts).
+ */
+export function prepareSocketCalls(): boolean {
+  try {
+    libcFunction(PROTO.getsockopt);
+    libcFunction(PROTO.setsockopt);
+    return true;
+  } catch {
+    return false;
+  }
+}
