@@ -1,7 +1,8 @@
-import { DIRECT, type Endpoint, type RelayConfig } from '../config/relay-config.js';
+import { DIRECT, type RelayConfig } from '../config/relay-config.js';
+import { formatEndpoint } from '../config/load-config.js';
 import { BUILTIN_DENY } from '../net/address-policy.js';
 
-const ep = (e: Endpoint): string => (e.host.includes(':') ? `[${e.host}]:${e.port}` : `${e.host}:${e.port}`);
+const ep = formatEndpoint;
 
 /** `tcpsplit relay --check`: what a valid config makes the relay do, in plain words. */
 export function describeConfig(config: RelayConfig, warnings: readonly string[]): string {
