@@ -93,7 +93,8 @@ test('lab CLI (root, netns): up leaves a daemon running; exec, status, down; not
   assertNoLabLeft(PREFIX);
   assert.ok(!existsSync(`/run/tcpsplit/lab-${PREFIX}.log`));
   const gone = await tcpsplit('lab', 'status', '--prefix', PREFIX);
-  assert.equal(gone.code, 3);
+  assert.equal(gone.code, 1);
+  assert.match(gone.stderr, /no lab with prefix.*TCPSPLIT_ERR_LAB_NOT_UP/);
   const downAgain = await tcpsplit('lab', 'down', '--prefix', PREFIX);
   assert.match(downAgain.stdout, /nothing to do/);
 });
@@ -107,7 +108,10 @@ test('lab CLI (root, netns): after the daemon is SIGKILLed, status says stale an
   for (let i = 0; i < 100 && pidAlive(state.ownerPid); i++) await new Promise((r) => setTimeout(r, 20));
   const stale = await tcpsplit('lab', 'status', '--prefix', PREFIX);
   assert.equal(stale.code, 1);
-  assert.match(stale.stdout, /stale/);
+  assert.match(stale.stderr, /stale.*TCPSPLIT_ERR_LAB_NOT_UP/);
+  const staleExec = await tcpsplit('lab', 'exec', '--prefix', PREFIX, 'client', '--', 'true');
+  assert.equal(staleExec.code, 1, 'no commands into a lab whose links carry nothing');
+  assert.match(staleExec.stderr, /stale.*TCPSPLIT_ERR_LAB_NOT_UP/);
   const up2 = await tcpsplit('lab', 'up', '--prefix', PREFIX, '--profile', 'none');
   assert.equal(up2.code, 0, up2.stderr);
   const ping = await tcpsplit('lab', 'exec', '--prefix', PREFIX, 'client', '--', 'ping', '-c', '1', '198.18.4.2');

@@ -57,6 +57,14 @@ describe('tcpsplit relay, the command', () => {
     assert.match(r.stderr, /-L/);
   });
 
+  it('a metrics port in use is a listen error with its code, not a crash', async () => {
+    const busy = await tcpServer(() => undefined);
+    cleanups.push(busy.close);
+    const r = run(['relay', '-L', '127.0.0.1:0:127.0.0.1:9', '--metrics', `127.0.0.1:${busy.port}`]);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /cannot listen on 127\.0\.0\.1:\d+ \(metrics\): EADDRINUSE \[TCPSPLIT_ERR_LISTEN\]/);
+  });
+
   it('--accept without a key refuses to start', () => {
     const r = run(['relay', '--accept', '127.0.0.1:0'], { TCPSPLIT_KEY: '', TCPSPLIT_KEY_FILE: '' });
     assert.equal(r.code, 2);
@@ -108,9 +116,10 @@ describe('tcpsplit relay, the command', () => {
     cleanups.push(() => { rmSync(dir, { recursive: true, force: true }); });
     const file = join(dir, 'relay.yaml');
     writeFileSync(file, `forward:\n  - "127.0.0.1:0:127.0.0.1:${a.port}"\nlog-level: info\n`);
-    const relay = new RelayProcess(['--config', file]);
+    const relay = new RelayProcess(['--config', file, '--metrics', '127.0.0.1:0']);
     cleanups.push(() => relay.stop());
     const [port = 0] = (await relay.ready()).forward;
+    const metricsPort = ((await relay.waitFor((l) => l.event === 'ready'))['metrics'] as { port: number }).port;
 
     const first = await dial(port);
     const firstGot = new Promise<string>((resolve) => { let t = ''; first.on('data', (c: Buffer) => { t += c.toString(); }); first.on('end', () => { resolve(t); }); });
@@ -132,6 +141,9 @@ describe('tcpsplit relay, the command', () => {
     relay.child.kill('SIGHUP');
     const failed = await relay.waitFor((l) => l.event === 'reload' && l['code'] === 'TCPSPLIT_ERR_CONFIG');
     assert.match(String(failed.msg), /keeping the running config/);
+    const metrics = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+    assert.match(metrics, /^tcpsplit_config_reloads_total\{result="ok"\} 1$/m);
+    assert.match(metrics, /^tcpsplit_config_reloads_total\{result="error"\} 1$/m, 'a file that does not load counts as a failed reload');
     const third = await dial(port);
     third.end();
     assert.equal((await receiveAll(third)).bytes, 3);

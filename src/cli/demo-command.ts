@@ -2,6 +2,7 @@ import { parseArgs } from 'node:util';
 import { runWanDemo, MODES, fmtMs, type DemoResult } from '../demo/wan-demo.js';
 import { ConfigError } from '../errors.js';
 import { parseBytes } from '../lab/units.js';
+import { verifyPrefix } from '../lab/lab-state.js';
 
 const DEMO_HELP = `tcpsplit demo: the paper's WAN on this machine, three ways side by side
 
@@ -63,6 +64,7 @@ export async function runDemoCommand(argv: string[]): Promise<number> {
     return { name: text.trim(), bytes };
   });
 
+  verifyPrefix(values.prefix);
   const started = Date.now();
   const result = await runWanDemo({
     sizes,
@@ -99,7 +101,8 @@ function formatReport(result: DemoResult, runs: number): string {
   show('R_C', relayLines.rc);
   show('R_S', relayLines.rs);
   lines.push(`Packets carried by the emulated rc-rs link in this run: ${result.rcRsPackets}.`, '');
-  lines.push(`This relay splits TCP only; early SYN, the connection pool and Turbo-Start (the paper's`);
-  lines.push(`section 2) come next, and with them the first-byte time. Ways: ${MODES.join(', ')}; see tcpsplit demo --help.`, '');
+  lines.push(`This relay splits TCP only; the paper's four improvements (section 2: early SYN, a worker`);
+  lines.push(`pool, pre-established relay connections, Turbo-Start) come next, and with them the first-byte`);
+  lines.push(`time. Ways: ${MODES.join(', ')}; see tcpsplit demo --help.`, '');
   return lines.join('\n');
 }

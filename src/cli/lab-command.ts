@@ -22,7 +22,7 @@ emulator delays, rate-limits and drops on:
      \\______________________(internet)______________________/
 
 Commands (each takes --help):
-  tcpsplit lab up [--profile paper|none|FILE] [--link LINK:key=value,...] [--prefix P]
+  tcpsplit lab up [--profile paper|none|FILE] [--link LINK:key=value,...] [--delay-scale F] [--prefix P]
   tcpsplit lab exec [--prefix P] NODE -- CMD [ARGS...]
   tcpsplit lab status [--prefix P] [--json]
   tcpsplit lab down [--prefix P]
@@ -40,8 +40,8 @@ Options:
                         SETTINGS: delay=107.5ms rtt=215ms jitter=1ms rate=100mbit burst=15kb
                         queue=1000 (packets) or queue=256kb (bytes) loss=0.1%
                         prefix a key with up. or down. for one direction (up = away from client)
-  --delay-scale F       multiply the profile's delays by F before --link applies (e.g. 0.1)
-  --prefix P            name prefix, 1-8 of [a-z0-9] (default ${DEFAULT_PREFIX}); labs with different
+  --delay-scale F       multiply the profile's delays and jitters by F before --link applies (e.g. 0.1)
+  --prefix P            name prefix: a letter, then up to 7 of [a-z0-9] (default ${DEFAULT_PREFIX}); labs with different
                         prefixes run side by side
   -h, --help
 
@@ -97,17 +97,17 @@ function out(text: string): void {
 
 const HELP = { help: { type: 'boolean', short: 'h' } } as const;
 
-/** parseArgs, with its errors as LabConfigError. */
-function parse<T>(parseFn: () => T): T {
+/** parseArgs, with its errors as LabConfigError pointing at the command's --help. */
+function parse<T>(command: string, parseFn: () => T): T {
   try {
     return parseFn();
   } catch (err) {
-    throw new LabConfigError(err instanceof Error ? err.message : String(err));
+    throw new LabConfigError(`${err instanceof Error ? err.message : String(err)} (see tcpsplit lab ${command} --help)`);
   }
 }
 
 async function up(args: string[]): Promise<number> {
-  const { values } = parse(() => parseArgs({
+  const { values } = parse('up', () => parseArgs({
     args, strict: true,
     options: {
       ...HELP, prefix: { type: 'string' }, profile: { type: 'string' }, link: { type: 'string', multiple: true },
@@ -170,6 +170,10 @@ async function exec(args: string[]): Promise<number> {
   requireRoot();
   const ns = namespaceName(prefix, node as LabNode);
   if (!topologyExists(prefix)) throw new LabNotUpError(`no lab with prefix '${prefix}' ('tcpsplit lab up${prefix === DEFAULT_PREFIX ? '' : ` --prefix ${prefix}`}' first)`);
+  const state = readState(prefix);
+  if (state === undefined || !ownerAlive(state)) {
+    throw new LabNotUpError(`lab '${prefix}' is stale (its emulator is gone, so its links carry nothing); 'tcpsplit lab down --prefix ${prefix}' removes it`);
+  }
   const child = spawn('ip', ['netns', 'exec', ns, cmd, ...cmdArgs], { stdio: 'inherit' });
   const forward = (signal: NodeJS.Signals) => () => { child.kill(signal); };
   const onInt = forward('SIGINT');
@@ -187,21 +191,18 @@ async function exec(args: string[]): Promise<number> {
 }
 
 async function status(args: string[]): Promise<number> {
-  const { values } = parse(() => parseArgs({ args, strict: true, options: { ...HELP, prefix: { type: 'string' }, json: { type: 'boolean' } } }));
+  const { values } = parse('status', () => parseArgs({ args, strict: true, options: { ...HELP, prefix: { type: 'string' }, json: { type: 'boolean' } } }));
   if (values.help === true) { out(STATUS_HELP); return 0; }
   const prefix = verifyPrefix(values.prefix ?? DEFAULT_PREFIX);
   const state = readState(prefix);
   if (state === undefined) {
     if (topologyExists(prefix)) {
-      out(`lab '${prefix}': namespaces exist but no state: a crashed lab; 'tcpsplit lab down --prefix ${prefix}' removes it`);
-      return 1;
+      throw new LabNotUpError(`lab '${prefix}': namespaces exist but no state: a crashed lab; 'tcpsplit lab down --prefix ${prefix}' removes it`);
     }
-    out(`no lab with prefix '${prefix}'`);
-    return 3;
+    throw new LabNotUpError(`no lab with prefix '${prefix}'`);
   }
   if (!ownerAlive(state)) {
-    out(`lab '${prefix}' is stale: its owner pid ${state.ownerPid} is gone; 'tcpsplit lab down --prefix ${prefix}' (or the next 'lab up') removes it`);
-    return 1;
+    throw new LabNotUpError(`lab '${prefix}' is stale: its owner pid ${state.ownerPid} is gone; 'tcpsplit lab down --prefix ${prefix}' (or the next 'lab up') removes it`);
   }
   const s = await queryStatus(state);
   out(values.json === true ? JSON.stringify(s, null, 2) : formatStatus(s));
@@ -209,7 +210,7 @@ async function status(args: string[]): Promise<number> {
 }
 
 async function down(args: string[]): Promise<number> {
-  const { values } = parse(() => parseArgs({ args, strict: true, options: { ...HELP, prefix: { type: 'string' } } }));
+  const { values } = parse('down', () => parseArgs({ args, strict: true, options: { ...HELP, prefix: { type: 'string' } } }));
   if (values.help === true) { out(DOWN_HELP); return 0; }
   const prefix = verifyPrefix(values.prefix ?? DEFAULT_PREFIX);
   requireRoot();
@@ -233,7 +234,6 @@ export async function runLabCommand(args: string[]): Promise<number> {
       out(LAB_HELP);
       return sub === undefined ? 2 : 0;
     default:
-      process.stderr.write(`tcpsplit lab: unknown command '${sub}'\n\n${LAB_HELP}`);
-      return 2;
+      throw new LabConfigError(`unknown lab command '${sub}': expected up, exec, status or down (see tcpsplit lab --help)`);
   }
 }

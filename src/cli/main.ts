@@ -2,7 +2,7 @@
 import { runRelayCommand } from './relay-command.js';
 import { runLabCommand } from './lab-command.js';
 import { runDemoCommand } from './demo-command.js';
-import { ConfigError, InsecureAcceptError, KeyError, LabConfigError, TcpsplitError } from '../errors.js';
+import { ConfigError, INTERNAL_ERROR_CODE, InsecureAcceptError, KeyError, LabConfigError, TcpsplitError } from '../errors.js';
 
 const USAGE_ERRORS = new Set([ConfigError.code, KeyError.code, InsecureAcceptError.code, LabConfigError.code]);
 
@@ -11,7 +11,8 @@ const USAGE = `tcpsplit: a split-TCP relay for cloud overlays (KTCP in user spac
 Usage:
   tcpsplit relay [options]      run a relay daemon (tcpsplit relay --help)
   tcpsplit lab <command>        an emulated WAN in network namespaces (tcpsplit lab --help)
-  tcpsplit demo                 start a two-relay chain on loopback and download through it
+  tcpsplit demo                 the paper's WAN in the lab (needs root): downloads e2e, routed
+                                without a split, and through two tcpsplit relays, side by side
   tcpsplit --version
 
 A connection goes client -> R_C -> R_S -> server; each relay terminates TCP, so
@@ -45,7 +46,7 @@ main(process.argv.slice(2)).then(
       process.exitCode = USAGE_ERRORS.has(err.code) ? 2 : 1;
       return;
     } else {
-      process.stderr.write(`tcpsplit: internal error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+      process.stderr.write(`tcpsplit: internal error (a bug; please report it with this text): ${err instanceof Error ? (err.stack ?? err.message) : String(err)} [${INTERNAL_ERROR_CODE}]\n`);
     }
     process.exitCode = 1;
   },

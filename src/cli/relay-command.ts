@@ -22,6 +22,9 @@ export async function runRelayCommand(argv: string[]): Promise<number> {
   }
   const logger = createLogger(config.logLevel, 'tcpsplit-relay');
   for (const warning of warnings) logger.warn({ event: 'config-warning' }, warning);
+  if (config.insecure && config.key === undefined) {
+    logger.warn({ event: 'insecure' }, '--insecure without a key: relay headers authenticate nothing; anyone who can reach --accept can use this relay (lab use only)');
+  }
   const relay = await Relay.start(config, { logger });
   const { forward, accept, metrics } = relay.addresses();
   logger.info({ event: 'ready', forward, accept, metrics }, 'relay ready');
@@ -50,13 +53,16 @@ export async function runRelayCommand(argv: string[]): Promise<number> {
         logger.warn({ event: 'reload' }, 'SIGHUP ignored: the relay is stopping');
         return;
       }
+      let loaded = false;
       loadRelayConfig(argv, process.env)
         .then(async ({ config: next, warnings: w }) => {
+          loaded = true;
           for (const warning of w) logger.warn({ event: 'config-warning' }, warning);
           await relay.reload(next);
           logger.flush();
         })
         .catch((err: unknown) => {
+          if (!loaded) relay.reloadFailed(); // relay.reload counts its own failures
           const message = err instanceof Error ? err.message : String(err);
           logger.error({ event: 'reload', code: err instanceof TcpsplitError ? err.code : errorCode(err) }, `reload failed, keeping the running config: ${message}`);
           logger.flush();

@@ -37,7 +37,11 @@ export async function readConfigFile(file: string): Promise<RelayOptions> {
 export function parseConfigText(text: string, source: string): RelayOptions {
   const doc = parseDocument(text, { prettyErrors: false, uniqueKeys: true });
   const first = doc.errors[0];
-  if (first !== undefined) throw new ConfigError(`${source}: not valid YAML: ${first.message}`);
+  if (first !== undefined) {
+    const before = text.slice(0, first.pos[0]).split('\n');
+    const at = `${before.length}:${(before.at(-1)?.length ?? 0) + 1}`;
+    throw new ConfigError(`${source}:${at}: not valid YAML: ${first.message}`);
+  }
   // Maps as Map keeps keys like '__proto__' plain data.
   const root: unknown = doc.toJS({ mapAsMap: true });
   const options = emptyOptions();

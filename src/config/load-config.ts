@@ -55,7 +55,11 @@ export async function buildRelayConfig(args: RelayOptions, env: NodeJS.ProcessEn
     configFile,
   };
   validateRelayConfig(config);
-  return { config, warnings: loadedKey?.warnings ?? [] };
+  const warnings = [...(loadedKey?.warnings ?? [])];
+  if (config.accept === undefined && (config.allow.length > 0 || config.deny.length > 0)) {
+    warnings.push('--allow/--deny apply only to targets that peers ask for (with --accept); this relay has no --accept, so they do nothing here (-L targets are yours and are not checked)');
+  }
+  return { config, warnings };
 }
 
 /** `later` wins for single values and is appended for lists. */
@@ -110,6 +114,14 @@ export function validateRelayConfig(config: RelayConfig): void {
       }
     }
   }
+  for (const f of config.forwards) {
+    // Forwarding to its own listener would loop until --max-connections is reached.
+    const self = listeners.find((l) => l.at.port === f.target.port
+      && (l.at.host === f.target.host || (isWildcard(l.at.host) && isLoopbackName(f.target.host))));
+    if (self !== undefined) {
+      throw new ConfigError(`-L ${formatEndpoint(f.listen)} forwards to ${formatEndpoint(f.target)}, which is this relay's own ${self.what} listener`);
+    }
+  }
   if (config.key === undefined && !config.insecure) {
     if (config.accept !== undefined) {
       throw new InsecureAcceptError(
@@ -120,6 +132,14 @@ export function validateRelayConfig(config: RelayConfig): void {
         '--peer needs a pre-shared key to authenticate to the peer (--key-file FILE, TCPSPLIT_KEY_FILE or TCPSPLIT_KEY); --insecure runs without one, for labs only');
     }
   }
+}
+
+function isWildcard(host: string): boolean {
+  return host === '0.0.0.0' || host === '::';
+}
+
+function isLoopbackName(host: string): boolean {
+  return host === 'localhost' || host === '::1' || host.startsWith('127.');
 }
 
 function sameEndpoint(a: Endpoint, b: Endpoint): boolean {

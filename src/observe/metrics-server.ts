@@ -1,6 +1,7 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Metrics } from './metrics.js';
+import { ListenError } from '../errors.js';
 
 /** GET /metrics (Prometheus text) and GET /healthz on a small HTTP server. */
 export async function startMetricsServer(metrics: Metrics, host: string, port: number): Promise<Server> {
@@ -14,8 +15,11 @@ export async function startMetricsServer(metrics: Metrics, host: string, port: n
     }
   });
   await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, host, () => { server.off('error', reject); resolve(); });
+    const onError = (err: NodeJS.ErrnoException): void => {
+      reject(new ListenError(`cannot listen on ${host}:${port} (metrics): ${err.code ?? err.message}`, { cause: err }));
+    };
+    server.once('error', onError);
+    server.listen(port, host, () => { server.off('error', onError); resolve(); });
   });
   return server;
 }

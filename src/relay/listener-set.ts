@@ -3,6 +3,7 @@ import type { Logger } from '../observe/logger.js';
 import type { Endpoint } from '../config/relay-config.js';
 import { serverAddress } from '../observe/metrics-server.js';
 import { ListenError } from '../errors.js';
+import { formatEndpoint } from '../config/load-config.js';
 
 export interface WantedListener {
   readonly endpoint: Endpoint;
@@ -75,7 +76,7 @@ export class ListenerSet {
 async function listen(server: Server, endpoint: Endpoint, what: string): Promise<void> {
   await new Promise<void>((resolve, reject) => {
     const onError = (err: NodeJS.ErrnoException): void => {
-      reject(new ListenError(`cannot listen for ${what} on ${endpoint.host}:${endpoint.port}: ${err.code ?? err.message}`, { cause: err }));
+      reject(new ListenError(`cannot listen on ${formatEndpoint(endpoint)} (${what.split(' ')[0] ?? what}): ${err.code ?? err.message}`, { cause: err }));
     };
     server.once('error', onError);
     server.listen(endpoint.port, endpoint.host, () => {

@@ -97,7 +97,10 @@ export class Relay {
         relay.#metricsServer = await startMetricsServer(relay.metrics.registry, config.metrics.host, config.metrics.port);
       }
     } catch (err) {
-      await relay.close();
+      // Nothing was accepted yet: close quietly (no drain to report).
+      relay.#closing = true;
+      relay.#listeners.closeAll();
+      await relay.#closeMetrics();
       throw err;
     }
     return relay;
@@ -148,6 +151,11 @@ export class Relay {
     }
     this.metrics.reloads(1, labelsFor('result', 'ok'));
     this.#logger.info({ event: 'reload', listeners: this.#listeners.keys() }, 'config reloaded');
+  }
+
+  /** Counts a reload that failed before it reached the relay (the file did not load). */
+  reloadFailed(): void {
+    this.metrics.reloads(1, labelsFor('result', 'error'));
   }
 
   /** Resets every open connection now: the last thing a dying process does (see relay-command). */
