@@ -54,7 +54,7 @@ deny: [10.1.0.0/16]
 metrics: "127.0.0.1:9100"
 connect-timeout: 5s
 idle-timeout: 0
-header-timeout: 2000
+header-timeout: 2000ms
 drain-timeout: 1m
 keepalive: 20s
 max-clock-skew: 10s
@@ -127,7 +127,8 @@ void test('bad YAML files throw ConfigError naming the file and key', async () =
     ['forward: ["1:a:1"]\ninsecure: yes\n', /insecure: expected true or false/],
     ['forward: ["1:a:1"]\naccept: [1, 2]\n', /accept: expected \[bind:\]port, got a list/],
     ['forward: ["1:a:1"]\nconnect-timeout: null\n', /connect-timeout: expected .*got null/],
-    ['forward: ["1:a:1"]\nconnect-timeout: 1.5\n', /whole number of milliseconds/],
+    ['forward: ["1:a:1"]\nconnect-timeout: 1.5ms\n', /whole number of milliseconds/],
+    ['forward: ["1:a:1"]\nconnect-timeout: 30\n', /no unit: did you mean 30s or 30ms/],
     ['forward: ["1:a:1"]\npeer: {RS: "1.2.3.4:1"}\n', /peer 'RS=1\.2\.3\.4:1'/],
     ['forward: ["1:a:1"]\nallow: {a: b}\n', /allow: expected CIDR.*got a map/],
     ['forward: ["1:a:1"]\nforward: ["2:b:2"]\n', /not valid YAML/],

@@ -53,7 +53,7 @@ Security
         --allow 10.0.0.0/8 (only 10/8, minus this host); --allow 127.0.0.1/32 (let a
         test relay reach 127.0.0.1); --allow 127.0.0.0/8 (all of loopback).
 
-Timeouts (500ms, 10s, 5m, 1h; a bare number is milliseconds)
+Timeouts (500ms, 10s, 5m, 1h: the unit is required)
   --connect-timeout DUR   give up on a next leg's connect
                           (default ${seconds(DEFAULTS.connectTimeoutMs)})
   --idle-timeout DUR      close a connection with no bytes either way

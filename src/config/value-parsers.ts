@@ -14,8 +14,12 @@ export class BadValue extends Error {}
 export const MAX_DURATION_MS = 2 ** 31 - 1;
 const UNIT_MS = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 } as const;
 
-/** `500ms`, `10s`, `1.5s`, `5m`, `1h`; a bare number is milliseconds. */
+/**
+ * `500ms`, `10s`, `1.5s`, `5m`, `1h`, or `0`. A unit is required: `timeout: 30` in a
+ * YAML file could mean 30 s or 30 ms, and a guess would be off by a thousand.
+ */
 export function parseDuration(text: string, { allowZero }: { allowZero: boolean }): number {
+  if (/^\d+(?:\.\d+)?$/.test(text) && Number(text) !== 0) throw new BadValue(`no unit: did you mean ${text}s or ${text}ms?`);
   const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(text);
   if (m?.[1] === undefined) throw new BadValue('not a duration');
   const ms = Number(m[1]) * UNIT_MS[(m[2] ?? 'ms') as keyof typeof UNIT_MS];
