@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import { connect, type Socket } from 'node:net';
 import type { HoldServer } from './backends.js';
 import { readRssKb } from './proc-stats.js';
@@ -19,7 +20,6 @@ export interface IdleMemoryResult {
 const BATCH = 100;
 const SETTLE_MS = 1000;
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /** Opens one connection, sends a byte, waits for the server's byte. */
 function openOne(port: number, timeoutMs: number, into: Socket[]): Promise<void> {

@@ -5,6 +5,7 @@
  * memory per idle split connection. Starts all its own servers and peers, and stops
  * them at exit. See benchmarks/README.md.
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { availableParallelism, cpus, release } from 'node:os';
@@ -122,7 +123,6 @@ function progress(message: string): void {
   process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${message}\n`);
 }
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 function checkTools(opts: Options): void {
   const needed = new Set<string>();

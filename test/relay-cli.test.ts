@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { connect } from 'node:net';
 import { once } from 'node:events';
 import { tcpServer, dial, receiveAll, KEY_HEX } from './helpers/net.js';
-import { RelayProcess, CLI } from './helpers/relay-process.js';
+import { RelayProcess, CLI, forwardingRelayProcess } from './helpers/relay-process.js';
 
 function run(args: string[], env: NodeJS.ProcessEnv = {}): { code: number | null; stdout: string; stderr: string } {
   const r = spawnSync(process.execPath, [CLI, ...args], { env: { ...process.env, ...env }, encoding: 'utf8', timeout: 10_000 });
@@ -74,9 +74,8 @@ describe('tcpsplit relay, the command', () => {
   it('SIGTERM stops accepting and lets open connections finish', async () => {
     const server = await taggedServer('slow', 8, 50);
     cleanups.push(server.close);
-    const relay = new RelayProcess(['-L', `127.0.0.1:0:127.0.0.1:${server.port}`]);
+    const { relay, port } = await forwardingRelayProcess(server.port);
     cleanups.push(() => relay.stop());
-    const [port = 0] = (await relay.ready()).forward;
     const client = await dial(port);
     const receiving = receiveAll(client);
     await once(client, 'data');
@@ -95,9 +94,8 @@ describe('tcpsplit relay, the command', () => {
   it('past --drain-timeout, connections still open are reset, not closed', async () => {
     const server = await tcpServer(() => undefined); // never answers
     cleanups.push(server.close);
-    const relay = new RelayProcess(['-L', `127.0.0.1:0:127.0.0.1:${server.port}`, '--drain-timeout', '200ms']);
+    const { relay, port } = await forwardingRelayProcess(server.port, ['--drain-timeout', '200ms']);
     cleanups.push(() => relay.stop());
-    const [port = 0] = (await relay.ready()).forward;
     const client = await dial(port);
     await relay.waitFor((l) => l.event === 'ready');
     await new Promise((r) => setTimeout(r, 100)); // let the next leg connect

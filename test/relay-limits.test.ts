@@ -4,7 +4,7 @@ import { spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { once } from 'node:events';
 import { tcpServer, dial, startRelay, receiveAll, waitFor, MiB, type Received } from './helpers/net.js';
-import { RelayProcess } from './helpers/relay-process.js';
+import { forwardingRelayProcess } from './helpers/relay-process.js';
 
 /**
  * A listener that never completes handshakes: listen(0) and no accept(), then one
@@ -75,10 +75,9 @@ describe('bounded memory', () => {
       pump();
     });
     cleanups.push(server.close);
-    const relay = new RelayProcess(['-L', `127.0.0.1:0:127.0.0.1:${server.port}`]);
+    const { relay, port } = await forwardingRelayProcess(server.port);
     cleanups.push(() => relay.stop());
-    const [port] = (await relay.ready()).forward;
-    const client = await dial(port ?? 0);
+    const client = await dial(port);
     // Read about 160 MiB/s: far slower than loopback, so the relay is pushed to buffer.
     let received = 0;
     client.on('data', (c: Buffer) => { received += c.length; client.pause(); });
@@ -118,9 +117,8 @@ describe('a relay that dies', () => {
       socket.on('close', () => { clearInterval(timer); });
     });
     cleanups.push(server.close);
-    const relay = new RelayProcess(['-L', `127.0.0.1:0:127.0.0.1:${server.port}`]);
+    const { relay, port } = await forwardingRelayProcess(server.port);
     cleanups.push(() => relay.stop());
-    const [port = 0] = (await relay.ready()).forward;
     const client = await dial(port);
     const receiving = receiveAll(client);
     client.write('upload in progress');

@@ -11,7 +11,7 @@ import { parseRelayArgs } from '../src/config/parse-args.js';
 import { ConfigError } from '../src/errors.js';
 import { MAGIC } from '../src/protocol/header-layout.js';
 import { tcpServer, dial, startRelay, receiveAll, waitFor, KEY_HEX } from './helpers/net.js';
-import { RelayProcess } from './helpers/relay-process.js';
+import { forwardingRelayProcess } from './helpers/relay-process.js';
 
 async function freePort(): Promise<number> {
   const s = createServer().listen(0, '127.0.0.1');
@@ -169,9 +169,8 @@ describe('relay regressions', () => {
   it('SIGHUP while draining does not re-open listeners, and the relay still exits', async () => {
     const server = await tcpServer(() => undefined);
     cleanups.push(server.close);
-    const relay = new RelayProcess(['-L', `127.0.0.1:0:127.0.0.1:${server.port}`, '--drain-timeout', '1s']);
+    const { relay, port } = await forwardingRelayProcess(server.port, ['--drain-timeout', '1s']);
     cleanups.push(() => relay.stop());
-    const [port = 0] = (await relay.ready()).forward;
     const held = await dial(port);
     held.on('error', () => undefined);
     await new Promise((r) => setTimeout(r, 100));

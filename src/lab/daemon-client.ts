@@ -3,6 +3,7 @@
  * ready, ask it for status, stop it.
  */
 import { spawn } from 'node:child_process';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
@@ -94,10 +95,6 @@ export function queryStatus(state: LabState, timeoutMs = 5000): Promise<LabStatu
       }
     });
   });
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
 }
 
 export interface DownResult {

@@ -3,7 +3,7 @@ import type { HeaderAuth } from '../protocol/header-auth.js';
 import type { ReplayGuard } from '../protocol/replay-guard.js';
 import { HeaderDecoder, type DecodedHeader } from '../protocol/header-decoder.js';
 import { HeaderTimeoutError, HeaderTruncatedError, PeerResetError } from '../errors.js';
-import { pendingReset } from './split-connection.js';
+import { pendingSocketError } from '../sys/index.js';
 
 /**
  * Reads the relay header from a peer connection. Calls back once: with the header
@@ -39,7 +39,7 @@ export function acceptHeader(
     }
   };
   const onEnd = (): void => {
-    const reset = pendingReset(socket);
+    const reset = pendingSocketError(socket);
     if (reset !== undefined) finish(new PeerResetError(`peer reset the connection (${reset}) after ${decoder.bufferedBytes} header bytes`));
     else finish(new HeaderTruncatedError(`peer closed after ${decoder.bufferedBytes} bytes, before a complete header`));
   };

@@ -1,4 +1,5 @@
 import { createServer, type Server, type Socket, type AddressInfo } from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Server as HttpServer } from 'node:http';
 import type { Logger } from '../observe/logger.js';
 import { RelayMetrics, labelsFor } from '../observe/metrics.js';
@@ -172,14 +173,14 @@ export class Relay {
     if (this.#connections.size > 0) {
       const deadline = Date.now() + drainTimeoutMs;
       while (this.#connections.size > 0 && Date.now() < deadline) {
-        await new Promise((r) => setTimeout(r, Math.min(100, Math.max(1, deadline - Date.now()))));
+        await sleep(Math.min(100, Math.max(1, deadline - Date.now())));
       }
       for (const conn of this.#connections) {
         conn.fail(new DrainTimeoutError(`still open after the ${drainTimeoutMs} ms drain timeout`));
       }
       // Resets close at once; the bound only keeps a bug from hanging the shutdown.
       const resetDeadline = Date.now() + 2000;
-      while (this.#connections.size > 0 && Date.now() < resetDeadline) await new Promise((r) => setTimeout(r, 5));
+      while (this.#connections.size > 0 && Date.now() < resetDeadline) await sleep(5);
       if (this.#connections.size > 0) {
         this.#logger.error({ event: 'drain', open: this.#connections.size }, 'connections still open 2 s after being reset; exiting anyway');
       }

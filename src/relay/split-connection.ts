@@ -1,6 +1,6 @@
 import type { Socket } from 'node:net';
 import type { Endpoint } from '../config/relay-config.js';
-import { socketFd, takeSocketError, setLinger, errnoName } from '../sys/index.js';
+import { socketFd, setLinger, pendingSocketError } from '../sys/index.js';
 import { errorCode, ConnectError, LegError, IdleTimeoutError, ConnectTimeoutError, PeerResetError, TcpsplitError } from '../errors.js';
 
 /**
@@ -217,7 +217,7 @@ function onLegDrain(this: Leg): void {
 }
 
 function onLegEnd(this: Leg): void {
-  const reset = pendingReset(this);
+  const reset = pendingSocketError(this);
   if (reset !== undefined) {
     this[kConn].fail(new PeerResetError(`${this === this[kConn].downstream ? 'downstream' : 'upstream'} leg was reset (${reset})`));
     return;
@@ -242,25 +242,6 @@ function resetIfWeDie(socket: Socket, on: boolean): void {
   } catch {
     // No FFI, or the socket is already gone: nothing to protect.
   }
-}
-
-/**
- * libuv reports EOF, without reading again, when epoll says POLLHUP after a short read.
- * A reset right behind data sets POLLHUP too, so a RST can surface as 'end'. The socket's
- * pending error (SO_ERROR) tells a reset from a FIN; read it once per leg at EOF.
- */
-export function pendingReset(leg: Socket): string | undefined {
-  const fd = socketFd(leg);
-  if (fd === undefined) return undefined;
-  let errno: number;
-  try {
-    errno = takeSocketError(fd);
-  } catch {
-    return undefined; // no FFI here: fall back to what libuv said
-  }
-  // Any pending error (ECONNRESET, ECONNABORTED, ETIMEDOUT, EHOSTUNREACH, ...) means
-  // the connection did not end with a FIN.
-  return errno === 0 ? undefined : errnoName(errno);
 }
 
 function onFirstByte(this: Leg): void {

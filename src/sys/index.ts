@@ -23,4 +23,4 @@ export {
 export { PollSet, POLLERR, POLLHUP, POLLIN, POLLOUT } from './poll.js';
 export { setThreadNice, setThreadRealtime, setTimerSlackNs } from './thread.js';
 export { MAX_IFNAME_LENGTH, closeTun, openTun, type OpenTunOptions, type TunDevice } from './tun.js';
-export { socketFd, takeSocketError, setLinger, prepareSocketCalls, ECONNRESET, EPIPE, ETIMEDOUT } from './tcp-socket.js';
+export { socketFd, takeSocketError, setLinger, prepareSocketCalls, pendingSocketError } from './tcp-socket.js';

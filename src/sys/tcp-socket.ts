@@ -4,15 +4,12 @@
  */
 import type { Socket } from 'node:net';
 import { libcFunction, lastErrno } from './libc.js';
-import { sysCallError } from './errno.js';
+import { errnoName, sysCallError } from './errno.js';
 
 const SOL_SOCKET = 1;
 const SO_ERROR = 4;
 const SO_LINGER = 13;
 
-export const ECONNRESET = 104;
-export const EPIPE = 32;
-export const ETIMEDOUT = 110;
 
 const PROTO = {
   getsockopt: 'int getsockopt(int fd, int level, int name, _Out_ void *val, _Inout_ uint32_t *len)',
@@ -34,6 +31,27 @@ export function takeSocketError(fd: number): number {
     throw sysCallError(`getsockopt(fd ${fd}, SO_ERROR)`, lastErrno());
   }
   return value.readInt32LE(0);
+}
+
+/**
+ * Why a socket that reported EOF really ended, or undefined for a FIN.
+ *
+ * libuv reports EOF, without reading again, when epoll says POLLHUP after a short read.
+ * A reset right behind data sets POLLHUP too, so a RST can surface as 'end'. Any pending
+ * error (ECONNRESET, ECONNABORTED, ETIMEDOUT, EHOSTUNREACH, ...) means the connection did
+ * not end with a FIN; its errno name is returned. Reads (and clears) SO_ERROR: call it
+ * once, at EOF. Without FFI it trusts libuv and returns undefined.
+ */
+export function pendingSocketError(socket: Socket): string | undefined {
+  const fd = socketFd(socket);
+  if (fd === undefined) return undefined;
+  let errno: number;
+  try {
+    errno = takeSocketError(fd);
+  } catch {
+    return undefined;
+  }
+  return errno === 0 ? undefined : errnoName(errno);
 }
 
 /** SO_LINGER: `{on, seconds: 0}` makes close() send RST instead of FIN. */

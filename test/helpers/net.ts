@@ -3,7 +3,7 @@ import { createHash, randomBytes, type Hash } from 'node:crypto';
 import { once } from 'node:events';
 import { loadRelayConfig } from '../../src/config/load-config.js';
 import { Relay } from '../../src/relay/relay.js';
-import { socketFd, takeSocketError, ECONNRESET } from '../../src/sys/index.js';
+import { pendingSocketError } from '../../src/sys/index.js';
 import { silentLogger, type Logger } from '../../src/observe/logger.js';
 
 export const KEY_HEX = randomBytes(32).toString('hex');
@@ -94,13 +94,9 @@ export function receiveAll(socket: Socket): Promise<Received> {
   return new Promise((resolve) => {
     socket.on('data', (c: Buffer) => { hash.update(c); bytes += c.length; });
     socket.once('end', () => {
-      // libuv may report a reset that arrives right behind data as EOF (see
-      // src/relay/split-connection.ts); ask the kernel which it was.
-      const fd = socketFd(socket);
-      const errno = fd === undefined ? 0 : takeSocketError(fd);
-      if (errno === ECONNRESET) resolve({ bytes, sha256: '', outcome: 'ECONNRESET' });
-      else if (errno !== 0) resolve({ bytes, sha256: '', outcome: `errno ${errno}` });
-      else resolve({ bytes, sha256: hash.digest('hex'), outcome: 'end' });
+      // libuv may report a reset that arrives right behind data as EOF; ask the kernel.
+      const error = pendingSocketError(socket);
+      resolve(error === undefined ? { bytes, sha256: hash.digest('hex'), outcome: 'end' } : { bytes, sha256: '', outcome: error });
     });
     socket.once('error', (err: NodeJS.ErrnoException) => { resolve({ bytes, sha256: '', outcome: err.code ?? err.message }); });
   });
