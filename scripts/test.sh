@@ -1,8 +1,50 @@
 #!/usr/bin/env bash
-# Runs the node:test suite over the compiled tests, one file at a time (tests that
-# build network namespaces must not overlap). Node 20 takes no globs, so list them.
+# Runs the node:test suite over the compiled tests on every supported Node version: the
+# machine's Node (20 in CI) and Node 24 (the active LTS, fetched by scripts/node24.sh into
+# .cache/). Files run one at a time (tests that build network namespaces must not
+# overlap), and the two versions run one after the other for the same reason.
+#   TCPSPLIT_TEST_NODES="system"        only the machine's Node
+#   TCPSPLIT_TEST_NODES="node24"        only Node 24
+#   bash scripts/test.sh dist/test/x.test.js ...   only these files
 set -euo pipefail
 cd "$(dirname "$0")/.."
-mapfile -t files < <(find dist/test -name '*.test.js' | sort)
+
+if [ $# -gt 0 ]; then files=("$@"); else
+  mapfile -t files < <(find dist/test -name '*.test.js' | sort)
+fi
 if [ ${#files[@]} -eq 0 ]; then echo "no test files under dist/test" >&2; exit 1; fi
-exec node --test --test-concurrency=1 --test-timeout=300000 "${files[@]}"
+
+nodes=()
+for which in ${TCPSPLIT_TEST_NODES:-system node24}; do
+  case "$which" in
+    system) nodes+=("$(command -v node)") ;;
+    node24) nodes+=("$(bash scripts/node24.sh)") ;;
+    *) echo "TCPSPLIT_TEST_NODES: unknown '$which' (system, node24)" >&2; exit 2 ;;
+  esac
+done
+
+out=$(mktemp -t tcpsplit-test.XXXXXX)
+trap 'rm -f "$out"' EXIT
+status=0
+summary=()
+passed=0; failed=0; skipped=0
+count() { awk -v k="# $1" '$1 " " $2 == k { n = $3 } END { print n + 0 }' "$out"; }
+for node in "${nodes[@]}"; do
+  version=$("$node" --version)
+  echo "=== node:test on Node $version ($node) ==="
+  start=$SECONDS
+  if "$node" --test --test-reporter=tap --test-concurrency=1 --test-timeout=300000 "${files[@]}" | tee "$out"; then
+    r=passed
+  else
+    r=FAILED; status=1
+  fi
+  p=$(count pass); f=$(count fail); s=$(count skipped)
+  # A run that failed without a failing test (a file that did not load, a crash) still fails.
+  if [ "$r" = FAILED ] && [ "$f" -eq 0 ]; then f=1; fi
+  passed=$((passed + p)); failed=$((failed + f)); skipped=$((skipped + s))
+  summary+=("Node $version: $r ($p passed, $f failed, $s skipped) in $((SECONDS - start)) s")
+done
+echo "=== summary ==="
+printf '%s\n' "${summary[@]}"
+echo "tests: $passed passed, $failed failed, $skipped skipped"
+exit $status
