@@ -8,8 +8,14 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { connect, type Socket } from 'node:net';
 import { get } from 'node:http';
+import { Writable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { pino } from 'pino';
 import { MAGIC } from '../src/protocol/header-layout.js';
+import { PendingAdmission, sourceKey, type EvictionReason } from '../src/relay/admission.js';
+import { connectionsFor, RESERVE_FDS } from '../src/relay/fd-budget.js';
+import { RateLimitedLog } from '../src/observe/rate-limited-log.js';
+import { getOpenFilesLimit, procOpenFilesLimit, raiseOpenFilesLimit, setOpenFilesLimit } from '../src/sys/index.js';
 import { tcpServer, receiveAll, sendRandom, waitFor, KEY_HEX, MiB, type Received } from './helpers/net.js';
 import { RelayProcess, type LogLine } from './helpers/relay-process.js';
 
@@ -222,5 +228,103 @@ describe('relay abuse', () => {
     const m = await scrape(mport);
     assert.equal(metric(m, `tcpsplit_header_rejects_total{code="${code}"}`), 2000);
     assert.equal(metric(m, `tcpsplit_connections_closed_total{outcome="${code}"}`), 2000);
+  });
+});
+
+describe('pending admission', () => {
+  const run = (steps: readonly (readonly [string, string])[], limits: { maxPending: number; maxPendingPerSource: number }): { pending: string[]; evicted: string[] } => {
+    const evicted: string[] = [];
+    const admission = new PendingAdmission<string>((item: string, reason: EvictionReason) => { evicted.push(`${item}:${reason}`); });
+    const pending: string[] = [];
+    for (const [op, item] of steps) {
+      if (op === 'release') admission.release(item);
+      else admission.admit(item, op, limits);
+    }
+    for (const [op, item] of steps) if (op !== 'release' && admission.has(item)) pending.push(item);
+    return { pending, evicted };
+  };
+
+  const cases = [
+    { name: 'under both caps nothing is evicted', limits: { maxPending: 4, maxPendingPerSource: 2 },
+      steps: [['10.0.0.1', 'a'], ['10.0.0.2', 'b'], ['10.0.0.1', 'c']], pending: ['a', 'b', 'c'], evicted: [] },
+    { name: 'a full source loses its own oldest, not another source\'s', limits: { maxPending: 10, maxPendingPerSource: 2 },
+      steps: [['10.0.0.1', 'a'], ['10.0.0.2', 'b'], ['10.0.0.1', 'c'], ['10.0.0.1', 'd']], pending: ['b', 'c', 'd'], evicted: ['a:source'] },
+    { name: 'a full relay loses the oldest anywhere; the newcomer gets in', limits: { maxPending: 3, maxPendingPerSource: 10 },
+      steps: [['10.0.0.1', 'a'], ['10.0.0.2', 'b'], ['10.0.0.3', 'c'], ['10.0.0.4', 'd']], pending: ['b', 'c', 'd'], evicted: ['a:global'] },
+    { name: 'a verified (released) connection is never evicted', limits: { maxPending: 2, maxPendingPerSource: 10 },
+      steps: [['10.0.0.1', 'a'], ['release', 'a'], ['10.0.0.2', 'b'], ['10.0.0.3', 'c'], ['10.0.0.4', 'd']], pending: ['c', 'd'], evicted: ['b:global'] },
+    { name: 'an IPv6 /64 is one source; IPv4-mapped is its IPv4 address', limits: { maxPending: 10, maxPendingPerSource: 1 },
+      steps: [['2001:db8::1', 'a'], ['2001:db8::ffff:2', 'b'], ['2001:db8:0:1::1', 'c'], ['127.0.0.1', 'd'], ['::ffff:127.0.0.1', 'e']],
+      pending: ['b', 'c', 'e'], evicted: ['a:source', 'd:source'] },
+  ] as const;
+  for (const c of cases) {
+    it(c.name, () => {
+      assert.deepEqual(run(c.steps, c.limits), { pending: [...c.pending], evicted: [...c.evicted] });
+    });
+  }
+
+  it('source keys', () => {
+    assert.equal(sourceKey('::ffff:10.1.2.3'), sourceKey('10.1.2.3'));
+    assert.equal(sourceKey('2001:db8:1:2:aaaa::1'), sourceKey('2001:db8:1:2:bbbb::2'));
+    assert.notEqual(sourceKey('2001:db8:1:2::1'), sourceKey('2001:db8:1:3::1'));
+    assert.equal(sourceKey(undefined), '?');
+  });
+});
+
+describe('descriptor budget', () => {
+  it('two descriptors per connection after the baseline and the reserve, never negative', () => {
+    assert.equal(connectionsFor(256, 20), Math.floor((256 - 20 - RESERVE_FDS) / 2));
+    assert.equal(connectionsFor(20_000, 30), Math.floor((20_000 - 30 - RESERVE_FDS) / 2));
+    assert.equal(connectionsFor(64, 30), 0);
+    assert.equal(connectionsFor(Infinity, 30), Infinity);
+  });
+
+  it('getrlimit agrees with /proc/self/limits, and the soft limit is raised back to the hard limit', () => {
+    const limit = getOpenFilesLimit();
+    assert.deepEqual(limit, procOpenFilesLimit());
+    if (limit.soft < 2) return;
+    setOpenFilesLimit({ soft: limit.soft - 1, hard: limit.hard });
+    try {
+      const raised = raiseOpenFilesLimit();
+      assert.equal(raised.before, limit.soft - 1);
+      assert.equal(raised.soft, limit.hard);
+    } finally {
+      setOpenFilesLimit(limit);
+    }
+  });
+
+  it('a relay whose open-files limit leaves no room for a connection refuses to start', async () => {
+    const relay = new RelayProcess(['-L', '127.0.0.1:0:127.0.0.1:9'], {
+      spawner: (cmd, args) => spawn('prlimit', ['--nofile=64:64', cmd, ...args], { stdio: ['ignore', 'pipe', 'pipe'] }),
+    });
+    assert.equal(await relay.exited, 1);
+    assert.ok(relay.lines.some((l) => String(l.msg).includes('[TCPSPLIT_ERR_FD_LIMIT]')), JSON.stringify(relay.lines));
+  });
+});
+
+describe('rate-limited log', () => {
+  class Sink extends Writable {
+    readonly lines: Record<string, unknown>[] = [];
+    override _write(chunk: Buffer, _encoding: string, callback: () => void): void {
+      for (const line of chunk.toString('utf8').split('\n')) if (line !== '') this.lines.push(JSON.parse(line) as Record<string, unknown>);
+      callback();
+    }
+  }
+
+  it('writes `burst` lines in full, then one summary with the rest counted by code', () => {
+    const sink = new Sink();
+    const log = new RateLimitedLog(pino(sink), { burst: 3, intervalMs: 60_000 });
+    const codes = ['A', 'A', 'B', 'A', 'B', 'A', 'B', 'B', 'A', 'C'];
+    for (const code of codes) log.warn(code, { outcome: code }, 'refused');
+    assert.deepEqual(sink.lines.map((l) => l['outcome']), ['A', 'A', 'B']);
+    log.flush();
+    const summary = sink.lines.at(-1);
+    assert.equal(summary?.['event'], 'log-suppressed');
+    assert.deepEqual(summary['suppressed'], { A: 3, B: 3, C: 1 });
+    assert.equal(summary['total'], 7);
+    log.flush(); // nothing left out since: no second summary
+    assert.equal(sink.lines.length, 4);
+    log.warn('A', { outcome: 'A' }, 'refused'); // a new interval began at the summary
+    assert.equal(sink.lines.length, 5);
   });
 });
