@@ -20,7 +20,7 @@ import { ListenerSet, type WantedListener } from './listener-set.js';
 import { prepareSocketCalls } from '../sys/index.js';
 import { PendingAdmission, type EvictionReason, type PendingLimits } from './admission.js';
 import { FDS_PER_CONNECTION, planFdBudget } from './fd-budget.js';
-import { RateLimitedLog, type RateLimitedLogOptions } from '../observe/rate-limited-log.js';
+import { RateLimitedLog } from '../observe/rate-limited-log.js';
 
 /**
  * With --insecure and no key, relays still speak the same framed protocol, signed with
@@ -67,8 +67,6 @@ function acceptKey(e: Endpoint): string {
 
 export interface RelayOptions {
   readonly logger: Logger;
-  /** How many warn lines a flood of refused connections may write (default: 20 per 10 s). */
-  readonly logRateLimit?: RateLimitedLogOptions;
 }
 
 /** The relay daemon: forward listeners (-L), the peer listener (--accept), metrics. */
@@ -96,7 +94,7 @@ export class Relay {
     this.#state = deriveState(config);
     this.#replay = new ReplayGuard({ maxClockSkewMs: config.maxClockSkewMs });
     this.#fdConnections = fdConnections;
-    this.#rejectLog = new RateLimitedLog(options.logger, options.logRateLimit);
+    this.#rejectLog = new RateLimitedLog(options.logger);
     this.#pending = new PendingAdmission(this.#onEvict);
     this.metrics = new RelayMetrics(() => this.#connections.size, () => this.#pending.size);
   }
