@@ -52,6 +52,8 @@ export const IdleTimeoutError = define('TCPSPLIT_ERR_IDLE_TIMEOUT');
 export const DrainTimeoutError = define('TCPSPLIT_ERR_DRAIN_TIMEOUT');
 export const ListenError = define('TCPSPLIT_ERR_LISTEN');
 export const OverloadError = define('TCPSPLIT_ERR_OVERLOAD');
+export const PendingEvictedError = define('TCPSPLIT_ERR_PENDING_EVICTED');
+export const FdLimitError = define('TCPSPLIT_ERR_FD_LIMIT');
 
 // ---- kernel calls (src/sys) -----------------------------------------------
 export interface SysCallErrorOptions extends ErrorOptions {
@@ -86,7 +88,7 @@ export const ALL_ERRORS = [
   HeaderAuthError, HeaderStaleError, HeaderReplayError, ReplayCacheFullError, HeaderTimeoutError,
   HeaderTruncatedError,
   PolicyDeniedError, ResolveError, ConnectTimeoutError, ConnectError, PeerResetError, LegError, IdleTimeoutError,
-  DrainTimeoutError, ListenError, OverloadError,
+  DrainTimeoutError, ListenError, OverloadError, PendingEvictedError, FdLimitError,
   SysCallError, FfiUnavailableError,
   LabError, LabConfigError, LabToolMissingError, LabNotRootError, LabBusyError, LabNotUpError,
 ] as const;

@@ -149,21 +149,25 @@ describe('relay regressions', () => {
     for (const h of held) h.destroy();
   });
 
-  it('unauthenticated peer connections get at most a quarter of --max-connections', async () => {
+  it('unauthenticated peer connections get at most a quarter of --max-connections: the oldest is evicted', async () => {
     const server = await tcpServer((s) => { s.end('ok'); });
     cleanups.push(server.close);
     const relay = await startRelay(['--accept', '127.0.0.1:0', '-L', `127.0.0.1:0:127.0.0.1:${server.port}`, '--max-connections', '8']);
     cleanups.push(() => relay.close());
     const acceptPort = relay.addresses().accept?.port ?? 0;
     const silent = [await dial(acceptPort), await dial(acceptPort)]; // say nothing: they wait for a header
+    const oldest = receiveAll(silent[0] ?? assert.fail());
     for (const s of silent) s.on('error', () => undefined);
     await waitFor(() => relay.activeConnections === 2);
-    const third = connect({ port: acceptPort, host: '127.0.0.1' });
-    assert.equal((await receiveAll(third)).outcome, 'ECONNRESET');
+    const third = await dial(acceptPort); // admitted: the oldest pending one makes room
+    third.on('error', () => undefined);
+    assert.equal((await oldest).outcome, 'ECONNRESET');
+    assert.equal(relay.metrics.registry.value('tcpsplit_pending_evictions_total', { reason: 'global' }), 1);
+    assert.equal(relay.metrics.registry.value('tcpsplit_overload_total'), 0);
     const client = await dial(relay.addresses().forward[0]?.port ?? 0); // forwards still get in
     client.end();
     assert.equal((await receiveAll(client)).bytes, 2);
-    for (const s of silent) s.destroy();
+    for (const s of [...silent, third]) s.destroy();
   });
 
   it('SIGHUP while draining does not re-open listeners, and the relay still exits', async () => {

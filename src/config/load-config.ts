@@ -49,6 +49,7 @@ export async function buildRelayConfig(args: RelayOptions, env: NodeJS.ProcessEn
     headerTimeoutMs: o.headerTimeoutMs ?? DEFAULTS.headerTimeoutMs,
     drainTimeoutMs: o.drainTimeoutMs ?? DEFAULTS.drainTimeoutMs,
     maxConnections: o.maxConnections ?? DEFAULTS.maxConnections,
+    maxPendingPerSource: o.maxPendingPerSource ?? DEFAULTS.maxPendingPerSource,
     keepaliveMs: o.keepaliveMs ?? DEFAULTS.keepaliveMs,
     maxClockSkewMs: o.maxClockSkewMs ?? DEFAULTS.maxClockSkewMs,
     logLevel: o.logLevel ?? DEFAULTS.logLevel,

@@ -57,6 +57,11 @@ export interface RelayConfig {
    * two file descriptors, so the default keeps well inside a 20,000 open-files limit.
    */
   readonly maxConnections: number;
+  /**
+   * Peer connections one source (IPv4 address, IPv6 /64) may have waiting for their
+   * header; a source at the cap loses its own oldest one (src/relay/admission.ts).
+   */
+  readonly maxPendingPerSource: number;
   readonly logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
   /** The file the config came from, if any: SIGHUP re-reads it. */
   readonly configFile: string | undefined;
@@ -65,10 +70,11 @@ export interface RelayConfig {
 export const DEFAULTS = {
   connectTimeoutMs: 10_000,
   idleTimeoutMs: 300_000,
-  headerTimeoutMs: 10_000,
+  headerTimeoutMs: 3_000,
   drainTimeoutMs: 30_000,
   keepaliveMs: 15_000,
   maxClockSkewMs: 30_000,
   maxConnections: 8_000,
+  maxPendingPerSource: 64,
   logLevel: 'info',
 } as const;

@@ -58,14 +58,24 @@ Timeouts (500ms, 10s, 5m, 1h: the unit is required)
                           (default ${seconds(DEFAULTS.connectTimeoutMs)})
   --idle-timeout DUR      close a connection with no bytes either way
                           (default ${seconds(DEFAULTS.idleTimeoutMs)}; 0 = never)
-  --header-timeout DUR    a peer must send its header within this
-                          (default ${seconds(DEFAULTS.headerTimeoutMs)})
+  --header-timeout DUR    a peer must send its complete header within this of
+                          being accepted (default ${seconds(DEFAULTS.headerTimeoutMs)}). A relay writes its
+                          header the moment its leg connects, so it arrives within
+                          one round trip; the default leaves room for two lost
+                          segments on a 300 ms path (RTO 0.9 s, then 1.8 s)
   --drain-timeout DUR     on SIGTERM, wait this long for open connections
                           (default ${seconds(DEFAULTS.drainTimeoutMs)}; 0 = close them at once)
   --max-connections N     split connections open at once; beyond it new ones are
-                          reset at accept (default ${DEFAULTS.maxConnections}; each takes two file descriptors).
+                          reset at accept and counted (default ${DEFAULTS.maxConnections}). Each takes two
+                          file descriptors: the relay raises its open-files soft limit
+                          to the hard limit and, with a warning, lowers N to fit.
                           At most a quarter may be peer connections still waiting for
-                          their header, so unauthenticated ones cannot take them all
+                          their header; when all those slots are taken, the oldest
+                          waiting one is reset to make room for the newcomer
+  --max-pending-per-source N
+                          peer connections one source address (an IPv6 /64) may have
+                          waiting for their header; past it, that source's oldest
+                          waiting one is reset (default ${DEFAULTS.maxPendingPerSource})
   --keepalive DUR         TCP keepalive on relay-to-relay legs
                           (default ${seconds(DEFAULTS.keepaliveMs)}; 0 = off)
   --max-clock-skew DUR    how far a header's timestamp may be from this clock

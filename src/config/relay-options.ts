@@ -30,6 +30,7 @@ export interface RelayOptions {
   keepaliveMs?: number;
   maxClockSkewMs?: number;
   maxConnections?: number;
+  maxPendingPerSource?: number;
   logLevel?: LogLevel;
   configFile?: string;
   check?: boolean;
@@ -95,6 +96,12 @@ export const OPTIONS: readonly OptionSpec[] = [
       const n = Number(v);
       if (!/^\d+$/.test(v) || n < 1 || n > 1_000_000) throw new BadValue('out of range');
       o.maxConnections = n;
+    } },
+  { name: 'max-pending-per-source', kind: 'scalar', inFile: true, expected: 'a whole number from 1 to 1000000',
+    apply: (o, v) => {
+      const n = Number(v);
+      if (!/^\d+$/.test(v) || n < 1 || n > 1_000_000) throw new BadValue('out of range');
+      o.maxPendingPerSource = n;
     } },
   { name: 'log-level', kind: 'scalar', inFile: true, expected: LOG_LEVELS.join('|'),
     apply: (o, v) => {

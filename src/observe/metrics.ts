@@ -131,10 +131,13 @@ export class RelayMetrics {
     'Time from accepting a connection to its next leg being connected.', LATENCY_BUCKETS_S);
   readonly firstByteSeconds = this.registry.histogram('tcpsplit_first_byte_seconds',
     'Time from accepting a connection to the first byte back from its next leg (the relay\'s view of time to first byte).', LATENCY_BUCKETS_S);
-  readonly overload = this.registry.counter('tcpsplit_overload_total', 'Connections reset at accept because --max-connections were open.');
+  readonly overload = this.registry.counter('tcpsplit_overload_total', 'Connections reset at accept because --max-connections (lowered to fit the open-files limit) were open.');
+  readonly pendingEvictions = this.registry.counter('tcpsplit_pending_evictions_total',
+    'Peer connections still waiting for their header, reset to make room for a newer one, by reason (source: its source was at --max-pending-per-source; global: all pending slots were taken).');
   readonly reloads = this.registry.counter('tcpsplit_config_reloads_total', 'Config reloads on SIGHUP, by result (ok, error).');
 
-  constructor(activeConnections: () => number) {
+  constructor(activeConnections: () => number, pendingHeaders: () => number = () => 0) {
     this.registry.gauge('tcpsplit_connections_active', 'Split connections open now.', activeConnections);
+    this.registry.gauge('tcpsplit_pending_headers', 'Peer connections waiting for their header now.', pendingHeaders);
   }
 }

@@ -12,9 +12,15 @@ import { Router } from './router.js';
 import { SplitConnection, type ConnectionKind, type ConnectionRecord } from './split-connection.js';
 import { openDirect, openToPeer, writePreamble } from './next-leg.js';
 import { acceptHeader } from './accept-header.js';
-import { ConfigError, DrainTimeoutError, FfiUnavailableError, errorCode, InsecureAcceptError, OverloadError, PeerResetError } from '../errors.js';
+import {
+  ConfigError, DrainTimeoutError, FdLimitError, FfiUnavailableError, errorCode, InsecureAcceptError, OverloadError, PeerResetError,
+  PendingEvictedError,
+} from '../errors.js';
 import { ListenerSet, type WantedListener } from './listener-set.js';
 import { prepareSocketCalls } from '../sys/index.js';
+import { PendingAdmission, type EvictionReason, type PendingLimits } from './admission.js';
+import { FDS_PER_CONNECTION, planFdBudget } from './fd-budget.js';
+import { RateLimitedLog } from '../observe/rate-limited-log.js';
 
 /**
  * With --insecure and no key, relays still speak the same framed protocol, signed with
@@ -76,14 +82,21 @@ export class Relay {
   #nextId = 1;
   #closing = false;
   /** Peer connections still waiting for their header (unauthenticated so far). */
-  #pendingHeaders = 0;
+  readonly #pending: PendingAdmission<SplitConnection>;
+  /** Split connections the open-files limit leaves room for; caps --max-connections. */
+  readonly #fdConnections: number;
+  /** Warn lines anyone can trigger without a key (refused, unauthenticated) go through here. */
+  readonly #rejectLog: RateLimitedLog;
 
-  private constructor(config: RelayConfig, options: RelayOptions) {
+  private constructor(config: RelayConfig, options: RelayOptions, fdConnections: number) {
     this.#logger = options.logger;
     this.#listeners = new ListenerSet(options.logger);
     this.#state = deriveState(config);
     this.#replay = new ReplayGuard({ maxClockSkewMs: config.maxClockSkewMs });
-    this.metrics = new RelayMetrics(() => this.#connections.size);
+    this.#fdConnections = fdConnections;
+    this.#rejectLog = new RateLimitedLog(options.logger);
+    this.#pending = new PendingAdmission(this.#onEvict);
+    this.metrics = new RelayMetrics(() => this.#connections.size, () => this.#pending.size);
   }
 
   static async start(config: RelayConfig, options: RelayOptions): Promise<Relay> {
@@ -91,7 +104,23 @@ export class Relay {
       options.logger.warn({ event: 'ffi', code: FfiUnavailableError.code },
         'socket options through koffi are unavailable: a reset right behind data may pass as a clean end, and a killed relay closes legs with FIN');
     }
-    const relay = new Relay(config, options);
+    // Before listening: once a listener is open, connections arrive.
+    const listeners = config.forwards.length + (config.accept === undefined ? 0 : 1) + (config.metrics === undefined ? 0 : 1);
+    const fd = planFdBudget(listeners);
+    if (fd.maxConnections < 1) {
+      throw new FdLimitError(`the open-files limit (${fd.soft}, hard ${fd.hard}) leaves no room for a connection: ${fd.baseline} descriptors are taken; raise it (ulimit -n, LimitNOFILE=)`);
+    }
+    if (fd.soft > fd.softBefore) {
+      options.logger.info({ event: 'fd-limit', from: fd.softBefore, to: fd.soft }, 'raised the open-files soft limit to the hard limit');
+    }
+    if (config.maxConnections > fd.maxConnections) {
+      options.logger.warn({
+        event: 'fd-limit', code: FdLimitError.code, requested: config.maxConnections, maxConnections: fd.maxConnections,
+        openFilesLimit: fd.soft, hardLimit: fd.hard,
+      }, `--max-connections ${config.maxConnections} lowered to ${fd.maxConnections}: the open-files limit is ${fd.soft} (hard ${fd.hard}), `
+        + `${fd.baseline} are taken and each split connection needs ${FDS_PER_CONNECTION}; raise the limit (ulimit -n, LimitNOFILE=) to allow more`);
+    }
+    const relay = new Relay(config, options, fd.maxConnections);
     try {
       await relay.#listeners.sync(relay.#wantedListeners(relay.#state));
       if (config.metrics !== undefined) {
@@ -210,14 +239,29 @@ export class Relay {
     return wanted;
   }
 
+  /** --max-connections, lowered to what the open-files limit allows. */
+  #connectionLimit(config: RelayConfig): number {
+    return Math.min(config.maxConnections, this.#fdConnections);
+  }
+
+  #pendingLimits(config: RelayConfig): PendingLimits {
+    // Unauthenticated connections get a quarter of the connection limit: a flood of them
+    // cannot starve forwards and verified peers.
+    return { maxPending: Math.max(1, Math.floor(this.#connectionLimit(config) / 4)), maxPendingPerSource: config.maxPendingPerSource };
+  }
+
   #newConnection(kind: ConnectionKind, socket: Socket): SplitConnection | undefined {
     const { config } = this.#state;
-    if (this.#closing || this.#connections.size >= config.maxConnections) {
+    if (this.#closing || this.#connections.size >= this.#connectionLimit(config)) {
+      // A reset (SO_LINGER 0), never a clean FIN: a refused client must not mistake
+      // this for an empty, complete response.
       socket.on('error', noop);
+      const client = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}`;
       socket.resetAndDestroy();
       if (!this.#closing) {
         this.metrics.overload(1);
-        this.#logger.debug({ event: 'overload', code: OverloadError.code, open: this.#connections.size }, 'connection refused: --max-connections reached');
+        this.#rejectLog.warn(OverloadError.code, { event: 'overload', code: OverloadError.code, kind, client, open: this.#connections.size },
+          `connection refused: ${this.#connectionLimit(config)} connections are open (--max-connections or the open-files limit)`);
       }
       return undefined;
     }
@@ -235,7 +279,16 @@ export class Relay {
     if (record.connectMs !== undefined) this.metrics.connectSeconds(record.connectMs / 1000);
     if (record.ttfbMs !== undefined) this.metrics.firstByteSeconds(record.ttfbMs / 1000);
     if (record.outcome === 'ok') this.#logger.info(record, 'connection closed');
+    // A peer connection whose header never verified (target unset): anyone can cause these.
+    else if (conn.kind === 'accept' && conn.target === undefined) this.#rejectLog.warn(record.outcome, record, 'connection failed');
     else this.#logger.warn(record, 'connection failed');
+  };
+
+  readonly #onEvict = (conn: SplitConnection, reason: EvictionReason): void => {
+    this.metrics.pendingEvictions(1, labelsFor('reason', reason));
+    conn.fail(new PendingEvictedError(reason === 'source'
+      ? `evicted while waiting for its header: its source had --max-pending-per-source connections waiting`
+      : `evicted while waiting for its header: all pending slots (a quarter of the connection limit) were taken`));
   };
 
   #forwardServer(key: string): Server {
@@ -250,28 +303,17 @@ export class Relay {
 
   #acceptServer(): Server {
     return createServer({ allowHalfOpen: true, noDelay: true }, (socket) => {
-      // Unauthenticated connections get a quarter of --max-connections: a flood of them
-      // held open until --header-timeout cannot starve forwards and verified peers.
-      if (this.#pendingHeaders >= Math.max(1, Math.floor(this.#state.config.maxConnections / 4))) {
-        socket.on('error', noop);
-        socket.resetAndDestroy();
-        this.metrics.overload(1);
-        return;
-      }
       const conn = this.#newConnection('accept', socket);
       if (conn === undefined) return;
-      this.#pendingHeaders++;
-      let pending = true;
-      const release = (): void => {
-        if (pending) { pending = false; this.#pendingHeaders--; }
-      };
-      socket.once('close', release);
       const state = this.#state;
+      // Pending until its header verifies (src/relay/admission.ts); may evict older ones.
+      this.#pending.admit(conn, socket.remoteAddress, this.#pendingLimits(state.config));
+      socket.once('close', () => { this.#pending.release(conn); });
       const { auth } = state;
       if (auth === undefined) return; // deriveState guarantees a key with --accept
       if (state.config.keepaliveMs > 0) socket.setKeepAlive(true, state.config.keepaliveMs);
       acceptHeader(socket, auth, this.#replay, state.config.headerTimeoutMs, (err, header) => {
-        release();
+        this.#pending.release(conn);
         if (err !== undefined) {
           if (!(err instanceof PeerResetError)) this.metrics.headerRejects(1, labelsFor('code', errorCode(err)));
           conn.fail(err);

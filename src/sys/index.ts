@@ -10,6 +10,7 @@
  * - thread.ts per-thread timer slack and nice value
  * - tun.ts    TUN devices (IFF_TUN | IFF_NO_PI)
  * - tcp-socket.ts socket options on Node sockets (SO_ERROR, SO_LINGER)
+ * - rlimit.ts the open-files limit (getrlimit/setrlimit RLIMIT_NOFILE) and open fd count
  *
  * Everything here is synchronous and blocks the calling thread: call it from a
  * worker_thread when it may wait (ppoll), or with non-blocking fds.
@@ -24,3 +25,4 @@ export { PollSet, POLLERR, POLLHUP, POLLIN, POLLOUT } from './poll.js';
 export { setThreadNice, setThreadRealtime, setTimerSlackNs } from './thread.js';
 export { MAX_IFNAME_LENGTH, closeTun, openTun, type OpenTunOptions, type TunDevice } from './tun.js';
 export { socketFd, takeSocketError, setLinger, prepareSocketCalls, pendingSocketError } from './tcp-socket.js';
+export { getOpenFilesLimit, setOpenFilesLimit, raiseOpenFilesLimit, procOpenFilesLimit, openFdCount, type OpenFilesLimit } from './rlimit.js';

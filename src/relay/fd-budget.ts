@@ -1,0 +1,48 @@
+/**
+ * How many split connections the open-files limit allows.
+ *
+ * Each split connection holds two descriptors (downstream and upstream leg). Past the
+ * limit accept() fails with EMFILE, and libuv then accepts and closes the waiting
+ * connections itself: the clients see a clean FIN with no data, and the relay never
+ * hears of them, so it cannot reset, count or log them. Keeping --max-connections
+ * inside the limit means the relay's own overload path (reset, count, log) refuses the
+ * extra connections first, while accept() still has a descriptor to give.
+ */
+import { openFdCount, raiseOpenFilesLimit } from '../sys/index.js';
+
+export const FDS_PER_CONNECTION = 2;
+
+/**
+ * Descriptors kept out of the connection budget beyond those open at start: listeners
+ * added by a reload, metrics scrapes, DNS lookups in libuv's thread pool, reading the
+ * config and key on SIGHUP, the one socket being reset over the limit, libuv's own
+ * spare for EMFILE.
+ */
+export const RESERVE_FDS = 64;
+
+export interface FdBudget {
+  /** The soft open-files limit now in force, and what it was before the relay raised it. */
+  readonly soft: number;
+  readonly hard: number;
+  readonly softBefore: number;
+  /** Descriptors open before the relay accepted anything, plus its listeners. */
+  readonly baseline: number;
+  /** Split connections the limit leaves room for. */
+  readonly maxConnections: number;
+}
+
+/** The connection budget for `soft` descriptors of which `baseline` are taken. */
+export function connectionsFor(soft: number, baseline: number): number {
+  if (soft === Infinity) return Infinity;
+  return Math.max(0, Math.floor((soft - baseline - RESERVE_FDS) / FDS_PER_CONNECTION));
+}
+
+/**
+ * Raises the soft limit to the hard limit and sizes the budget; `listeners` are the
+ * listening sockets about to be opened (not open yet, so not in the count).
+ */
+export function planFdBudget(listeners: number): FdBudget {
+  const limit = raiseOpenFilesLimit();
+  const baseline = openFdCount() + listeners;
+  return { soft: limit.soft, hard: limit.hard, softBefore: limit.before, baseline, maxConnections: connectionsFor(limit.soft, baseline) };
+}
