@@ -313,15 +313,24 @@ export class Relay {
         conn.fail(err as Error);
         return;
       }
-      this.metrics.nextLeg(1, labelsFor('kind', route.kind));
-      const auth = route.kind === 'peer' ? state.auth : undefined;
-      conn.attachUpstream(upstream, (c) => {
-        writePreamble(upstream, target, auth, c.downstream.read() as Buffer | null, nonce);
-      });
+      try {
+        this.metrics.nextLeg(1, labelsFor('kind', route.kind));
+        const auth = route.kind === 'peer' ? state.auth : undefined;
+        conn.attachUpstream(upstream, (c) => {
+          writePreamble(upstream, target, auth, c.downstream.read() as Buffer | null, nonce);
+        });
+      } catch (err) {
+        // The connection's failure may not reach a leg it never attached: close it here.
+        upstream.on('error', noop);
+        upstream.destroy();
+        throw err;
+      }
     };
     try {
       const route = state.router.route(target, state.config.connectTimeoutMs);
-      if (route instanceof Promise) route.then(open, (err: unknown) => { conn.fail(err as Error); });
+      // The catch covers open() too: a throw there would otherwise be an unhandled
+      // rejection, and the crash handler would reset every open connection for one.
+      if (route instanceof Promise) route.then(open).catch((err: unknown) => { conn.fail(asError(err)); });
       else open(route);
     } catch (err) {
       conn.fail(err as Error);
@@ -333,3 +342,7 @@ const UP = labelsFor('direction', 'up');
 const DOWN = labelsFor('direction', 'down');
 
 function noop(): void { /* errors of a socket being discarded */ }
+
+function asError(err: unknown): Error {
+  return err instanceof Error ? err : new Error(String(err));
+}
