@@ -1,5 +1,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -266,4 +268,17 @@ void test('the YAML example in RELAY_HELP parses', () => {
   const options = parseConfigText(yamlText, 'help');
   assert.equal(options.forwards.length, 2);
   assert.deepEqual(options.routes, [{ cidr: '198.18.0.0/15', via: 'rs' }]);
+});
+
+void test("config-file.ts's header example parses, and what it says of bare numbers is what the parser does", () => {
+  const source = readFileSync(fileURLToPath(new URL('../../src/config/config-file.ts', import.meta.url)), 'utf8');
+  const header = source.slice(0, source.indexOf('*/'));
+  const example = [...header.matchAll(/^ \* {3}(\S.*)$/gm)].map((m) => (m[1] ?? '').replace(/\s+#.*$/, '')).join('\n');
+  assert.match(example, /connect-timeout: 5s/);
+  parseConfigText(example, 'header example');
+  const claim = /bare number[^\n]*/.exec(header)?.[0] ?? '';
+  assert.notEqual(claim, '', 'the header says what a bare number means');
+  const bare = (): unknown => parseConfigText('connect-timeout: 5', 'bare');
+  if (/milliseconds/.test(claim)) assert.equal(parseConfigText('connect-timeout: 5', 'bare').connectTimeoutMs, 5, claim);
+  else assert.throws(bare, /no unit/, claim);
 });
