@@ -188,17 +188,22 @@ void test('key loading: bad keys throw KeyError', async () => {
   const empty = await file('empty.key', '');
   const passphrase = await file('pass.key', 'correct horse battery staple\n');
   const big = await file('big.key', Buffer.alloc(5000, 1));
+  const seven = await file('seven.key', '1234567');
+  const worldReadable = await file('world.key', KEY, 0o644);
   const cases: [string[], NodeJS.ProcessEnv, RegExp][] = [
-    [['--key-file', short], {}, /15 bytes; at least 16/],
-    [['--key-file', shortHex], {}, /15 bytes; at least 16/],
+    [['--key-file', short], {}, /key from key file \S+short\.key \(15 bytes\) is 15 bytes; at least 16/],
+    [['--key-file', shortHex], {}, /\(31 bytes of hex text\) is 15 bytes once decoded as hex; at least 16/],
+    // 7 bytes on disk, 5 once decoded: the message must not leave the reader to guess why.
+    [['--key-file', seven], {}, /seven\.key \(7 bytes of base64url text\) is 5 bytes once decoded as base64url/],
+    [['--key-file', worldReadable], {}, /readable by every user on this host \(mode 0644\); run: chmod 600/],
     [['--key-file', empty], {}, /0 bytes/],
-    [['--key-file', passphrase], {}, /neither hex nor base64/],
+    [['--key-file', passphrase], {}, /neither hex nor base64 \(a passphrase is refused/],
     [['--key-file', big], {}, /larger than 4096 bytes/],
     [['--key-file', dir], {}, /not a regular file/],
     [['--key-file', join(dir, 'missing.key')], {}, /cannot read key file .*ENOENT/],
     [[], { TCPSPLIT_KEY_FILE: join(dir, 'missing.key') }, /cannot read key file/],
     [[], { TCPSPLIT_KEY: 'not a key!' }, /TCPSPLIT_KEY is neither hex nor base64/],
-    [[], { TCPSPLIT_KEY: '0011' }, /2 bytes/],
+    [[], { TCPSPLIT_KEY: '0011' }, /TCPSPLIT_KEY \(4 characters of hex text\) is 2 bytes once decoded as hex/],
   ];
   for (const [argv, env, message] of cases) {
     await assert.rejects(loadRelayConfig(['--accept', '0', ...argv], env), (err: unknown) => {
@@ -209,12 +214,20 @@ void test('key loading: bad keys throw KeyError', async () => {
   }
 });
 
-void test('key loading: a key file others can read loads with a warning', async () => {
-  const open = await file('open.key', KEY, 0o644);
-  const { config, warnings } = await loadRelayConfig(['--accept', '0', '--key-file', open], noEnv);
+void test('key loading: a key file its group can read loads with a warning', async () => {
+  const open = await file('open.key', KEY, 0o640);
+  const { config, warnings } = await loadRelayConfig(['--accept', '0', '--key-file', open, '--allow', '10.0.0.0/8'], noEnv);
   assert.deepEqual(config.key, KEY);
   assert.equal(warnings.length, 1);
-  assert.match(warnings[0] ?? '', /accessible by group or others \(mode 0644\); run: chmod 600/);
+  assert.match(warnings[0] ?? '', /accessible by group or others \(mode 0640\); unless a group is meant to read it, run: chmod 600/);
+});
+
+void test('RELAY_HELP says what a key file may hold: a passphrase is refused, not used as raw bytes', async () => {
+  const help = RELAY_HELP.replace(/\s+/g, ' ');
+  assert.doesNotMatch(help, /key[^.]*: raw bytes, or hex or base64 text/, 'help must not offer "raw bytes" without saying text is refused');
+  assert.match(help, /a passphrase\) is refused/);
+  const passphrase = await file('help-pass.key', 'correct horse battery staple battery\n');
+  await assert.rejects(loadRelayConfig(['--accept', '0', '--key-file', passphrase], noEnv), KeyError);
 });
 
 void test('a relative key-file in YAML is relative to the config file', async () => {

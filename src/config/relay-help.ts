@@ -34,11 +34,13 @@ Next hops
 
 Security
   --key-file FILE
-        The pre-shared key that authenticates relay-to-relay connections: raw bytes,
-        or hex or base64 text, at least 16 bytes once decoded. Without --key-file,
+        The pre-shared key that authenticates relay-to-relay connections: random
+        binary bytes (head -c 32 /dev/urandom), or hex or base64 text (openssl rand
+        -hex 32), at least 16 bytes once decoded. A file of printable text is read
+        as hex or base64; other text (a passphrase) is refused. Without --key-file,
         the file named by TCPSPLIT_KEY_FILE is used, else the hex or base64 key in
-        TCPSPLIT_KEY. Keep it chmod 600; a group- or world-readable key file gets a
-        warning. Every relay in a chain needs the same key.
+        TCPSPLIT_KEY. Keep it chmod 600: a key file every user can read is refused,
+        a group-readable one gets a warning. Every relay in a chain needs the same key.
   --insecure
         Allow --accept and --peer without a key. For labs only: anyone who can reach
         --accept can then use this relay.
@@ -52,6 +54,9 @@ Security
         IPv4-mapped IPv6 (::ffff:a.b.c.d) is checked as IPv4. Examples:
         --allow 10.0.0.0/8 (only 10/8, minus this host); --allow 127.0.0.1/32 (let a
         test relay reach 127.0.0.1); --allow 127.0.0.0/8 (all of loopback).
+        One CIDR per option, with its prefix length: a bare address is refused.
+        With --accept and no --allow, a peer holding the key can reach anything
+        but the built-in denials; --check and the start-up log warn about it.
 
 Timeouts (500ms, 10s, 5m, 1h: the unit is required)
   --connect-timeout DUR   give up on a next leg's connect
