@@ -161,7 +161,7 @@ void test('key loading: raw, hex and base64 files, env variables, precedence', a
   const b64url = await file('b64url.key', KEY.toString('base64url'));
   const wrapped = await file('wrapped.key', `${KEY.toString('base64').slice(0, 20)}\n${KEY.toString('base64').slice(20)}\n`);
   const other = await file('other.key', Buffer.alloc(32, 7));
-  const accept = ['--accept', '0'];
+  const accept = ['--accept', '0', '--allow', '10.0.0.0/8'];
   const cases: [argv: string[], env: NodeJS.ProcessEnv, expected: Buffer][] = [
     [[...accept, '--key-file', raw], {}, KEY],
     [[...accept, '--key-file', hex], {}, KEY],
