@@ -32,6 +32,7 @@ function define(name: string, code: string) {
 export const ConfigError = define('ConfigError', 'TCPSPLIT_ERR_CONFIG');
 export const KeyError = define('KeyError', 'TCPSPLIT_ERR_KEY');
 export const InsecureAcceptError = define('InsecureAcceptError', 'TCPSPLIT_ERR_NO_KEY');
+export const RestartRequiredError = define('RestartRequiredError', 'TCPSPLIT_ERR_RESTART_REQUIRED');
 
 // ---- relay protocol header (docs/protocol.md) ----------------------------
 export const BadMagicError = define('BadMagicError', 'TCPSPLIT_ERR_BAD_MAGIC');
@@ -87,7 +88,7 @@ export const LabNotUpError = define('LabNotUpError', 'TCPSPLIT_ERR_LAB_NOT_UP');
 
 /** Every error class, for docs and tests. */
 export const ALL_ERRORS = [
-  ConfigError, KeyError, InsecureAcceptError,
+  ConfigError, KeyError, InsecureAcceptError, RestartRequiredError,
   BadMagicError, BadVersionError, BadFlagsError, BadAddressTypeError, BadAddressError, BadPortError,
   HeaderAuthError, HeaderStaleError, HeaderReplayError, ReplayCacheFullError, HeaderTimeoutError,
   HeaderTruncatedError,
