@@ -13,47 +13,54 @@ export class TcpsplitError extends Error {
   }
 }
 
-function define(code: string) {
-  return class extends TcpsplitError {
+/**
+ * A class for one code. `name` is set explicitly: a class expression returned from a
+ * function is anonymous, and `err.name` (what stack traces and pino's `err` print) would be ''.
+ */
+function define(name: string, code: string) {
+  const ErrorClass = class extends TcpsplitError {
     static readonly code = code;
     constructor(message: string, options?: ErrorOptions) {
       super(code, message, options);
     }
   };
+  Object.defineProperty(ErrorClass, 'name', { value: name });
+  return ErrorClass;
 }
 
 // ---- configuration -------------------------------------------------------
-export const ConfigError = define('TCPSPLIT_ERR_CONFIG');
-export const KeyError = define('TCPSPLIT_ERR_KEY');
-export const InsecureAcceptError = define('TCPSPLIT_ERR_NO_KEY');
+export const ConfigError = define('ConfigError', 'TCPSPLIT_ERR_CONFIG');
+export const KeyError = define('KeyError', 'TCPSPLIT_ERR_KEY');
+export const InsecureAcceptError = define('InsecureAcceptError', 'TCPSPLIT_ERR_NO_KEY');
+export const RestartRequiredError = define('RestartRequiredError', 'TCPSPLIT_ERR_RESTART_REQUIRED');
 
 // ---- relay protocol header (docs/protocol.md) ----------------------------
-export const BadMagicError = define('TCPSPLIT_ERR_BAD_MAGIC');
-export const BadVersionError = define('TCPSPLIT_ERR_BAD_VERSION');
-export const BadFlagsError = define('TCPSPLIT_ERR_BAD_FLAGS');
-export const BadAddressTypeError = define('TCPSPLIT_ERR_BAD_ADDR_TYPE');
-export const BadAddressError = define('TCPSPLIT_ERR_BAD_ADDR');
-export const BadPortError = define('TCPSPLIT_ERR_BAD_PORT');
-export const HeaderAuthError = define('TCPSPLIT_ERR_AUTH');
-export const HeaderStaleError = define('TCPSPLIT_ERR_STALE');
-export const HeaderReplayError = define('TCPSPLIT_ERR_REPLAY');
-export const ReplayCacheFullError = define('TCPSPLIT_ERR_REPLAY_CACHE_FULL');
-export const HeaderTimeoutError = define('TCPSPLIT_ERR_HEADER_TIMEOUT');
-export const HeaderTruncatedError = define('TCPSPLIT_ERR_HEADER_TRUNCATED');
+export const BadMagicError = define('BadMagicError', 'TCPSPLIT_ERR_BAD_MAGIC');
+export const BadVersionError = define('BadVersionError', 'TCPSPLIT_ERR_BAD_VERSION');
+export const BadFlagsError = define('BadFlagsError', 'TCPSPLIT_ERR_BAD_FLAGS');
+export const BadAddressTypeError = define('BadAddressTypeError', 'TCPSPLIT_ERR_BAD_ADDR_TYPE');
+export const BadAddressError = define('BadAddressError', 'TCPSPLIT_ERR_BAD_ADDR');
+export const BadPortError = define('BadPortError', 'TCPSPLIT_ERR_BAD_PORT');
+export const HeaderAuthError = define('HeaderAuthError', 'TCPSPLIT_ERR_AUTH');
+export const HeaderStaleError = define('HeaderStaleError', 'TCPSPLIT_ERR_STALE');
+export const HeaderReplayError = define('HeaderReplayError', 'TCPSPLIT_ERR_REPLAY');
+export const ReplayCacheFullError = define('ReplayCacheFullError', 'TCPSPLIT_ERR_REPLAY_CACHE_FULL');
+export const HeaderTimeoutError = define('HeaderTimeoutError', 'TCPSPLIT_ERR_HEADER_TIMEOUT');
+export const HeaderTruncatedError = define('HeaderTruncatedError', 'TCPSPLIT_ERR_HEADER_TRUNCATED');
 
 // ---- forwarding ------------------------------------------------------------
-export const PolicyDeniedError = define('TCPSPLIT_ERR_POLICY_DENIED');
-export const ResolveError = define('TCPSPLIT_ERR_RESOLVE');
-export const ConnectTimeoutError = define('TCPSPLIT_ERR_CONNECT_TIMEOUT');
-export const ConnectError = define('TCPSPLIT_ERR_CONNECT');
-export const PeerResetError = define('TCPSPLIT_ERR_RESET');
-export const LegError = define('TCPSPLIT_ERR_LEG');
-export const IdleTimeoutError = define('TCPSPLIT_ERR_IDLE_TIMEOUT');
-export const DrainTimeoutError = define('TCPSPLIT_ERR_DRAIN_TIMEOUT');
-export const ListenError = define('TCPSPLIT_ERR_LISTEN');
-export const OverloadError = define('TCPSPLIT_ERR_OVERLOAD');
-export const PendingEvictedError = define('TCPSPLIT_ERR_PENDING_EVICTED');
-export const FdLimitError = define('TCPSPLIT_ERR_FD_LIMIT');
+export const PolicyDeniedError = define('PolicyDeniedError', 'TCPSPLIT_ERR_POLICY_DENIED');
+export const ResolveError = define('ResolveError', 'TCPSPLIT_ERR_RESOLVE');
+export const ConnectTimeoutError = define('ConnectTimeoutError', 'TCPSPLIT_ERR_CONNECT_TIMEOUT');
+export const ConnectError = define('ConnectError', 'TCPSPLIT_ERR_CONNECT');
+export const PeerResetError = define('PeerResetError', 'TCPSPLIT_ERR_RESET');
+export const LegError = define('LegError', 'TCPSPLIT_ERR_LEG');
+export const IdleTimeoutError = define('IdleTimeoutError', 'TCPSPLIT_ERR_IDLE_TIMEOUT');
+export const DrainTimeoutError = define('DrainTimeoutError', 'TCPSPLIT_ERR_DRAIN_TIMEOUT');
+export const ListenError = define('ListenError', 'TCPSPLIT_ERR_LISTEN');
+export const OverloadError = define('OverloadError', 'TCPSPLIT_ERR_OVERLOAD');
+export const PendingEvictedError = define('PendingEvictedError', 'TCPSPLIT_ERR_PENDING_EVICTED');
+export const FdLimitError = define('FdLimitError', 'TCPSPLIT_ERR_FD_LIMIT');
 
 // ---- kernel calls (src/sys) -----------------------------------------------
 export interface SysCallErrorOptions extends ErrorOptions {
@@ -71,19 +78,19 @@ export class SysCallError extends TcpsplitError {
     this.errno = options?.errno;
   }
 }
-export const FfiUnavailableError = define('TCPSPLIT_ERR_FFI_UNAVAILABLE');
+export const FfiUnavailableError = define('FfiUnavailableError', 'TCPSPLIT_ERR_FFI_UNAVAILABLE');
 
 // ---- lab -------------------------------------------------------------------
-export const LabError = define('TCPSPLIT_ERR_LAB');
-export const LabConfigError = define('TCPSPLIT_ERR_LAB_CONFIG');
-export const LabToolMissingError = define('TCPSPLIT_ERR_LAB_TOOL_MISSING');
-export const LabNotRootError = define('TCPSPLIT_ERR_LAB_NOT_ROOT');
-export const LabBusyError = define('TCPSPLIT_ERR_LAB_BUSY');
-export const LabNotUpError = define('TCPSPLIT_ERR_LAB_NOT_UP');
+export const LabError = define('LabError', 'TCPSPLIT_ERR_LAB');
+export const LabConfigError = define('LabConfigError', 'TCPSPLIT_ERR_LAB_CONFIG');
+export const LabToolMissingError = define('LabToolMissingError', 'TCPSPLIT_ERR_LAB_TOOL_MISSING');
+export const LabNotRootError = define('LabNotRootError', 'TCPSPLIT_ERR_LAB_NOT_ROOT');
+export const LabBusyError = define('LabBusyError', 'TCPSPLIT_ERR_LAB_BUSY');
+export const LabNotUpError = define('LabNotUpError', 'TCPSPLIT_ERR_LAB_NOT_UP');
 
 /** Every error class, for docs and tests. */
 export const ALL_ERRORS = [
-  ConfigError, KeyError, InsecureAcceptError,
+  ConfigError, KeyError, InsecureAcceptError, RestartRequiredError,
   BadMagicError, BadVersionError, BadFlagsError, BadAddressTypeError, BadAddressError, BadPortError,
   HeaderAuthError, HeaderStaleError, HeaderReplayError, ReplayCacheFullError, HeaderTimeoutError,
   HeaderTruncatedError,

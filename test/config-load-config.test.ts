@@ -1,5 +1,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -159,7 +161,7 @@ void test('key loading: raw, hex and base64 files, env variables, precedence', a
   const b64url = await file('b64url.key', KEY.toString('base64url'));
   const wrapped = await file('wrapped.key', `${KEY.toString('base64').slice(0, 20)}\n${KEY.toString('base64').slice(20)}\n`);
   const other = await file('other.key', Buffer.alloc(32, 7));
-  const accept = ['--accept', '0'];
+  const accept = ['--accept', '0', '--allow', '10.0.0.0/8'];
   const cases: [argv: string[], env: NodeJS.ProcessEnv, expected: Buffer][] = [
     [[...accept, '--key-file', raw], {}, KEY],
     [[...accept, '--key-file', hex], {}, KEY],
@@ -186,17 +188,22 @@ void test('key loading: bad keys throw KeyError', async () => {
   const empty = await file('empty.key', '');
   const passphrase = await file('pass.key', 'correct horse battery staple\n');
   const big = await file('big.key', Buffer.alloc(5000, 1));
+  const seven = await file('seven.key', '1234567');
+  const worldReadable = await file('world.key', KEY, 0o644);
   const cases: [string[], NodeJS.ProcessEnv, RegExp][] = [
-    [['--key-file', short], {}, /15 bytes; at least 16/],
-    [['--key-file', shortHex], {}, /15 bytes; at least 16/],
+    [['--key-file', short], {}, /key from key file \S+short\.key \(15 bytes\) is 15 bytes; at least 16/],
+    [['--key-file', shortHex], {}, /\(31 bytes of hex text\) is 15 bytes once decoded as hex; at least 16/],
+    // 7 bytes on disk, 5 once decoded: the message must not leave the reader to guess why.
+    [['--key-file', seven], {}, /seven\.key \(7 bytes of base64url text\) is 5 bytes once decoded as base64url/],
+    [['--key-file', worldReadable], {}, /readable by every user on this host \(mode 0644\); run: chmod 600/],
     [['--key-file', empty], {}, /0 bytes/],
-    [['--key-file', passphrase], {}, /neither hex nor base64/],
+    [['--key-file', passphrase], {}, /neither hex nor base64 \(a passphrase is refused/],
     [['--key-file', big], {}, /larger than 4096 bytes/],
     [['--key-file', dir], {}, /not a regular file/],
     [['--key-file', join(dir, 'missing.key')], {}, /cannot read key file .*ENOENT/],
     [[], { TCPSPLIT_KEY_FILE: join(dir, 'missing.key') }, /cannot read key file/],
     [[], { TCPSPLIT_KEY: 'not a key!' }, /TCPSPLIT_KEY is neither hex nor base64/],
-    [[], { TCPSPLIT_KEY: '0011' }, /2 bytes/],
+    [[], { TCPSPLIT_KEY: '0011' }, /TCPSPLIT_KEY \(4 characters of hex text\) is 2 bytes once decoded as hex/],
   ];
   for (const [argv, env, message] of cases) {
     await assert.rejects(loadRelayConfig(['--accept', '0', ...argv], env), (err: unknown) => {
@@ -207,12 +214,20 @@ void test('key loading: bad keys throw KeyError', async () => {
   }
 });
 
-void test('key loading: a key file others can read loads with a warning', async () => {
-  const open = await file('open.key', KEY, 0o644);
-  const { config, warnings } = await loadRelayConfig(['--accept', '0', '--key-file', open], noEnv);
+void test('key loading: a key file its group can read loads with a warning', async () => {
+  const open = await file('open.key', KEY, 0o640);
+  const { config, warnings } = await loadRelayConfig(['--accept', '0', '--key-file', open, '--allow', '10.0.0.0/8'], noEnv);
   assert.deepEqual(config.key, KEY);
   assert.equal(warnings.length, 1);
-  assert.match(warnings[0] ?? '', /accessible by group or others \(mode 0644\); run: chmod 600/);
+  assert.match(warnings[0] ?? '', /accessible by group or others \(mode 0640\); unless a group is meant to read it, run: chmod 600/);
+});
+
+void test('RELAY_HELP says what a key file may hold: a passphrase is refused, not used as raw bytes', async () => {
+  const help = RELAY_HELP.replace(/\s+/g, ' ');
+  assert.doesNotMatch(help, /key[^.]*: raw bytes, or hex or base64 text/, 'help must not offer "raw bytes" without saying text is refused');
+  assert.match(help, /a passphrase\) is refused/);
+  const passphrase = await file('help-pass.key', 'correct horse battery staple battery\n');
+  await assert.rejects(loadRelayConfig(['--accept', '0', '--key-file', passphrase], noEnv), KeyError);
 });
 
 void test('a relative key-file in YAML is relative to the config file', async () => {
@@ -266,4 +281,17 @@ void test('the YAML example in RELAY_HELP parses', () => {
   const options = parseConfigText(yamlText, 'help');
   assert.equal(options.forwards.length, 2);
   assert.deepEqual(options.routes, [{ cidr: '198.18.0.0/15', via: 'rs' }]);
+});
+
+void test("config-file.ts's header example parses, and what it says of bare numbers is what the parser does", () => {
+  const source = readFileSync(fileURLToPath(new URL('../../src/config/config-file.ts', import.meta.url)), 'utf8');
+  const header = source.slice(0, source.indexOf('*/'));
+  const example = [...header.matchAll(/^ \* {3}(\S.*)$/gm)].map((m) => (m[1] ?? '').replace(/\s+#.*$/, '')).join('\n');
+  assert.match(example, /connect-timeout: 5s/);
+  parseConfigText(example, 'header example');
+  const claim = /bare number[^\n]*/.exec(header)?.[0] ?? '';
+  assert.notEqual(claim, '', 'the header says what a bare number means');
+  const bare = (): unknown => parseConfigText('connect-timeout: 5', 'bare');
+  if (/milliseconds/.test(claim)) assert.equal(parseConfigText('connect-timeout: 5', 'bare').connectTimeoutMs, 5, claim);
+  else assert.throws(bare, /no unit/, claim);
 });

@@ -22,5 +22,6 @@ test('every YAML config in docs/deploy.md passes tcpsplit relay --check', () => 
     const r = spawnSync(process.execPath, [CLI, 'relay', '--config', file, '--check'], { encoding: 'utf8', timeout: 10_000 });
     assert.equal(r.status, 0, `block ${i + 1}:\n${yaml}\n${r.stderr}`);
     assert.match(r.stdout, /^config OK/);
+    assert.doesNotMatch(r.stdout, /warning:/, `block ${i + 1}: a deployment example should not need a warning`);
   });
 });

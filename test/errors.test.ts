@@ -2,6 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import * as errors from '../src/errors.js';
 import { ALL_ERRORS, INTERNAL_ERROR_CODE, TcpsplitError } from '../src/errors.js';
 
 const DOC = fileURLToPath(new URL('../../docs/errors.md', import.meta.url));
@@ -21,5 +22,18 @@ test('every error class has a unique code and carries it on instances', () => {
     assert.ok(err instanceof TcpsplitError);
     assert.equal(err.code, E.code);
     assert.match(err.code, /^TCPSPLIT_ERR_[A-Z_]+$/);
+  }
+});
+
+test('every error class is named as it is exported, and its instances carry that name', () => {
+  const exported = Object.entries(errors).filter(([, v]) => typeof v === 'function' && v.prototype instanceof TcpsplitError);
+  assert.equal(exported.length, ALL_ERRORS.length, 'ALL_ERRORS lists every exported error class');
+  for (const [exportName, E] of exported) {
+    const Class = E as (typeof ALL_ERRORS)[number];
+    assert.ok((ALL_ERRORS as readonly unknown[]).includes(Class), `${exportName} is in ALL_ERRORS`);
+    assert.equal(Class.name, exportName);
+    const err = new Class('m');
+    assert.equal(err.name, exportName);
+    assert.match(String(err), new RegExp(`^${exportName}: m$`));
   }
 });

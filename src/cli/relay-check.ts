@@ -1,6 +1,7 @@
 import { DIRECT, type RelayConfig } from '../config/relay-config.js';
 import { formatEndpoint } from '../config/load-config.js';
 import { BUILTIN_DENY } from '../net/address-policy.js';
+import { nextHopOf } from '../config/config-warnings.js';
 
 const ep = formatEndpoint;
 
@@ -8,7 +9,11 @@ const ep = formatEndpoint;
 export function describeConfig(config: RelayConfig, warnings: readonly string[]): string {
   const lines: string[] = ['config OK'];
   if (config.configFile !== undefined) lines.push(`  file: ${config.configFile}`);
-  for (const f of config.forwards) lines.push(`  forward: listen ${ep(f.listen)} -> ${ep(f.target)}`);
+  for (const f of config.forwards) {
+    const hop = nextHopOf(config, f.target);
+    const via = hop === undefined ? 'via the route of the address the name resolves to' : hop === DIRECT ? 'direct' : `via peer ${hop}`;
+    lines.push(`  forward: listen ${ep(f.listen)} -> ${ep(f.target)}, ${via}`);
+  }
   if (config.accept !== undefined) lines.push(`  accept: relay connections on ${ep(config.accept)}`);
   for (const p of config.peers) lines.push(`  peer ${p.name}: ${ep(p.endpoint)}`);
   for (const r of config.routes) lines.push(`  route ${r.cidr} -> ${r.via === DIRECT ? 'direct' : `peer ${r.via}`}`);

@@ -6,7 +6,7 @@
  *   peer: {rs: "198.18.2.2:7000"}          # or ["rs=198.18.2.2:7000"]
  *   route: {"198.18.0.0/15": rs}           # or ["198.18.0.0/15=rs"]
  *   insecure: true
- *   connect-timeout: 5s                    # a bare number is milliseconds
+ *   connect-timeout: 5s                    # a unit is required: a bare number is refused, 0 excepted
  *
  * A relative key-file is taken relative to the config file, so a reload from any
  * working directory reads the same key.

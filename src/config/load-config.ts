@@ -8,6 +8,7 @@
 import { resolve } from 'node:path';
 import { ConfigError, InsecureAcceptError } from '../errors.js';
 import { readConfigFile } from './config-file.js';
+import { configWarnings } from './config-warnings.js';
 import { parseRelayArgs } from './parse-args.js';
 import { DEFAULTS, DIRECT, type Endpoint, type RelayConfig } from './relay-config.js';
 import { loadRelayKey } from './relay-key.js';
@@ -17,7 +18,7 @@ export { RELAY_HELP } from './relay-help.js';
 
 export interface LoadedRelayConfig {
   readonly config: RelayConfig;
-  /** Things worth a log line at startup that should not stop it (a key file others can read). */
+  /** Things worth a log line at start and reload that should not stop it (see config-warnings.ts). */
   readonly warnings: readonly string[];
 }
 
@@ -56,11 +57,7 @@ export async function buildRelayConfig(args: RelayOptions, env: NodeJS.ProcessEn
     configFile,
   };
   validateRelayConfig(config);
-  const warnings = [...(loadedKey?.warnings ?? [])];
-  if (config.accept === undefined && (config.allow.length > 0 || config.deny.length > 0)) {
-    warnings.push('--allow/--deny apply only to targets that peers ask for (with --accept); this relay has no --accept, so they do nothing here (-L targets are yours and are not checked)');
-  }
-  return { config, warnings };
+  return { config, warnings: [...(loadedKey?.warnings ?? []), ...configWarnings(config)] };
 }
 
 /** `later` wins for single values and is appended for lists. */

@@ -34,11 +34,14 @@ Next hops
 
 Security
   --key-file FILE
-        The pre-shared key that authenticates relay-to-relay connections: raw bytes,
-        or hex or base64 text, at least 16 bytes once decoded. Without --key-file,
+        The pre-shared key that authenticates relay-to-relay connections: random
+        binary bytes (head -c 32 /dev/urandom), or hex or base64 text (openssl rand
+        -hex 32), at least 16 bytes once decoded. A file of printable text is read
+        as hex or base64; other text (a passphrase) is refused. Without --key-file,
         the file named by TCPSPLIT_KEY_FILE is used, else the hex or base64 key in
-        TCPSPLIT_KEY. Keep it chmod 600; a group- or world-readable key file gets a
-        warning. Every relay in a chain needs the same key.
+        TCPSPLIT_KEY. Keep it chmod 600: a key file every user can read is refused,
+        a group-readable one gets a warning. Every relay in a chain needs the same
+        key.
   --insecure
         Allow --accept and --peer without a key. For labs only: anyone who can reach
         --accept can then use this relay.
@@ -52,6 +55,9 @@ Security
         IPv4-mapped IPv6 (::ffff:a.b.c.d) is checked as IPv4. Examples:
         --allow 10.0.0.0/8 (only 10/8, minus this host); --allow 127.0.0.1/32 (let a
         test relay reach 127.0.0.1); --allow 127.0.0.0/8 (all of loopback).
+        One CIDR per option, with its prefix length: a bare address is refused.
+        With --accept and no --allow, a peer holding the key can reach anything
+        but the built-in denials; --check and the start-up log warn about it.
 
 Timeouts (500ms, 10s, 5m, 1h: the unit is required)
   --connect-timeout DUR   give up on a next leg's connect
@@ -79,14 +85,15 @@ Timeouts (500ms, 10s, 5m, 1h: the unit is required)
   --keepalive DUR         TCP keepalive on relay-to-relay legs
                           (default ${seconds(DEFAULTS.keepaliveMs)}; 0 = off)
   --max-clock-skew DUR    how far a header's timestamp may be from this clock
-                          (default ${seconds(DEFAULTS.maxClockSkewMs)})
+                          (default ${seconds(DEFAULTS.maxClockSkewMs)}; changing it needs a restart)
 
 Other
   --log-level LEVEL       fatal, error, warn, info, debug, trace or silent
                           (default ${DEFAULTS.logLevel})
   --config FILE           read options from a YAML file (see below)
   --check                 load and validate the config and key, print what the relay
-                          would do, and exit (0 when valid, 2 when not); binds nothing
+                          would do (each forward: via which peer, or direct) and any
+                          warnings, and exit (0 when valid, 2 when not); binds nothing
   -h, --help              this text
   Options take --opt value or --opt=value.
 
@@ -94,8 +101,17 @@ Config file
   Keys are the long option names (forward for -L). Flags given as well replace the
   file's value for single-valued options and add to the file's lists for the
   repeatable ones (-L, --peer, --route, --allow, --deny). A relative key-file is
-  relative to the config file. SIGHUP re-reads the file and the key without
-  dropping open connections.
+  relative to the config file.
+
+Signals
+  SIGTERM, SIGINT  stop accepting, drain for --drain-timeout, exit
+  SIGHUP           re-read the config file and the key; open connections keep their
+                   config. Every option applies live (listeners, metrics and log
+                   level included) except --max-clock-skew: a reload that changes it
+                   is refused whole (TCPSPLIT_ERR_RESTART_REQUIRED). Any error keeps
+                   the running config. One log line lists what changed.
+  SIGUSR1          log a status line (open connections, listeners); it does not open
+                   Node's inspector
 
 Examples
   Make a key, then copy the same file to every relay:

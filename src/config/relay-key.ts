@@ -28,9 +28,10 @@ export async function loadRelayKey(keyFile: string | undefined, env: NodeJS.Proc
   if (file !== undefined) return readKeyFile(file);
   const text = nonEmpty(env['TCPSPLIT_KEY']);
   if (text === undefined) return undefined;
-  const key = decodeKeyText(text.trim());
-  if (key === undefined) throw new KeyError('TCPSPLIT_KEY is neither hex nor base64');
-  return { key: checkLength(key, 'TCPSPLIT_KEY'), source: 'TCPSPLIT_KEY', warnings: [] };
+  const decoded = decodeKeyText(text.trim());
+  if (decoded === undefined) throw new KeyError('TCPSPLIT_KEY is neither hex nor base64');
+  checkLength(decoded, `TCPSPLIT_KEY (${text.trim().length} characters of ${decoded.encoding} text)`);
+  return { key: decoded.key, source: 'TCPSPLIT_KEY', warnings: [] };
 }
 
 async function readKeyFile(file: string): Promise<LoadedKey> {
@@ -51,26 +52,40 @@ async function readKeyFile(file: string): Promise<LoadedKey> {
     if (err instanceof KeyError) throw err;
     throw new KeyError(`cannot read key file ${file}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
   }
+  const octal = (mode & 0o777).toString(8).padStart(4, '0');
+  // Like ssh with a private key: a key every local user can read authenticates nobody.
+  if ((mode & 0o004) !== 0) {
+    throw new KeyError(`key file ${file} is readable by every user on this host (mode ${octal}); run: chmod 600 ${file}`);
+  }
   const warnings: string[] = [];
   if ((mode & 0o077) !== 0) {
-    const octal = (mode & 0o777).toString(8).padStart(4, '0');
-    warnings.push(`key file ${file} is accessible by group or others (mode ${octal}); run: chmod 600 ${file}`);
+    warnings.push(`key file ${file} is accessible by group or others (mode ${octal}); unless a group is meant to read it, run: chmod 600 ${file}`);
   }
-  return { key: checkLength(decodeKeyFile(bytes, file), file), source: file, warnings };
+  const decoded = decodeKeyFile(bytes, file);
+  checkLength(decoded, `key file ${file} (${bytes.length} bytes${decoded.encoding === 'raw' ? '' : ` of ${decoded.encoding} text`})`);
+  return { key: decoded.key, source: file, warnings };
 }
 
-function decodeKeyFile(bytes: Buffer, file: string): Buffer {
-  if (!isText(bytes)) return bytes;
-  const decoded = decodeKeyText(bytes.toString('ascii').replace(/\s+/g, ''));
-  if (decoded === undefined) throw new KeyError(`key file ${file} holds text that is neither hex nor base64`);
+interface DecodedKey {
+  readonly key: Buffer;
+  readonly encoding: 'raw' | 'hex' | 'base64' | 'base64url';
+}
+
+function decodeKeyFile(bytes: Buffer, file: string): DecodedKey {
+  if (!isText(bytes)) return { key: bytes, encoding: 'raw' };
+  // Line breaks go (base64 is often wrapped); a space inside a line is a passphrase's.
+  const decoded = decodeKeyText(bytes.toString('ascii').trim().replace(/[ \t]*\r?\n[ \t]*/g, ''));
+  if (decoded === undefined) {
+    throw new KeyError(`key file ${file} holds text that is neither hex nor base64 (a passphrase is refused: use head -c 32 /dev/urandom or openssl rand -hex 32)`);
+  }
   return decoded;
 }
 
 /** Hex first: every hex string is also valid base64, and hex is what people mean. */
-export function decodeKeyText(text: string): Buffer | undefined {
-  if (/^(?:[0-9a-fA-F]{2})+$/.test(text)) return Buffer.from(text, 'hex');
-  if (/^[A-Za-z0-9+/]+={0,2}$/.test(text) && text.length % 4 === 0) return Buffer.from(text, 'base64');
-  if (/^[A-Za-z0-9_-]+$/.test(text) && text.length % 4 !== 1) return Buffer.from(text, 'base64url');
+export function decodeKeyText(text: string): DecodedKey | undefined {
+  if (/^(?:[0-9a-fA-F]{2})+$/.test(text)) return { key: Buffer.from(text, 'hex'), encoding: 'hex' };
+  if (/^[A-Za-z0-9+/]+={0,2}$/.test(text) && text.length % 4 === 0) return { key: Buffer.from(text, 'base64'), encoding: 'base64' };
+  if (/^[A-Za-z0-9_-]+$/.test(text) && text.length % 4 !== 1) return { key: Buffer.from(text, 'base64url'), encoding: 'base64url' };
   return undefined;
 }
 
@@ -83,11 +98,12 @@ function isText(bytes: Buffer): boolean {
   return true;
 }
 
-function checkLength(key: Buffer, source: string): Buffer {
+/** `source` says where the key came from and how it was read, so a short key's size makes sense. */
+function checkLength({ key, encoding }: DecodedKey, source: string): void {
   if (key.length < MIN_KEY_BYTES) {
-    throw new KeyError(`key from ${source} is ${key.length} bytes; at least ${MIN_KEY_BYTES} are needed (head -c 32 /dev/urandom > relay.key)`);
+    const what = encoding === 'raw' ? `${key.length} bytes` : `${key.length} bytes once decoded as ${encoding}`;
+    throw new KeyError(`key from ${source} is ${what}; at least ${MIN_KEY_BYTES} are needed (head -c 32 /dev/urandom > relay.key)`);
   }
-  return key;
 }
 
 function nonEmpty(value: string | undefined): string | undefined {

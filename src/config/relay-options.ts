@@ -93,8 +93,9 @@ export const OPTIONS: readonly OptionSpec[] = [
   duration('max-clock-skew', 'maxClockSkewMs', false),
   { name: 'max-connections', kind: 'scalar', inFile: true, expected: 'a whole number from 1 to 1000000',
     apply: (o, v) => {
+      if (!/^\d+$/.test(v)) throw new BadValue('not a whole number');
       const n = Number(v);
-      if (!/^\d+$/.test(v) || n < 1 || n > 1_000_000) throw new BadValue('out of range');
+      if (n < 1 || n > 1_000_000) throw new BadValue('out of range');
       o.maxConnections = n;
     } },
   { name: 'max-pending-per-source', kind: 'scalar', inFile: true, expected: 'a whole number from 1 to 1000000',

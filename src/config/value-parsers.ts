@@ -86,12 +86,23 @@ export function parseRoute(text: string): RouteSpec {
   return { cidr: parseCidr(text.slice(0, eq)).toString(), via };
 }
 
+/**
+ * `ADDRESS/LENGTH`, one per value. A bare address is refused, not taken as /32 or /128:
+ * `--allow 10.20.0.0` almost surely means a network, and as a host prefix it would
+ * silently allow (or deny) one address.
+ */
 export function parseCidr(text: string): Cidr {
+  if (/[,;\s]/.test(text.trim())) throw new BadValue('one CIDR per value: repeat the option (or use a YAML list) for several');
+  let cidr: Cidr;
   try {
-    return Cidr.parse(text);
+    cidr = Cidr.parse(text);
   } catch (err) {
     throw new BadValue(err instanceof Error ? err.message : String(err), { cause: err });
   }
+  if (!text.includes('/')) {
+    throw new BadValue(`no prefix length: write ${cidr.toString()} for this one address, or the network's length (e.g. /16)`);
+  }
+  return cidr;
 }
 
 /**

@@ -6,6 +6,7 @@ import { RelayMetrics, labelsFor } from '../observe/metrics.js';
 import { startMetricsServer, serverAddress } from '../observe/metrics-server.js';
 import type { Endpoint, RelayConfig } from '../config/relay-config.js';
 import { AddressPolicy } from '../net/address-policy.js';
+import { describeChanges, diffConfigs, RESTART_ONLY } from '../config/config-diff.js';
 import { HeaderAuth } from '../protocol/header-auth.js';
 import { ReplayGuard } from '../protocol/replay-guard.js';
 import { Router } from './router.js';
@@ -14,7 +15,7 @@ import { openDirect, openToPeer, writePreamble } from './next-leg.js';
 import { acceptHeader } from './accept-header.js';
 import {
   ConfigError, DrainTimeoutError, FdLimitError, FfiUnavailableError, errorCode, InsecureAcceptError, OverloadError, PeerResetError,
-  PendingEvictedError,
+  PendingEvictedError, RestartRequiredError,
 } from '../errors.js';
 import { ListenerSet, type WantedListener } from './listener-set.js';
 import { prepareSocketCalls } from '../sys/index.js';
@@ -152,9 +153,11 @@ export class Relay {
 
   /**
    * Applies a new config without dropping open connections: new connections use the new
-   * routes, peers, policy and key; listeners that went away close, new ones open (bound
-   * before anything closes). On any error nothing changes. Reloads run one at a time, in
-   * the order asked; while draining they are ignored.
+   * routes, peers, policy, key and timeouts; listeners that went away close, new ones open
+   * (bound before anything closes); the log level and the metrics listener change too. A
+   * change to a restart-only option (RESTART_ONLY) refuses the whole reload with
+   * RestartRequiredError. On any error nothing changes. Reloads run one at a time, in the
+   * order asked; while draining they are ignored.
    */
   reload(config: RelayConfig): Promise<void> {
     const run = this.#reloads.then(() => this.#reload(config));
@@ -167,20 +170,40 @@ export class Relay {
       this.#logger.warn({ event: 'reload' }, 'reload ignored: the relay is draining');
       return;
     }
+    const changes = diffConfigs(this.#state.config, config);
+    let metricsServer = this.#metricsServer;
     try {
-      const next = deriveState(config);
-      await this.#listeners.sync(this.#wantedListeners(next));
-      if (config.maxClockSkewMs !== this.#state.config.maxClockSkewMs) {
-        // The replay guard's window is its memory of nonces; changing it live would forget them.
-        this.#logger.warn({ event: 'reload' }, '--max-clock-skew changes take effect at the next restart');
+      const restart = changes.filter((c) => RESTART_ONLY.includes(c.option));
+      if (restart.length > 0) {
+        throw new RestartRequiredError(`--${restart.map((c) => `${c.option} ${c.change}`).join(', --')}: takes effect only at a restart; `
+          + 'nothing was reloaded (restart the relay, or put it back to reload the rest)');
       }
+      const next = deriveState(config);
+      // Like the listeners: the new metrics listener is bound before the old one closes.
+      const metricsMoved = changes.some((c) => c.option === 'metrics');
+      if (metricsMoved && config.metrics !== undefined) {
+        metricsServer = await startMetricsServer(this.metrics.registry, config.metrics.host, config.metrics.port);
+      }
+      try {
+        await this.#listeners.sync(this.#wantedListeners(next));
+      } catch (err) {
+        if (metricsServer !== this.#metricsServer) await closeServer(metricsServer);
+        throw err;
+      }
+      if (metricsMoved) {
+        await closeServer(this.#metricsServer);
+        this.#metricsServer = config.metrics === undefined ? undefined : metricsServer;
+      }
+      this.#logger.level = config.logLevel;
       this.#state = next;
     } catch (err) {
       this.metrics.reloads(1, labelsFor('result', 'error'));
       throw err;
     }
     this.metrics.reloads(1, labelsFor('result', 'ok'));
-    this.#logger.info({ event: 'reload', listeners: this.#listeners.keys() }, 'config reloaded');
+    const metrics = this.#metricsServer === undefined ? undefined : serverAddress(this.#metricsServer);
+    this.#logger.info({ event: 'reload', changed: changes.map((c) => c.option), listeners: this.#listeners.keys(), metrics },
+      `config reloaded: ${describeChanges(changes)}`);
   }
 
   /** Counts a reload that failed before it reached the relay (the file did not load). */
@@ -225,7 +248,7 @@ export class Relay {
   async #closeMetrics(): Promise<void> {
     const server = this.#metricsServer;
     this.#metricsServer = undefined;
-    if (server !== undefined) await new Promise<void>((r) => { server.close(() => { r(); }); server.closeAllConnections(); });
+    await closeServer(server);
   }
 
   #wantedListeners(state: RelayState): Map<string, WantedListener> {
@@ -268,6 +291,8 @@ export class Relay {
     const conn = new SplitConnection(this.#nextId++, kind, socket, config, this.#onConnectionClosed);
     this.#connections.add(conn);
     this.metrics.accepted(1, labelsFor('listener', kind));
+    // At debug, a line when a connection starts too (the record comes at close).
+    if (this.#logger.isLevelEnabled('debug')) this.#logger.debug({ event: 'accept', id: conn.id, kind, client: conn.client }, 'connection accepted');
     return conn;
   }
 
@@ -355,15 +380,24 @@ export class Relay {
         conn.fail(err as Error);
         return;
       }
-      this.metrics.nextLeg(1, labelsFor('kind', route.kind));
-      const auth = route.kind === 'peer' ? state.auth : undefined;
-      conn.attachUpstream(upstream, (c) => {
-        writePreamble(upstream, target, auth, c.downstream.read() as Buffer | null, nonce);
-      });
+      try {
+        this.metrics.nextLeg(1, labelsFor('kind', route.kind));
+        const auth = route.kind === 'peer' ? state.auth : undefined;
+        conn.attachUpstream(upstream, (c) => {
+          writePreamble(upstream, target, auth, c.downstream.read() as Buffer | null, nonce);
+        });
+      } catch (err) {
+        // The connection's failure may not reach a leg it never attached: close it here.
+        upstream.on('error', noop);
+        upstream.destroy();
+        throw err;
+      }
     };
     try {
       const route = state.router.route(target, state.config.connectTimeoutMs);
-      if (route instanceof Promise) route.then(open, (err: unknown) => { conn.fail(err as Error); });
+      // The catch covers open() too: a throw there would otherwise be an unhandled
+      // rejection, and the crash handler would reset every open connection for one.
+      if (route instanceof Promise) route.then(open).catch((err: unknown) => { conn.fail(asError(err)); });
       else open(route);
     } catch (err) {
       conn.fail(err as Error);
@@ -375,3 +409,11 @@ const UP = labelsFor('direction', 'up');
 const DOWN = labelsFor('direction', 'down');
 
 function noop(): void { /* errors of a socket being discarded */ }
+
+async function closeServer(server: HttpServer | undefined): Promise<void> {
+  if (server !== undefined) await new Promise<void>((r) => { server.close(() => { r(); }); server.closeAllConnections(); });
+}
+
+function asError(err: unknown): Error {
+  return err instanceof Error ? err : new Error(String(err));
+}
