@@ -73,8 +73,8 @@ export function setLinger(fd: number, on: boolean, seconds: number): void {
  * queued in one direction) is still pending, and Node then neither closes the fd nor
  * emits 'close': the socket leaks, and Node's exit loops on the half-closed handle.
  * SO_LINGER {1, 0} followed by a plain close() sends RST in every state. Without FFI,
- * resetAndDestroy() only when no shutdown can be pending, else destroy() (a FIN after
- * the FIN we had already queued; unread data still makes the kernel send RST).
+ * resetAndDestroy() only when no shutdown can be pending, else destroy(): that direction
+ * was already ending with a FIN, and unread data still makes the kernel send RST.
  */
 export function resetSocket(socket: Socket): void {
   if (socket.destroyed) return;
