@@ -54,7 +54,7 @@ async function assertNothingLeft(r: { relay: RelayProcess; metricsPort: number; 
 
   const started = Date.now();
   r.relay.child.kill('SIGTERM');
-  const code = await Promise.race([r.relay.exited, sleep(DRAIN_TIMEOUT_MS).then(() => 'still running' as const)]);
+  const code = await Promise.race([r.relay.exited, sleep(DRAIN_TIMEOUT_MS, undefined, { ref: false }).then(() => 'still running' as const)]);
   const ms = Date.now() - started;
   if (code !== 0) problems.push(`after SIGTERM: ${String(code)} ${ms} ms later (drain timeout ${DRAIN_TIMEOUT_MS} ms), cpu ${cpuPercent(r.pid)}`);
   else {
@@ -140,3 +140,47 @@ function fetchThenHalfClose(port: number): Promise<void> {
     c.on('close', () => { resolve(); });
   });
 }
+
+/**
+ * The safety net behind resetSocket(): a leg that never emits 'close' still ends in one
+ * record, CLOSE_GRACE_MS after the failure, naming the leg, and process.exit() still
+ * ends a process that holds such a handle (its natural exit would spin in Node's
+ * CleanupHandles). The stuck leg is made with the very call the fix avoids: end() then
+ * resetAndDestroy() in the same turn. Run in a child process, which keeps the handle.
+ */
+void test('relay leak: a leg that never closes (resetAndDestroy during a pending shutdown) is recorded after the grace period, and process.exit ends its process',
+  { timeout: 30_000 }, async (t) => {
+    const module = new URL('../src/relay/split-connection.js', import.meta.url).href;
+    const script = `
+      import { createServer, connect } from 'node:net';
+      import { SplitConnection, CLOSE_GRACE_MS } from ${JSON.stringify(module)};
+      const origin = createServer({ allowHalfOpen: true }, (s) => { s.on('error', () => {}); });
+      origin.listen(0, '127.0.0.1', () => {
+        const front = createServer({ allowHalfOpen: true }, (down) => {
+          const failedAt = Date.now();
+          let resetError;
+          const conn = new SplitConnection(1, 'forward', down, { connectTimeoutMs: 5000, idleTimeoutMs: 60000 }, (_c, record) => {
+            process.stdout.write(JSON.stringify({ record, resetError, afterMs: Date.now() - failedAt, graceMs: CLOSE_GRACE_MS }));
+            process.exit(0);
+          });
+          const up = connect({ port: origin.address().port, host: '127.0.0.1', allowHalfOpen: true });
+          up.on('error', (err) => { if (err.syscall === 'reset') resetError = err.code; });
+          conn.attachUpstream(up, () => { up.end(); up.resetAndDestroy(); });
+        });
+        front.listen(0, '127.0.0.1', () => { connect({ port: front.address().port, host: '127.0.0.1' }).on('error', () => {}); });
+      });`;
+    const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+    t.after(() => { child.kill('SIGKILL'); });
+    let out = '';
+    child.stdout.setEncoding('utf8').on('data', (c: string) => { out += c; });
+    const code = await Promise.race([once(child, 'exit').then(([c]) => c as number | null), sleep(15_000, undefined, { ref: false }).then(() => 'still running' as const)]);
+    assert.equal(code, 0, `child after its record: ${String(code)}; output ${out}`);
+    const result = JSON.parse(out) as { record: { unclosed?: string; outcome: string }; resetError?: string; afterMs: number; graceMs: number };
+    if (result.resetError === undefined) {
+      t.skip(`this Node (${process.version}) resets a socket with a pending shutdown: no leg gets stuck`);
+      return;
+    }
+    assert.equal(result.resetError, 'EINVAL');
+    assert.equal(result.record.unclosed, 'upstream', JSON.stringify(result.record));
+    assert.ok(result.afterMs >= result.graceMs, `recorded ${result.afterMs} ms after the failure, before the ${result.graceMs} ms grace`);
+  });

@@ -115,7 +115,7 @@ void test(`relay soak (nginx, curl): ${SOAK_SECONDS} s of downloads through R_C 
 
     for (const r of relays) {
       r.relay.child.kill('SIGTERM');
-      const code = await Promise.race([r.relay.exited, sleep(DRAIN_TIMEOUT_MS).then(() => 'still running' as const)]);
+      const code = await Promise.race([r.relay.exited, sleep(DRAIN_TIMEOUT_MS, undefined, { ref: false }).then(() => 'still running' as const)]);
       assert.equal(code, 0, `${r.name} after SIGTERM`);
       // Log lines are batched (up to 250 ms): count them once the process has flushed and gone.
       const records = r.relay.lines.filter((l) => typeof l['id'] === 'number' && typeof l['outcome'] === 'string');
