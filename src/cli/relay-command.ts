@@ -41,12 +41,16 @@ export async function runRelayCommand(argv: string[]): Promise<number> {
     logger.flush();
   };
 
-  return new Promise<number>((resolve) => {
+  return new Promise<number>(() => {
+    // After the drain, exit at once rather than by letting the event loop run dry: a
+    // socket handle libuv failed to close (see resetSocket in src/sys/tcp-socket.ts) makes
+    // Node's natural exit spin forever in Environment::CleanupHandles, at full CPU.
+    const exitNow = (): void => { process.exit(0); };
     let stopping = false;
     const stop = (signal: NodeJS.Signals): void => {
       if (stopping) {
         logger.warn({ event: 'stop', signal }, 'second signal: closing now');
-        void relay.close().then(() => { resolve(0); });
+        void relay.close().then(() => { logger.flush(exitNow); });
         return;
       }
       stopping = true;
@@ -54,7 +58,7 @@ export async function runRelayCommand(argv: string[]): Promise<number> {
       logger.flush();
       void relay.drain().then(() => {
         logger.info({ event: 'stopped' }, 'relay stopped');
-        logger.flush(() => { resolve(0); });
+        logger.flush(exitNow);
       });
     };
     const reload = (): void => {

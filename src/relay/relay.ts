@@ -18,7 +18,7 @@ import {
   PendingEvictedError, RestartRequiredError,
 } from '../errors.js';
 import { ListenerSet, type WantedListener } from './listener-set.js';
-import { prepareSocketCalls } from '../sys/index.js';
+import { prepareSocketCalls, resetSocket } from '../sys/index.js';
 import { PendingAdmission, type EvictionReason, type PendingLimits } from './admission.js';
 import { FDS_PER_CONNECTION, planFdBudget } from './fd-budget.js';
 import { RateLimitedLog } from '../observe/rate-limited-log.js';
@@ -230,11 +230,14 @@ export class Relay {
       for (const conn of this.#connections) {
         conn.fail(new DrainTimeoutError(`still open after the ${drainTimeoutMs} ms drain timeout`));
       }
-      // Resets close at once; the bound only keeps a bug from hanging the shutdown.
+      // Resets close within the event-loop turn; the bound only keeps a bug from hanging
+      // the shutdown. Whatever is still open is recorded as it is (each with its own line
+      // naming the legs that never closed), so the drain always ends with no connection.
       const resetDeadline = Date.now() + 2000;
       while (this.#connections.size > 0 && Date.now() < resetDeadline) await sleep(5);
       if (this.#connections.size > 0) {
-        this.#logger.error({ event: 'drain', open: this.#connections.size }, 'connections still open 2 s after being reset; exiting anyway');
+        this.#logger.error({ event: 'drain', open: this.#connections.size }, 'connections still open 2 s after being reset; recording them as they are');
+        for (const conn of [...this.#connections]) conn.abandon();
       }
     }
     await this.#closeMetrics();
@@ -280,7 +283,7 @@ export class Relay {
       // this for an empty, complete response.
       socket.on('error', noop);
       const client = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}`;
-      socket.resetAndDestroy();
+      resetSocket(socket);
       if (!this.#closing) {
         this.metrics.overload(1);
         this.#rejectLog.warn(OverloadError.code, { event: 'overload', code: OverloadError.code, kind, client, open: this.#connections.size },

@@ -1,6 +1,6 @@
 import type { Socket } from 'node:net';
 import type { Endpoint } from '../config/relay-config.js';
-import { socketFd, setLinger, pendingSocketError } from '../sys/index.js';
+import { socketFd, setLinger, pendingSocketError, resetSocket } from '../sys/index.js';
 import { errorCode, ConnectError, LegError, IdleTimeoutError, ConnectTimeoutError, PeerResetError, TcpsplitError } from '../errors.js';
 
 /**
@@ -16,17 +16,32 @@ import { errorCode, ConnectError, LegError, IdleTimeoutError, ConnectTimeoutErro
  * - an abort is never turned into a clean end: an error or reset on either leg, or a
  *   timeout, resets the other leg (RST), so a broken download cannot look complete.
  *
+ * Every way a leg ends (end, reset, destroy, error, timeout) ends in exactly one 'close',
+ * and the connection in exactly one record (one log line, one slot freed): legs are reset
+ * through resetSocket(), which always closes the fd, and a connection whose legs still
+ * have not closed CLOSE_GRACE_MS after it failed is recorded anyway (issue #6).
+ *
  * Hot-path listeners are module-level functions; per-connection state lives on the
  * sockets under symbols, so no closure is created per connection or per chunk.
  */
 
 const kConn = Symbol('tcpsplit.connection');
 const kPeer = Symbol('tcpsplit.peer');
+const kClosed = Symbol('tcpsplit.closed');
 
 interface Leg extends Socket {
   [kConn]: SplitConnection;
   [kPeer]: Leg;
+  [kClosed]?: true;
 }
+
+/**
+ * How long a failed connection's legs may take to emit 'close'. A destroyed socket
+ * closes within the same event-loop turn, so this only fires when a leg is stuck (a
+ * bug, or a Node/libuv state we did not foresee): the connection is then recorded with
+ * the legs that never closed, and its slot is freed instead of being held forever.
+ */
+export const CLOSE_GRACE_MS = 2000;
 
 export type ConnectionKind = 'forward' | 'accept';
 
@@ -45,6 +60,8 @@ export interface ConnectionRecord {
   readonly ttfbMs: number | undefined;
   readonly outcome: string;
   readonly error?: string;
+  /** Legs that had not emitted 'close' when the connection was recorded (a leak). */
+  readonly unclosed?: string;
 }
 
 export interface ConnectionTimeouts {
@@ -69,6 +86,8 @@ export class SplitConnection {
   #firstByteAt: number | undefined;
   #failure: Error | undefined;
   #openLegs = 1;
+  #recorded = false;
+  #graceTimer: NodeJS.Timeout | undefined;
   readonly #timeouts: ConnectionTimeouts;
   readonly #onClose: (conn: SplitConnection, record: ConnectionRecord) => void;
 
@@ -107,7 +126,7 @@ export class SplitConnection {
     if (this.#failure !== undefined) {
       // The downstream leg is already gone (or going): never forward into it.
       upstream.on('error', noop);
-      destroyLeg(upstream);
+      resetSocket(upstream);
       return;
     }
     this.upstream = upstream;
@@ -151,8 +170,28 @@ export class SplitConnection {
   /** Ends the connection with an error: every leg still open is reset, never closed cleanly. */
   fail(err: Error): void {
     this.#failure ??= err;
-    destroyLeg(this.downstream);
-    if (this.upstream !== undefined) destroyLeg(this.upstream);
+    resetSocket(this.downstream);
+    if (this.upstream !== undefined) resetSocket(this.upstream);
+    if (this.#graceTimer === undefined && !this.#recorded) {
+      this.#graceTimer = setTimeout(abandonConnection, CLOSE_GRACE_MS, this);
+      this.#graceTimer.unref();
+    }
+  }
+
+  /**
+   * Records the connection now, even if some leg has not emitted 'close': the safety
+   * net behind fail(), and the last step of a drain. A 'close' that comes later is ignored.
+   */
+  abandon(): void {
+    if (this.#recorded) return;
+    const legs = this.upstream === undefined ? [this.downstream] : [this.downstream, this.upstream];
+    const unclosed = legs.filter((leg) => (leg as Leg)[kClosed] !== true);
+    if (unclosed.length === 0) return;
+    this.#failure ??= new LegError('the connection did not close');
+    const names = unclosed.map((leg) => (leg === this.downstream ? 'downstream' : 'upstream')).join(',');
+    for (const leg of unclosed) (leg as Leg)[kClosed] = true;
+    this.#openLegs = 0;
+    this.#record(names);
   }
 
   get upstreamConnected(): boolean {
@@ -163,8 +202,15 @@ export class SplitConnection {
     this.#firstByteAt ??= performance.now();
   }
 
+  /** Called once per leg, on its 'close'. */
   legClosed(): void {
-    if (--this.#openLegs > 0) return;
+    if (--this.#openLegs > 0 || this.#recorded) return;
+    this.#record(undefined);
+  }
+
+  #record(unclosed: string | undefined): void {
+    this.#recorded = true;
+    if (this.#graceTimer !== undefined) clearTimeout(this.#graceTimer);
     const now = performance.now();
     const down = this.downstream;
     const record: ConnectionRecord = {
@@ -180,6 +226,7 @@ export class SplitConnection {
       ttfbMs: this.#firstByteAt === undefined ? undefined : round(this.#firstByteAt - this.#startedAt),
       outcome: this.#failure === undefined ? 'ok' : errorCode(this.#failure),
       ...(this.#failure === undefined ? {} : { error: this.#failure.message }),
+      ...(unclosed === undefined ? {} : { unclosed }),
     };
     this.#onClose(this, record);
   }
@@ -191,11 +238,8 @@ function round(ms: number): number {
   return Math.round(ms * 10) / 10;
 }
 
-function destroyLeg(socket: Socket): void {
-  if (socket.destroyed) return;
-  // A connecting socket has nothing to reset; resetAndDestroy() would wait for 'connect'.
-  if (socket.connecting) socket.destroy();
-  else socket.resetAndDestroy();
+function abandonConnection(conn: SplitConnection): void {
+  conn.abandon();
 }
 
 function startForwarding(leg: Leg): void {
@@ -267,5 +311,7 @@ function onLegTimeout(this: Leg): void {
 }
 
 function onLegClose(this: Leg): void {
+  if (this[kClosed] === true) return;
+  this[kClosed] = true;
   this[kConn].legClosed();
 }

@@ -9,7 +9,7 @@
  * - poll.ts   ppoll() over a fixed fd set with a nanosecond timeout
  * - thread.ts per-thread timer slack and nice value
  * - tun.ts    TUN devices (IFF_TUN | IFF_NO_PI)
- * - tcp-socket.ts socket options on Node sockets (SO_ERROR, SO_LINGER)
+ * - tcp-socket.ts socket options on Node sockets (SO_ERROR, SO_LINGER), and a reset that always closes
  * - rlimit.ts the open-files limit (getrlimit/setrlimit RLIMIT_NOFILE) and open fd count
  *
  * Everything here is synchronous and blocks the calling thread: call it from a
@@ -24,5 +24,5 @@ export {
 export { PollSet, POLLERR, POLLHUP, POLLIN, POLLOUT } from './poll.js';
 export { setThreadNice, setThreadRealtime, setTimerSlackNs } from './thread.js';
 export { MAX_IFNAME_LENGTH, closeTun, openTun, type OpenTunOptions, type TunDevice } from './tun.js';
-export { socketFd, takeSocketError, setLinger, prepareSocketCalls, pendingSocketError } from './tcp-socket.js';
+export { socketFd, takeSocketError, setLinger, prepareSocketCalls, pendingSocketError, resetSocket } from './tcp-socket.js';
 export { getOpenFilesLimit, setOpenFilesLimit, raiseOpenFilesLimit, procOpenFilesLimit, openFdCount, type OpenFilesLimit } from './rlimit.js';

@@ -65,6 +65,39 @@ export function setLinger(fd: number, on: boolean, seconds: number): void {
 }
 
 /**
+ * Closes a socket with RST (an abort the peer cannot mistake for a clean end), whatever
+ * state it is in.
+ *
+ * Not through Node's resetAndDestroy() when it can be helped: that is libuv's
+ * uv_tcp_close_reset(), which refuses with EINVAL while a shutdown (our end(), a FIN
+ * queued in one direction) is still pending, and Node then neither closes the fd nor
+ * emits 'close': the socket leaks, and Node's exit loops on the half-closed handle.
+ * SO_LINGER {1, 0} followed by a plain close() sends RST in every state. Without FFI,
+ * resetAndDestroy() only when no shutdown can be pending, else destroy(): that direction
+ * was already ending with a FIN, and unread data still makes the kernel send RST.
+ */
+export function resetSocket(socket: Socket): void {
+  if (socket.destroyed) return;
+  // A connecting socket has nothing to reset; resetAndDestroy() would wait for 'connect'.
+  if (socket.connecting) {
+    socket.destroy();
+    return;
+  }
+  const fd = socketFd(socket);
+  if (fd !== undefined) {
+    try {
+      setLinger(fd, true, 0);
+      socket.destroy();
+      return;
+    } catch {
+      // No FFI: fall through.
+    }
+  }
+  if (socket.writableEnded && !socket.writableFinished) socket.destroy();
+  else socket.resetAndDestroy();
+}
+
+/**
  * Loads koffi and binds the calls above now, so the first connection does not pay for
  * it (~5 ms here); false when the FFI is unavailable (callers then degrade, see
  * src/relay/split-connection.ts).

@@ -1,6 +1,11 @@
 import { createServer, connect, type Server, type Socket, type AddressInfo } from 'node:net';
 import { createHash, randomBytes, type Hash } from 'node:crypto';
 import { once } from 'node:events';
+import { spawn } from 'node:child_process';
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { get as httpGet } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { loadRelayConfig } from '../../src/config/load-config.js';
 import { Relay } from '../../src/relay/relay.js';
 import { pendingSocketError } from '../../src/sys/index.js';
@@ -111,4 +116,58 @@ export async function waitFor(cond: () => boolean, timeoutMs = 5000): Promise<vo
     if (Date.now() > deadline) throw new Error('condition not met in time');
     await new Promise((r) => setTimeout(r, 10));
   }
+}
+
+/** A free TCP port on 127.0.0.1 for a server we cannot start on port 0 (nginx). */
+export async function freePort(): Promise<number> {
+  const server = createServer();
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const { port } = server.address() as AddressInfo;
+  await new Promise<void>((r) => server.close(() => { r(); }));
+  return port;
+}
+
+/**
+ * nginx on 127.0.0.1 serving `files` (name to contents), one worker, no keep-alive,
+ * from a temp dir that stop() removes. Ready once it serves the first file.
+ */
+export async function loopbackNginx(files: ReadonlyMap<string, Buffer>): Promise<{ port: number; stop: () => Promise<void> }> {
+  const dir = mkdtempSync(join(tmpdir(), 'tcpsplit-test-nginx-'));
+  // nginx's workers run as 'nobody': the tree must be world-readable.
+  chmodSync(dir, 0o755);
+  mkdirSync(join(dir, 'www'), { mode: 0o755 });
+  for (const [name, data] of files) writeFileSync(join(dir, 'www', name), data, { mode: 0o644 });
+  const port = await freePort();
+  writeFileSync(join(dir, 'nginx.conf'), [
+    'daemon off;', 'worker_processes 1;', `pid ${dir}/nginx.pid;`, `error_log ${dir}/error.log warn;`,
+    'events { worker_connections 4096; }',
+    'http {', '  access_log off;', '  sendfile on;', '  keepalive_timeout 0;', '  default_type application/octet-stream;',
+    ...['client_body', 'proxy', 'fastcgi', 'uwsgi', 'scgi'].map((t) => `  ${t}_temp_path ${dir}/${t};`),
+    `  server { listen 127.0.0.1:${port} backlog=4096; root ${dir}/www; }`, '}', '',
+  ].join('\n'));
+  const child = spawn('nginx', ['-p', dir, '-c', join(dir, 'nginx.conf'), '-e', join(dir, 'error.log')], { stdio: 'ignore' });
+  const exited = once(child, 'exit');
+  const stop = async (): Promise<void> => {
+    if (child.exitCode === null && child.signalCode === null) {
+      child.kill('SIGTERM');
+      await exited;
+    }
+    rmSync(dir, { recursive: true, force: true });
+  };
+  const first = [...files.keys()][0] ?? '';
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    const status = await new Promise<number>((resolve) => {
+      httpGet({ host: '127.0.0.1', port, path: `/${first}`, agent: false }, (res) => { res.resume(); resolve(res.statusCode ?? 0); })
+        .on('error', () => { resolve(0); });
+    });
+    if (status !== 0) break;
+    if (child.exitCode !== null || Date.now() > deadline) {
+      await stop();
+      throw new Error(`nginx did not start on 127.0.0.1:${port}`);
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return { port, stop };
 }
