@@ -70,6 +70,8 @@ export class SysCallError extends TcpsplitError {
   }
 }
 export const FfiUnavailableError = define('TCPSPLIT_ERR_FFI_UNAVAILABLE');
+export const SocketOptionsError = define('TCPSPLIT_ERR_SOCKET_OPTIONS');
+export const BpfLoadError = define('TCPSPLIT_ERR_BPF_LOAD');
 
 // ---- lab -------------------------------------------------------------------
 export const LabError = define('TCPSPLIT_ERR_LAB');
@@ -87,7 +89,7 @@ export const ALL_ERRORS = [
   HeaderTruncatedError,
   PolicyDeniedError, ResolveError, ConnectTimeoutError, ConnectError, PeerResetError, LegError, IdleTimeoutError,
   DrainTimeoutError, ListenError, OverloadError,
-  SysCallError, FfiUnavailableError,
+  SysCallError, FfiUnavailableError, SocketOptionsError, BpfLoadError,
   LabError, LabConfigError, LabToolMissingError, LabNotRootError, LabBusyError, LabNotUpError,
 ] as const;
 
