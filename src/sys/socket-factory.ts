@@ -7,12 +7,14 @@
  * address, and buffer sizes and the congestion control must precede the handshake (the
  * window scale is fixed by the SYN). So the fd is made here and Node adopts it:
  *
- *   listener: createListenerFd() -> net.createServer().listen({ fd, backlog })
+ *   listener: createListenerFd() -> listenOnFd(server, fd, backlog)
  *   next leg: createConnectionFd() -> connectSocket(fd, target)
  *
- * Listeners: Node calls listen() again on the fd it adopts, with its own backlog (511
- * unless `backlog` is given): pass the same backlog to Node, or the kernel's queue
- * shrinks back to 511 (the test in test/sys-socket-factory.test.ts reads it with ss).
+ * Listeners: Node calls listen() again on the fd it adopts, with its own backlog, and
+ * the kernel takes the new value. Measured with ss on Node 20.20 and 24.22: after
+ * `listen({ fd })` and after `listen({ fd, backlog: 4096 })` the queue is 511 (the
+ * `backlog` option is ignored when `fd` is given); only the positional form
+ * `listen({ fd }, 4096)` keeps 4096. listenOnFd() uses that form.
  *
  * Next legs, measured on Node 20.20 and 24.22 (see the report of commit history):
  * - `new net.Socket({ fd })` on an unconnected fd, then `.connect(port, ip)` in the same
@@ -31,7 +33,7 @@
  * Every failure is a SysCallError naming the call and errno, or a SocketOptionsError for
  * options that cannot be applied; the fd is closed on every error path.
  */
-import { isIPv4, isIPv6, Socket } from 'node:net';
+import { isIPv4, isIPv6, Socket, type Server } from 'node:net';
 import { SocketOptionsError } from '../errors.js';
 import { sysCallError } from './errno.js';
 import { close } from './fd.js';
@@ -95,7 +97,7 @@ export interface ListenerFdOptions extends SocketOptions {
   readonly host: string;
   /** 0 lets the kernel choose (read it back with Node's server.address()). */
   readonly port: number;
-  /** listen() backlog; DEFAULT_BACKLOG when unset. Pass the same value to Node's listen({ fd, backlog }). */
+  /** listen() backlog; DEFAULT_BACKLOG when unset. Pass the same value to listenOnFd(). */
   readonly backlog?: number;
   /** TCP_FASTOPEN queue length (server side); unset leaves Fast Open off. */
   readonly fastOpenQueue?: number;
@@ -155,7 +157,7 @@ export function getCongestion(fd: number): string {
 
 /**
  * A listening TCP fd with `options` applied before bind. Hand it to Node with
- * `server.listen({ fd, backlog })`; Node owns (and closes) it from then on.
+ * listenOnFd(); Node owns (and closes) it from then on.
  */
 export function createListenerFd(options: ListenerFdOptions): number {
   const family = familyOf(options.host);
@@ -173,6 +175,14 @@ export function createListenerFd(options: ListenerFdOptions): number {
       throw sysCallError(`listen(fd ${fd}, ${backlog})`, lastErrno());
     }
   });
+}
+
+/**
+ * Node's server adopts a listening fd and keeps `backlog` (see the header comment for
+ * why not `listen({ fd, backlog })`). Listen for 'listening' and 'error' as usual.
+ */
+export function listenOnFd(server: Server, fd: number, backlog = DEFAULT_BACKLOG): void {
+  server.listen({ fd }, backlog);
 }
 
 /**
