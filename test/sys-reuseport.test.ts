@@ -145,3 +145,21 @@ test('reuseport (root): without the program, a restart moves connections (measur
   t.diagnostic(`plain SO_REUSEPORT x3: on steer()'s listener ${before}/300 before a restart, ${l.tally.steered}/300 after`);
   assert.equal(l.tally.accepted, 300);
 });
+
+test('reuseport (root): an empty slot falls back to the kernel hash: its connections are served elsewhere, not refused', { skip: needsRoot }, async (t) => {
+  const group = new ReuseportGroup(3);
+  cleanups.push(() => { group.close(); });
+  const l = new Listeners('127.0.0.1', 3, group);
+  for (let i = 0; i < 3; i++) await l.start(i);
+  assert.equal(group.removeListener(1), true);
+  assert.equal(group.removeListener(1), false, 'already empty');
+  await connectMany('127.0.0.1', l.port, 300);
+  t.diagnostic(`slot 1 empty: accepted ${l.tally.accepted}/300, on steer()'s listener ${l.tally.steered}, per listener ${l.tally.perWorker.join(' ')}`);
+  assert.equal(l.tally.accepted, 300, 'every connection was served');
+  assert.ok(l.tally.steered < 300, "steer()'s picks of worker 1 went to other listeners");
+  group.addListener(1, l.fds[1] ?? -1);
+  l.reset();
+  await connectMany('127.0.0.1', l.port, 100);
+  assert.equal(l.tally.steered, 100, 'steered again once the slot is refilled');
+  assert.throws(() => { group.addListener(3, l.fds[0] ?? -1); }, RangeError);
+});

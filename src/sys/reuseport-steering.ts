@@ -16,8 +16,9 @@
  * BPF_PROG_TYPE_SK_REUSEPORT; the test logs the verifier's summary.
  *
  * When the chosen slot is empty (its worker is restarting) or a read fails, the program
- * returns SK_PASS without a selection and the kernel falls back to its own hash: the
- * connection is served by another worker rather than refused. The little-endian
+ * returns SK_PASS without a selection and the kernel falls back to its own hash over the
+ * group's listeners: the connection is served (by whichever listener that hash picks; a
+ * closed one is no longer in the group) rather than refused. The little-endian
  * constants below (eth_protocol as read, byte swaps) limit it to x86_64 and arm64.
  */
 import { sysCallError } from './errno.js';
