@@ -59,13 +59,17 @@ class Listeners {
   }
 }
 
-/** `count` connections from `clientHost`, 25 at a time; resolves when each was closed by the server. */
-async function connectMany(clientHost: string, port: number, count: number): Promise<void> {
+/**
+ * `count` connections to `host`, 25 at a time; resolves when each was closed by the
+ * server. `source(n)` picks the n-th connection's local address (kernel's choice if unset).
+ */
+async function connectMany(host: string, port: number, count: number, source?: (n: number) => string): Promise<void> {
   let next = 0;
   async function one(): Promise<void> {
     while (next < count) {
-      next++;
-      const c = net.connect(port, clientHost);
+      const n = next++;
+      const localAddress = source?.(n);
+      const c = net.connect(localAddress === undefined ? { port, host } : { port, host, localAddress });
       c.on('error', () => undefined);
       c.resume();
       await once(c, 'close');
@@ -104,6 +108,17 @@ test('reuseport (root): 2 listeners on 127.0.0.1, 1000 connections land per stee
 
 test('reuseport (root): 3 listeners on 127.0.0.1, 1000 connections land per steer(), and 100 more after a restart', { skip: needsRoot }, async (t) => {
   await steeredAcrossRestart(t, '127.0.0.1', '127.0.0.1', 3);
+});
+
+test('reuseport (root): 3 listeners on 0.0.0.0, 600 clients from 600 addresses in 127/8 land per steer()', { skip: needsRoot }, async (t) => {
+  const group = new ReuseportGroup(3);
+  cleanups.push(() => { group.close(); });
+  const l = new Listeners('0.0.0.0', 3, group);
+  for (let i = 0; i < 3; i++) await l.start(i);
+  await connectMany('127.0.0.1', l.port, 600, (n) => `127.${(n * 37) % 256}.${(n * 101) % 256}.${1 + (n % 250)}`);
+  t.diagnostic(`600 source addresses: accepted ${l.tally.accepted}, on steer()'s listener ${l.tally.steered}, per listener ${l.tally.perWorker.join(' ')}`);
+  assert.equal(l.tally.accepted, 600);
+  assert.equal(l.tally.steered, 600);
 });
 
 test('reuseport (root): 3 listeners on ::1 (the program folds the IPv6 address)', { skip: needsRoot }, async (t) => {

@@ -182,6 +182,21 @@ test('socket factory: an outgoing leg bound to a chosen source, and a refused co
   }
 });
 
+test('Node: an adopted unconnected fd connected one tick late fails with ENOTCONN (why connectSocket connects at once)', async () => {
+  const server = await echoServer('127.0.0.1');
+  try {
+    const fd = createConnectionFd({ family: 4 });
+    const socket = new net.Socket({ fd, allowHalfOpen: true });
+    const errored = once(socket, 'error') as Promise<[NodeJS.ErrnoException]>;
+    await new Promise((resolve) => setImmediate(resolve));
+    const [err] = await errored;
+    assert.equal(err.code, 'ENOTCONN');
+    assert.equal(socketFd(socket), undefined, 'Node closed the fd: a later connect() would make a new one without our options');
+  } finally {
+    server.close();
+  }
+});
+
 test('socket factory (root): IP_TRANSPARENT and SO_MARK are set before bind', { skip: needsRoot }, () => {
   const fd = createConnectionFd({ family: 4, transparent: true, mark: 0x2a, localAddress: '198.18.77.1' });
   try {

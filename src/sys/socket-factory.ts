@@ -16,7 +16,7 @@
  * `backlog` option is ignored when `fd` is given); only the positional form
  * `listen({ fd }, 4096)` keeps 4096. listenOnFd() uses that form.
  *
- * Next legs, measured on Node 20.20 and 24.22 (see the report of commit history):
+ * Next legs, measured on Node 20.20 and 24.22 (test/sys-socket-factory.test.ts pins both):
  * - `new net.Socket({ fd })` on an unconnected fd, then `.connect(port, ip)` in the same
  *   tick works on both: Node connects the handle it already has, emits 'connect', and
  *   timeouts, errors and `remoteAddress` behave as for any Node socket.
