@@ -8,7 +8,7 @@
  * SK_REUSEPORT program computes k from the packet and selects that slot, so a worker
  * that comes back and re-adds its listener at its own key owns the same connections.
  *
- * What the program reads (sk_reuseport_md on Linux 6.18; the fields exist since 4.19):
+ * What the program reads (sk_reuseport_md; verified on Linux 6.18 only):
  * `data`/`data_end` start at the TCP header, so the source port is read by direct packet
  * access; the source address lies before `data`, in the IP header, so it is copied with
  * bpf_skb_load_bytes_relative(BPF_HDR_START_NET); `eth_protocol` tells IPv4 from IPv6 (a
