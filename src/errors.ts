@@ -79,6 +79,8 @@ export class SysCallError extends TcpsplitError {
   }
 }
 export const FfiUnavailableError = define('FfiUnavailableError', 'TCPSPLIT_ERR_FFI_UNAVAILABLE');
+export const SocketOptionsError = define('SocketOptionsError', 'TCPSPLIT_ERR_SOCKET_OPTIONS');
+export const BpfLoadError = define('BpfLoadError', 'TCPSPLIT_ERR_BPF_LOAD');
 
 // ---- lab -------------------------------------------------------------------
 export const LabError = define('LabError', 'TCPSPLIT_ERR_LAB');
@@ -96,7 +98,7 @@ export const ALL_ERRORS = [
   HeaderTruncatedError,
   PolicyDeniedError, ResolveError, ConnectTimeoutError, ConnectError, PeerResetError, LegError, IdleTimeoutError,
   DrainTimeoutError, ListenError, OverloadError, PendingEvictedError, FdLimitError,
-  SysCallError, FfiUnavailableError,
+  SysCallError, FfiUnavailableError, SocketOptionsError, BpfLoadError,
   LabError, LabConfigError, LabToolMissingError, LabNotRootError, LabBusyError, LabNotUpError,
 ] as const;
 

@@ -11,6 +11,10 @@
  * - tun.ts    TUN devices (IFF_TUN | IFF_NO_PI)
  * - tcp-socket.ts socket options on Node sockets (SO_ERROR, SO_LINGER), and a reset that always closes
  * - rlimit.ts the open-files limit (getrlimit/setrlimit RLIMIT_NOFILE) and open fd count
+ * - socket-factory.ts TCP fds with options set before bind/listen/connect, handed to Node
+ * - bpf.ts    the bpf(2) call (maps, program load with the verifier log) and eBPF encoding
+ * - reuseport-steering.ts ReuseportGroup: SK_REUSEPORT program + REUSEPORT_SOCKARRAY that
+ *             steers each connection to the listener steer() (src/net/steer.ts) names
  *
  * Everything here is synchronous and blocks the calling thread: call it from a
  * worker_thread when it may wait (ppoll), or with non-blocking fds.
@@ -26,3 +30,9 @@ export { setThreadNice, setThreadRealtime, setTimerSlackNs } from './thread.js';
 export { MAX_IFNAME_LENGTH, closeTun, openTun, type OpenTunOptions, type TunDevice } from './tun.js';
 export { socketFd, takeSocketError, setLinger, prepareSocketCalls, pendingSocketError, resetSocket } from './tcp-socket.js';
 export { getOpenFilesLimit, setOpenFilesLimit, raiseOpenFilesLimit, procOpenFilesLimit, openFdCount, type OpenFilesLimit } from './rlimit.js';
+export {
+  DEFAULT_BACKLOG, SOCKOPT, connectSocket, createConnectionFd, createListenerFd, getCongestion, getSocketIntOption,
+  listenOnFd, setSocketOption,
+  type ConnectTarget, type ConnectionFdOptions, type ListenerFdOptions, type SockoptName, type SocketOptions,
+} from './socket-factory.js';
+export { ReuseportGroup, socketCookie, steeringProgram } from './reuseport-steering.js';
