@@ -2,6 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { LATE_BUCKETS_MS } from '../src/lab/emulator/counters.js';
 import { lateBucketLabels, lateQuantileMs } from '../src/lab/emulator/lateness.js';
+import { MonotonicClock } from '../src/sys/index.js';
 
 const hist = (counts: Record<number, number>): number[] => Array.from({ length: LATE_BUCKETS_MS.length + 1 }, (_, i) => counts[i] ?? 0);
 
@@ -21,4 +22,15 @@ void test('lateness: one label per histogram slot', () => {
   assert.equal(labels.length, LATE_BUCKETS_MS.length + 1);
   assert.equal(labels[0], '<=10us');
   assert.equal(labels.at(-1), '>50ms');
+});
+
+void test('emulator clock: CLOCK_MONOTONIC in ms, never going back, advancing across a sleep', async () => {
+  const clock = new MonotonicClock();
+  clock.sample();
+  const a = clock.ms[0] ?? NaN;
+  const b = clock.nowMs();
+  assert.ok(Number.isFinite(a) && a > 0);
+  assert.ok(b >= a);
+  await new Promise((r) => setTimeout(r, 20));
+  assert.ok(clock.nowMs() - b >= 19, 'a 20 ms timer cannot fire before 20 ms have passed (1 ms for rounding)');
 });
