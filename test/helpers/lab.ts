@@ -104,13 +104,13 @@ export function latenessReport(lab: CounterSource, links: readonly LinkNameT[]):
  * base plus the worst p99 lateness of those links' directions so far in this run
  * (capped at TRAVERSAL_LATE_CAP_MS).
  */
-export function traversalAllowanceMs(lab: CounterSource, links: readonly LinkNameT[], traversals: number): number {
+export function traversalAllowanceMs(lab: CounterSource, links: readonly LinkNameT[], traversals: number, baseMs = TRAVERSAL_BASE_MS): number {
   let p99 = 0;
   for (const l of links) {
     const c = lab.linkCounters(l);
     for (const d of [c.up, c.down]) p99 = Math.max(p99, lateQuantileMs(d.lateHistogram, 0.99, d.lateMaxMs));
   }
-  return traversals * (TRAVERSAL_BASE_MS + Math.min(p99, TRAVERSAL_LATE_CAP_MS));
+  return traversals * (baseMs + Math.min(p99, TRAVERSAL_LATE_CAP_MS));
 }
 
 /** A set of timing samples: their minimum (exact), their count, and a line for diagnostics. */
@@ -155,6 +155,11 @@ export interface FloorCheck {
   readonly links: readonly LinkNameT[];
   /** Fixed extra allowance for work outside the emulator (an HTTP server's reply), ms. */
   readonly extraMs?: number;
+  /**
+   * The kernel's share per traversal (default TRAVERSAL_BASE_MS); 0 when expectedMs is
+   * itself a measured floor (a ping over the same links), which already includes it.
+   */
+  readonly baseMs?: number;
 }
 
 /**
@@ -164,13 +169,14 @@ export interface FloorCheck {
 export function assertFloor(lab: CounterSource, check: FloorCheck): number {
   assert.ok(check.samples.n > 0, `${check.what}: no samples`);
   const floor = check.samples.minMs;
-  const allowance = traversalAllowanceMs(lab, check.links, check.traversals) + (check.extraMs ?? 0);
+  const base = check.baseMs ?? TRAVERSAL_BASE_MS;
+  const allowance = traversalAllowanceMs(lab, check.links, check.traversals, base) + (check.extraMs ?? 0);
   const context = () => `\n  samples: ${check.samples.summary}\n  emulator lateness (ms):\n  ${latenessReport(lab, check.links)}`;
   assert.ok(floor >= check.lowerMs - 0.01,
     `${check.what}: fastest sample ${floor.toFixed(3)} ms is below the configured ${check.lowerMs.toFixed(3)} ms: something sent early${context()}`);
   assert.ok(floor <= check.expectedMs + allowance,
     `${check.what}: fastest of ${String(check.samples.n)} samples ${floor.toFixed(3)} ms > expected ${check.expectedMs.toFixed(3)} ms + allowance ` +
-    `${allowance.toFixed(3)} ms (${String(check.traversals)} traversals x (${String(TRAVERSAL_BASE_MS)} ms + lateness p99, at most ${String(TRAVERSAL_LATE_CAP_MS)} ms)` +
+    `${allowance.toFixed(3)} ms (${String(check.traversals)} traversals x (${String(base)} ms + lateness p99, at most ${String(TRAVERSAL_LATE_CAP_MS)} ms)` +
     `${check.extraMs === undefined ? '' : ` + ${String(check.extraMs)} ms`})${context()}`);
   return floor;
 }
