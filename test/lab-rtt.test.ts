@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { Lab } from '../src/lab/lab.js';
 import { PROFILES, profileFromDelays } from '../src/lab/link-config.js';
 import type { LabNode, LinkName } from '../src/lab/address-plan.js';
-import { assertFloor, assertNoLabLeft, needsRoot, pingSamples } from './helpers/lab.js';
+import { assertFloor, assertNoLabLeft, markLateness, needsRoot, pingSamples } from './helpers/lab.js';
 
 // Scaled-down delays: one-way client-rc 5 ms, rc-rs 20 ms, rs-server 4 ms, internet 30 ms.
 const ONE_WAY = { 'client-rc': 5, 'rc-rs': 20, 'rs-server': 4, internet: 30 } as const;
@@ -30,9 +30,10 @@ void test('lab (root, netns): idle ping RTT on each link and the composed path: 
   ];
   for (const [from, to, configured, links] of cases) {
     const what = links.length === 1 ? (links[0] ?? '') : 'client->server via rc, rs';
+    const since = markLateness(lab);
     const samples = await pingSamples(lab, from, to, 20, 0.05);
     t.diagnostic(`${what}: configured ${String(configured)} ms, ${samples.summary}`);
-    assertFloor(lab, { what, samples, lowerMs: configured, expectedMs: configured, traversals: 2 * links.length, links });
+    assertFloor(lab, { what, samples, lowerMs: configured, expectedMs: configured, traversals: 2 * links.length, links, since });
   }
 });
 
