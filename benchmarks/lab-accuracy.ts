@@ -13,7 +13,7 @@
 import { Lab } from '../src/lab/lab.js';
 import { applyLinkFlag, profileFromDelays, type LabProfile } from '../src/lab/link-config.js';
 import type { LabNode, LinkName } from '../src/lab/address-plan.js';
-import { LATE_BUCKETS_MS } from '../src/lab/emulator/counters.js';
+import { lateBucketLabels } from '../src/lab/emulator/lateness.js';
 
 const PREFIX = 'tba';
 
@@ -29,7 +29,7 @@ function histogram(lab: Lab, link: LinkName): string {
   const c = lab.linkCounters(link);
   const h = c.up.lateHistogram.map((v, i) => v + (c.down.lateHistogram[i] ?? 0));
   const total = h.reduce((a, b) => a + b, 0);
-  const labels = [...LATE_BUCKETS_MS.map((b) => `<=${b * 1000}us`), '>5000us'];
+  const labels = lateBucketLabels();
   return `late: mean ${((c.up.lateMeanMs * c.up.txPackets + c.down.lateMeanMs * c.down.txPackets) / Math.max(1, total)).toFixed(3)} ms, max ${Math.max(c.up.lateMaxMs, c.down.lateMaxMs).toFixed(3)} ms; ` +
     labels.map((l, i) => `${l} ${(100 * (h[i] ?? 0) / Math.max(1, total)).toFixed(2)}%`).join(', ');
 }

@@ -2,9 +2,24 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Lab } from '../src/lab/lab.js';
 import { applyLinkFlag, profileFromDelays } from '../src/lab/link-config.js';
-import { assertNoLabLeft, needsRoot, parseIperf } from './helpers/lab.js';
+import { assertNoLabLeft, latenessReport, needsRoot, parseIperf } from './helpers/lab.js';
 
 const CAP_BITS = 50e6;
+/** TCP goodput under a cap on IP bytes: 1448 payload bytes (timestamps on) per 1500-byte packet. */
+const GOODPUT_PER_CAP = 1448 / 1500;
+
+/**
+ * Goodput under a cap: never more than the cap allows (2% for the edges of iperf3's
+ * 5 s window: the queue and the delay line drain into it), and at least 90% of it (one
+ * flow on a short RTT keeps the queue busy; measured 99.9-100%). A shaper 5% fast or
+ * 10% slow fails.
+ */
+function assertGoodput(bitsPerSec: number, capBits: number, what: string, details: string): void {
+  const expected = capBits * GOODPUT_PER_CAP;
+  const msg = `${what}: ${(bitsPerSec / 1e6).toFixed(2)} Mbit/s goodput, expected ${(expected / 1e6).toFixed(2)} (cap ${(capBits / 1e6).toFixed(0)} Mbit/s of IP bytes)\n  ${details}`;
+  assert.ok(bitsPerSec <= expected * 1.02, msg);
+  assert.ok(bitsPerSec >= expected * 0.9, msg);
+}
 
 let lab: Lab | undefined;
 before(async () => {
@@ -33,29 +48,29 @@ async function iperf(to: string, extra: string[] = [], from: 'client' | 'rs' = '
   return parseIperf(r.stdout);
 }
 
-void test('lab (root, netns): iperf3 through a 50 Mbit/s rc-rs cap gets within 10% of the cap, both directions', { skip: needsRoot }, async (t) => {
+void test('lab (root, netns): iperf3 through a 50 Mbit/s rc-rs cap: goodput at the cap (never above), both directions', { skip: needsRoot }, async (t) => {
   assert.ok(lab);
   for (const dir of ['up', 'down'] as const) {
     const r = await iperf(lab.address('server', 'path'), dir === 'down' ? ['-R'] : []);
     t.diagnostic(`${dir}: ${(r.receivedBitsPerSec / 1e6).toFixed(1)} Mbit/s goodput (cap 50 Mbit/s of IP bytes), ${r.retransmits} retransmits`);
-    assert.ok(Math.abs(r.receivedBitsPerSec - CAP_BITS) <= 0.1 * CAP_BITS, `${dir}: ${r.receivedBitsPerSec} bit/s`);
+    assertGoodput(r.receivedBitsPerSec, CAP_BITS, dir, `${String(r.retransmits)} retransmits; ${latenessReport(lab, ['rc-rs'])}`);
   }
   const c = lab.linkCounters('rc-rs');
   assert.ok(c.up.rxPackets > 10_000 && c.down.rxPackets > 10_000);
 });
 
-void test('lab (root, netns): iperf3 over a 200 Mbit/s rs-server cap gets within 10% of the cap', { skip: needsRoot }, async (t) => {
+void test('lab (root, netns): iperf3 over a 200 Mbit/s rs-server cap: goodput at the cap (never above)', { skip: needsRoot }, async (t) => {
   assert.ok(lab);
   const r = await iperf(lab.address('server', 'path'), [], 'rs');
   t.diagnostic(`${(r.receivedBitsPerSec / 1e6).toFixed(1)} Mbit/s goodput (cap 200 Mbit/s of IP bytes), ${r.retransmits} retransmits`);
-  assert.ok(Math.abs(r.receivedBitsPerSec - 200e6) <= 0.1 * 200e6, `${r.receivedBitsPerSec} bit/s`);
+  assertGoodput(r.receivedBitsPerSec, 200e6, 'rs-server', `${String(r.retransmits)} retransmits; ${latenessReport(lab, ['rs-server'])}`);
 });
 
 void test('lab (root, netns): an uncapped link carries at least 200 Mbit/s (internet link, 4 ms RTT)', { skip: needsRoot }, async (t) => {
   assert.ok(lab);
   const r = await iperf(lab.address('server', 'internet'));
   t.diagnostic(`uncapped internet link: ${(r.receivedBitsPerSec / 1e6).toFixed(1)} Mbit/s, ${r.retransmits} retransmits`);
-  assert.ok(r.receivedBitsPerSec >= 200e6, `${r.receivedBitsPerSec / 1e6} Mbit/s`);
   const c = lab.linkCounters('internet');
-  t.diagnostic(`internet up: late mean ${c.up.lateMeanMs.toFixed(3)} ms, max ${c.up.lateMaxMs.toFixed(3)} ms; drops ${JSON.stringify(c.up.drops)}`);
+  t.diagnostic(`internet up: drops ${JSON.stringify(c.up.drops)}; ${latenessReport(lab, ['internet'])}`);
+  assert.ok(r.receivedBitsPerSec >= 200e6, `${String(r.receivedBitsPerSec / 1e6)} Mbit/s, ${String(r.retransmits)} retransmits; ${latenessReport(lab, ['internet'])}`);
 });

@@ -18,6 +18,7 @@ import { LAB_NODES, LINK_NAMES, LINK_PLAN, addressOf, type AddressSide, type Lab
 import { run, type CommandResult } from './command.js';
 import type { DirectionCounters } from './emulator/counters.js';
 import { LinkEmulator } from './emulator/link-emulator.js';
+import { recordLateness } from './emulator/lateness.js';
 import { PROFILES, verifyProfile, type LabProfile, type LinkConfig } from './link-config.js';
 import { DEFAULT_PREFIX, ownerAlive, readCmdline, readState, removeState, verifyPrefix, writeState } from './lab-state.js';
 import { CORE_TOOLS, isTool, requireRoot, requireTools } from './tools.js';
@@ -189,6 +190,13 @@ export class Lab {
     }
     for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
     await Promise.all([...this.#links.values()].map((l) => l.stop()));
+    for (const [name, link] of this.#links) {
+      try {
+        recordLateness(this.prefix, name, link.counters());
+      } catch (err) {
+        this.#logger.warn({ err }, 'could not record lateness');
+      }
+    }
     for (const d of Object.values(this.#devices)) {
       closeTun(d.a);
       closeTun(d.b);

@@ -8,6 +8,7 @@
  * - fd.ts     open/close/read/write/fcntl/ioctl; read/write are allocation-free
  * - poll.ts   ppoll() over a fixed fd set with a nanosecond timeout
  * - thread.ts per-thread timer slack and nice value
+ * - clock.ts  an allocation-free monotonic clock (for the emulator threads)
  * - tun.ts    TUN devices (IFF_TUN | IFF_NO_PI)
  * - tcp-socket.ts socket options on Node sockets (SO_ERROR, SO_LINGER), and a reset that always closes
  * - rlimit.ts the open-files limit (getrlimit/setrlimit RLIMIT_NOFILE) and open fd count
@@ -26,6 +27,7 @@ export {
   close, fcntl, ioctl, open, read, setNonBlocking, write,
 } from './fd.js';
 export { PollSet, POLLERR, POLLHUP, POLLIN, POLLOUT } from './poll.js';
+export { MonotonicClock } from './clock.js';
 export { setThreadNice, setThreadRealtime, setTimerSlackNs } from './thread.js';
 export { MAX_IFNAME_LENGTH, closeTun, openTun, type OpenTunOptions, type TunDevice } from './tun.js';
 export { socketFd, takeSocketError, setLinger, prepareSocketCalls, pendingSocketError, resetSocket } from './tcp-socket.js';

@@ -1,6 +1,7 @@
 /**
  * ppoll(2) over a fixed set of fds with a nanosecond timeout. The pollfd array and the
- * timespec are allocated once, so wait() allocates nothing.
+ * timespec are allocated once, and wait() allocates nothing (an emulator thread that
+ * allocates collects garbage, and each collection delays its packets).
  */
 import { libcFunction, lastErrno } from './libc.js';
 import { EINTR, sysCallError } from './errno.js';
@@ -36,8 +37,12 @@ export class PollSet {
     if (timeoutNs >= 0) {
       const ns = Math.floor(timeoutNs);
       const sec = Math.floor(ns / 1e9);
-      this.#timespec.writeBigInt64LE(BigInt(sec), 0);
-      this.#timespec.writeBigInt64LE(BigInt(ns - sec * 1e9), 8);
+      // Two 32-bit halves per int64 field: BigInt() would allocate on every call, and
+      // this runs tens of thousands of times a second in each emulator thread.
+      this.#timespec.writeUInt32LE(sec % 2 ** 32, 0);
+      this.#timespec.writeUInt32LE(Math.floor(sec / 2 ** 32), 4);
+      this.#timespec.writeUInt32LE(ns - sec * 1e9, 8);
+      this.#timespec.writeUInt32LE(0, 12);
       timeout = this.#timespec;
     }
     const r = libcFunction(PPOLL)(this.#fds, this.#count, timeout, null) as number;

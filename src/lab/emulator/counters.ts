@@ -9,12 +9,16 @@ export const COUNTER_NAMES = [
   'dropLoss', 'dropQueue', 'dropBuffer', 'dropWrite', 'dropOversize',
   'queuedPackets', 'inFlightPackets',
   'lateSumMs', 'lateMaxMs', 'loopAtMs',
-  'late50us', 'late100us', 'late250us', 'late500us', 'late1ms', 'late2ms', 'late5ms', 'lateOver5ms',
 ] as const;
 
-/** Upper bounds (ms) of the lateness histogram buckets; the last bucket is open. */
-export const LATE_BUCKETS_MS = [0.05, 0.1, 0.25, 0.5, 1, 2, 5] as const;
-export const LATE_HIST_START = COUNTER_NAMES.indexOf('late50us');
+/**
+ * Upper bounds (ms) of the lateness histogram buckets; one more, open bucket follows.
+ * Fine enough to read a p50 in the tens of microseconds and a p99 in milliseconds.
+ */
+export const LATE_BUCKETS_MS = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 50] as const;
+/** The histogram's slots follow the named counters. */
+export const LATE_HIST_START = COUNTER_NAMES.length;
+const SLOTS = COUNTER_NAMES.length + LATE_BUCKETS_MS.length + 1;
 
 export type CounterName = (typeof COUNTER_NAMES)[number];
 
@@ -35,12 +39,12 @@ export interface DirectionCounters {
   /** How late packets were written versus their due time: mean and max, in ms. */
   readonly lateMeanMs: number;
   readonly lateMaxMs: number;
-  /** Packets by lateness: <=50us, <=100us, <=250us, <=500us, <=1ms, <=2ms, <=5ms, more. */
+  /** Packets by lateness: bucket i holds those <= LATE_BUCKETS_MS[i] (and above the one before); the last, the rest. */
   readonly lateHistogram: readonly number[];
 }
 
 export function createCounterBuffer(): Float64Array {
-  return new Float64Array(new SharedArrayBuffer(COUNTER_NAMES.length * Float64Array.BYTES_PER_ELEMENT));
+  return new Float64Array(new SharedArrayBuffer(SLOTS * Float64Array.BYTES_PER_ELEMENT));
 }
 
 export function readCounters(c: Float64Array): DirectionCounters {

@@ -10,7 +10,7 @@
  * per packet.
  */
 import { workerData } from 'node:worker_threads';
-import { PollSet, POLLIN, WOULD_BLOCK, read, setThreadNice, setThreadRealtime, setTimerSlackNs, write } from '../../sys/index.js';
+import { MonotonicClock, PollSet, POLLIN, WOULD_BLOCK, read, setThreadNice, setThreadRealtime, setTimerSlackNs, write } from '../../sys/index.js';
 import type { DirectionConfig } from '../link-config.js';
 import { C, LATE_BUCKETS_MS, LATE_HIST_START } from './counters.js';
 import { DROP_LOSS, DirectionShaper } from './shaper.js';
@@ -75,14 +75,19 @@ function run(data: DirectionWorkerData): void {
   const scratch = Buffer.allocUnsafeSlow(READ_BYTES);
   const poll = new PollSet([{ fd: inFd, events: POLLIN }]);
   const shaper = new DirectionShaper(data.config);
+  // Not performance.now(): it allocates (see clock.ts), and a collection delays packets.
+  const clock = new MonotonicClock();
+  const clockMs = clock.ms;
   let head = 0;
   let count = 0;
   let spinBudgetMs = SPIN_BUDGET_MAX_MS;
-  let lastLoopMs = performance.now();
+  clock.sample();
+  let lastLoopMs = clockMs[0] ?? 0;
   Atomics.store(control, 1, 1);
 
   while (Atomics.load(control, 0) === 0) {
-    let now = performance.now();
+    clock.sample();
+    let now = clockMs[0] ?? 0;
     spinBudgetMs = Math.min(SPIN_BUDGET_MAX_MS, spinBudgetMs + (now - lastLoopMs) * SPIN_SHARE);
     lastLoopMs = now;
     while (count > 0 && (dues[head] ?? 0) <= now) {
@@ -113,7 +118,8 @@ function run(data: DirectionWorkerData): void {
       poll.wait(Math.min(waitMs - SPIN_MS, IDLE_WAIT_MS) * 1e6);
     } else if (spinBudgetMs > 0) {
       poll.wait(0);
-      spinBudgetMs -= performance.now() - now;
+      clock.sample();
+      spinBudgetMs -= (clockMs[0] ?? 0) - now;
     } else if (waitMs > 0) {
       poll.wait(waitMs * 1e6);
     }
@@ -124,7 +130,8 @@ function run(data: DirectionWorkerData): void {
       const n = read(inFd, buf, READ_BYTES);
       if (n === WOULD_BLOCK || n === 0) break;
       // Each packet's own arrival time: a due time from before its read would send it early.
-      now = performance.now();
+      clock.sample();
+      now = clockMs[0] ?? 0;
       bump(c, C.rxPackets, 1);
       bump(c, C.rxBytes, n);
       if (n > SLOT_BYTES) {
@@ -144,7 +151,8 @@ function run(data: DirectionWorkerData): void {
       dues[tail] = due;
       count++;
     }
-    now = performance.now();
+    clock.sample();
+    now = clockMs[0] ?? 0;
     c[C.queuedPackets] = shaper.queuedPackets(now);
     c[C.inFlightPackets] = count;
     c[C.loopAtMs] = now;
