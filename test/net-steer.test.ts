@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { foldAddress, steer, steerHash } from '../src/net/steer.js';
+import { seededRandom as prng } from '../src/lab/emulator/shaper.js';
 
 /** The same hash in BigInt arithmetic, written independently of Math.imul and >>>. */
 function referenceSteer(saddr32: bigint, sport: bigint, workers: bigint): bigint {
@@ -8,17 +9,6 @@ function referenceSteer(saddr32: bigint, sport: bigint, workers: bigint): bigint
   return (((x * 0x9e3779b1n) & 0xffff_ffffn) >> 16n) % workers;
 }
 
-/** A small deterministic PRNG (mulberry32), so the sample is the same on every run. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
-}
 
 /** Pearson's chi-square of the counts against a uniform spread. */
 function chiSquare(counts: readonly number[]): number {

@@ -3,23 +3,16 @@
  */
 import { describe, it, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { connect, createServer, type AddressInfo } from 'node:net';
+import { connect } from 'node:net';
 import { once } from 'node:events';
 import { execFileSync } from 'node:child_process';
 import { loadRelayConfig } from '../src/config/load-config.js';
 import { parseRelayArgs } from '../src/config/parse-args.js';
 import { ConfigError } from '../src/errors.js';
 import { MAGIC } from '../src/protocol/header-layout.js';
-import { tcpServer, dial, startRelay, receiveAll, waitFor, KEY_HEX } from './helpers/net.js';
+import { tcpServer, dial, startRelay, receiveAll, waitFor, KEY_HEX, freePort } from './helpers/net.js';
 import { forwardingRelayProcess } from './helpers/relay-process.js';
 
-async function freePort(): Promise<number> {
-  const s = createServer().listen(0, '127.0.0.1');
-  await once(s, 'listening');
-  const { port } = s.address() as AddressInfo;
-  await new Promise<void>((r) => { s.close(() => { r(); }); });
-  return port;
-}
 
 describe('relay regressions', () => {
   const cleanups: (() => Promise<void> | void)[] = [];
