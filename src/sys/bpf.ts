@@ -63,24 +63,22 @@ export function updateElement(mapFd: number, key: Buffer, value: Buffer, flags =
 
 /** BPF_MAP_DELETE_ELEM; false if the key held nothing (ENOENT). */
 export function deleteElement(mapFd: number, key: Buffer): boolean {
-  const attr = elemAttr(mapFd, key, undefined, 0);
-  if (bpf(BPF_MAP_DELETE_ELEM, attr) < 0) {
-    const errno = lastErrno();
-    if (errno === 2) return false;
-    throw sysCallError(`bpf(BPF_MAP_DELETE_ELEM map ${mapFd})`, errno);
-  }
-  return true;
+  return elementCall(BPF_MAP_DELETE_ELEM, 'BPF_MAP_DELETE_ELEM', mapFd, key, undefined);
 }
 
 /** BPF_MAP_LOOKUP_ELEM into `value`; false if the key holds nothing (ENOENT). */
 export function lookupElement(mapFd: number, key: Buffer, value: Buffer): boolean {
-  const attr = elemAttr(mapFd, key, value, 0);
-  if (bpf(BPF_MAP_LOOKUP_ELEM, attr) < 0) {
-    const errno = lastErrno();
-    if (errno === 2) return false;
-    throw sysCallError(`bpf(BPF_MAP_LOOKUP_ELEM map ${mapFd})`, errno);
-  }
-  return true;
+  return elementCall(BPF_MAP_LOOKUP_ELEM, 'BPF_MAP_LOOKUP_ELEM', mapFd, key, value);
+}
+
+const ENOENT = 2;
+
+/** A map-element command where ENOENT (no such key) is an answer, not an error. */
+function elementCall(cmd: number, name: string, mapFd: number, key: Buffer, value: Buffer | undefined): boolean {
+  if (bpf(cmd, elemAttr(mapFd, key, value, 0)) >= 0) return true;
+  const errno = lastErrno();
+  if (errno === ENOENT) return false;
+  throw sysCallError(`bpf(${name} map ${mapFd})`, errno);
 }
 
 export interface LoadedProgram {
