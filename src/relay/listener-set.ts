@@ -11,6 +11,32 @@ export interface WantedListener {
 }
 
 /**
+ * Where a listener's socket comes from. In one process (Relay.start in tests and
+ * libraries) Node binds it: nodeListenerSource(). In a worker thread the supervisor's
+ * sys layer has made one SO_REUSEPORT fd per worker and endpoint, steered by the
+ * SK_REUSEPORT program, and the worker adopts its own (src/worker/worker-main.ts).
+ */
+export interface ListenerSource {
+  /** Makes `server` listen for `key` on `endpoint`; rejects with the listen error. */
+  listen(server: Server, key: string, endpoint: Endpoint): Promise<void>;
+  /** The listener for `key` was closed (by a reload or the drain). */
+  closed?(key: string): void;
+}
+
+/** Node binds the socket, with `backlog` (Node's default would be 511). */
+export function nodeListenerSource(backlog: number): ListenerSource {
+  return {
+    listen: (server, _key, endpoint) => new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen({ port: endpoint.port, host: endpoint.host, backlog }, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    }),
+  };
+}
+
+/**
  * The relay's listening sockets, by key. `sync()` binds every new listener before it
  * closes any old one, so a config change never leaves a gap in which connections are
  * refused, and a change that cannot bind changes nothing.
@@ -18,9 +44,11 @@ export interface WantedListener {
 export class ListenerSet {
   readonly #servers = new Map<string, Server>();
   readonly #logger: Logger;
+  readonly #source: ListenerSource;
 
-  constructor(logger: Logger) {
+  constructor(logger: Logger, source: ListenerSource = nodeListenerSource(511)) {
     this.#logger = logger;
+    this.#source = source;
   }
 
   keys(): string[] {
@@ -39,17 +67,17 @@ export class ListenerSet {
       for (const [key, { endpoint, make }] of wanted) {
         if (this.#servers.has(key)) continue;
         const server = make();
-        await listen(server, endpoint, key);
+        await listen(this.#source, server, endpoint, key);
         opened.push([key, server]);
       }
     } catch (err) {
-      for (const [, server] of opened) server.close();
+      for (const [key, server] of opened) this.#close(key, server);
       throw err;
     }
     for (const [key, server] of this.#servers) {
       if (wanted.has(key)) continue;
       this.#servers.delete(key);
-      server.close();
+      this.#close(key, server);
       this.#logger.info({ event: 'unlisten', listener: key }, 'listener closed');
     }
     for (const [key, server] of opened) {
@@ -68,20 +96,22 @@ export class ListenerSet {
    * every connection it accepted to end, and draining is the relay's job.
    */
   closeAll(): void {
-    for (const server of this.#servers.values()) server.close();
+    for (const [key, server] of this.#servers) this.#close(key, server);
     this.#servers.clear();
+  }
+
+  #close(key: string, server: Server): void {
+    server.close();
+    this.#source.closed?.(key);
   }
 }
 
-async function listen(server: Server, endpoint: Endpoint, what: string): Promise<void> {
-  await new Promise<void>((resolve, reject) => {
-    const onError = (err: NodeJS.ErrnoException): void => {
-      reject(new ListenError(`cannot listen on ${formatEndpoint(endpoint)} (${what.split(' ')[0] ?? what}): ${err.code ?? err.message}`, { cause: err }));
-    };
-    server.once('error', onError);
-    server.listen(endpoint.port, endpoint.host, () => {
-      server.off('error', onError);
-      resolve();
-    });
-  });
+async function listen(source: ListenerSource, server: Server, endpoint: Endpoint, what: string): Promise<void> {
+  try {
+    await source.listen(server, what, endpoint);
+  } catch (err) {
+    if (err instanceof ListenError) throw err;
+    const e = err as NodeJS.ErrnoException;
+    throw new ListenError(`cannot listen on ${formatEndpoint(endpoint)} (${what.split(' ')[0] ?? what}): ${e.code ?? e.message}`, { cause: err });
+  }
 }

@@ -8,7 +8,7 @@ import type { Endpoint, RelayConfig } from '../config/relay-config.js';
 import { AddressPolicy } from '../net/address-policy.js';
 import { describeChanges, diffConfigs, RESTART_ONLY } from '../config/config-diff.js';
 import { HeaderAuth } from '../protocol/header-auth.js';
-import { ReplayGuard } from '../protocol/replay-guard.js';
+import { ReplayGuard, type ReplayCheck } from '../protocol/replay-guard.js';
 import { Router } from './router.js';
 import { SplitConnection, type ConnectionKind, type ConnectionRecord } from './split-connection.js';
 import { openDirect, openToPeer, writePreamble } from './next-leg.js';
@@ -17,7 +17,8 @@ import {
   ConfigError, DrainTimeoutError, FdLimitError, FfiUnavailableError, errorCode, InsecureAcceptError, OverloadError, PeerResetError,
   PendingEvictedError, RestartRequiredError,
 } from '../errors.js';
-import { ListenerSet, type WantedListener } from './listener-set.js';
+import { ListenerSet, nodeListenerSource, type ListenerSource, type WantedListener } from './listener-set.js';
+import type { ConnectionSlots } from './connection-slots.js';
 import { prepareSocketCalls, resetSocket } from '../sys/index.js';
 import { PendingAdmission, type EvictionReason, type PendingLimits } from './admission.js';
 import { FDS_PER_CONNECTION, planFdBudget } from './fd-budget.js';
@@ -68,6 +69,15 @@ function acceptKey(e: Endpoint): string {
 
 export interface RelayOptions {
   readonly logger: Logger;
+  /**
+   * What a worker thread injects (src/worker/worker-main.ts) so that the relay's workers
+   * act as one: the replay guard (and with it the loop cut-off) shared by all workers,
+   * the listener fds the supervisor made, and the relay-wide connection count. Unset,
+   * the relay is one process on its own, as before.
+   */
+  readonly replayGuard?: ReplayCheck;
+  readonly listenerSource?: ListenerSource;
+  readonly connectionSlots?: ConnectionSlots;
 }
 
 /** The relay daemon: forward listeners (-L), the peer listener (--accept), metrics. */
@@ -75,7 +85,8 @@ export class Relay {
   readonly metrics: RelayMetrics;
   readonly #logger: Logger;
   #state: RelayState;
-  readonly #replay: ReplayGuard;
+  readonly #replay: ReplayCheck;
+  readonly #slots: ConnectionSlots | undefined;
   readonly #listeners: ListenerSet;
   #reloads: Promise<void> = Promise.resolve();
   readonly #connections = new Set<SplitConnection>();
@@ -91,9 +102,10 @@ export class Relay {
 
   private constructor(config: RelayConfig, options: RelayOptions, fdConnections: number) {
     this.#logger = options.logger;
-    this.#listeners = new ListenerSet(options.logger);
+    this.#listeners = new ListenerSet(options.logger, options.listenerSource ?? nodeListenerSource(config.backlog));
     this.#state = deriveState(config);
-    this.#replay = new ReplayGuard({ maxClockSkewMs: config.maxClockSkewMs });
+    this.#replay = options.replayGuard ?? new ReplayGuard({ maxClockSkewMs: config.maxClockSkewMs });
+    this.#slots = options.connectionSlots;
     this.#fdConnections = fdConnections;
     this.#rejectLog = new RateLimitedLog(options.logger);
     this.#pending = new PendingAdmission(this.#onEvict);
@@ -278,7 +290,8 @@ export class Relay {
 
   #newConnection(kind: ConnectionKind, socket: Socket): SplitConnection | undefined {
     const { config } = this.#state;
-    if (this.#closing || this.#connections.size >= this.#connectionLimit(config)) {
+    const limit = this.#connectionLimit(config);
+    if (this.#closing || this.#connections.size >= limit || this.#slots?.tryTake(limit) === false) {
       // A reset (SO_LINGER 0), never a clean FIN: a refused client must not mistake
       // this for an empty, complete response.
       socket.on('error', noop);
@@ -301,6 +314,7 @@ export class Relay {
 
   readonly #onConnectionClosed = (conn: SplitConnection, record: ConnectionRecord): void => {
     this.#connections.delete(conn);
+    this.#slots?.release();
     this.metrics.closed(1, labelsFor('outcome', record.outcome));
     this.metrics.bytes(record.up, UP);
     this.metrics.bytes(record.down, DOWN);

@@ -1,0 +1,58 @@
+/**
+ * The relay-wide count of open split connections, checked against --max-connections.
+ * In one process the relay counts its own connections; with worker threads each worker
+ * takes a slot here before it admits a connection, so the limit (and the open-files
+ * budget behind it) holds for the relay as a whole, not per worker.
+ *
+ * Layout: Int32 [0] total, [1 + k] worker k's share. A worker that dies holds slots it
+ * will never release: the supervisor calls forget(k), which takes its share off the
+ * total. (A worker terminated between the two adds of take() leaks one slot until
+ * restart: the price of not taking a lock on the accept path.)
+ */
+export interface ConnectionSlots {
+  /** Takes a slot if fewer than `limit` are taken. */
+  tryTake(limit: number): boolean;
+  release(): void;
+}
+
+export class SharedConnectionSlots implements ConnectionSlots {
+  readonly buffer: SharedArrayBuffer;
+  readonly #i32: Int32Array;
+  readonly #share: number;
+
+  /** `workers` slots of bookkeeping; `worker` is this view's owner (-1: the supervisor's view). */
+  constructor(workers: number, worker = -1, buffer?: SharedArrayBuffer) {
+    this.buffer = buffer ?? new SharedArrayBuffer(4 * (1 + workers));
+    this.#i32 = new Int32Array(this.buffer);
+    this.#share = worker + 1;
+  }
+
+  static attach(buffer: SharedArrayBuffer, worker: number): SharedConnectionSlots {
+    return new SharedConnectionSlots(buffer.byteLength / 4 - 1, worker, buffer);
+  }
+
+  get taken(): number {
+    return Atomics.load(this.#i32, 0);
+  }
+
+  tryTake(limit: number): boolean {
+    for (;;) {
+      const now = Atomics.load(this.#i32, 0);
+      if (now >= limit) return false;
+      if (Atomics.compareExchange(this.#i32, 0, now, now + 1) === now) break;
+    }
+    if (this.#share > 0) Atomics.add(this.#i32, this.#share, 1);
+    return true;
+  }
+
+  release(): void {
+    Atomics.sub(this.#i32, 0, 1);
+    if (this.#share > 0) Atomics.sub(this.#i32, this.#share, 1);
+  }
+
+  /** Worker `worker` is gone: its slots are free again. */
+  forget(worker: number): void {
+    const held = Atomics.exchange(this.#i32, worker + 1, 0);
+    Atomics.sub(this.#i32, 0, held);
+  }
+}
