@@ -4,7 +4,11 @@
  * takes a slot here before it admits a connection, so the limit (and the open-files
  * budget behind it) holds for the relay as a whole, not per worker.
  *
- * Layout: Int32 [0] total, [1 + k] worker k's share. A worker that dies holds slots it
+ * It also numbers connections relay-wide, so that log lines and records of different
+ * workers never share an id, and says what share of the per-relay caps it does not count
+ * itself (the pending-header caps, src/relay/admission.ts) each worker may use.
+ *
+ * Layout: Int32 [0] total, [1 + k] worker k's share; then a BigInt64 id counter. A worker that dies holds slots it
  * will never release: the supervisor calls forget(k), which takes its share off the
  * total. (A worker terminated between the two adds of take() leaks one slot until
  * restart: the price of not taking a lock on the accept path.)
@@ -13,22 +17,39 @@ export interface ConnectionSlots {
   /** Takes a slot if fewer than `limit` are taken. */
   tryTake(limit: number): boolean;
   release(): void;
+  /** The next connection id, unique across workers. */
+  nextId(): number;
+  /**
+   * This worker's share (1 / workers) of the caps on connections waiting for their
+   * header: a source's connections are steered by address and port, so they spread over
+   * the workers, and each worker holding its share keeps the relay's total within the cap.
+   */
+  readonly pendingShare: number;
 }
 
 export class SharedConnectionSlots implements ConnectionSlots {
   readonly buffer: SharedArrayBuffer;
+  readonly pendingShare: number;
   readonly #i32: Int32Array;
+  readonly #ids: BigInt64Array;
   readonly #share: number;
 
   /** `workers` slots of bookkeeping; `worker` is this view's owner (-1: the supervisor's view). */
   constructor(workers: number, worker = -1, buffer?: SharedArrayBuffer) {
-    this.buffer = buffer ?? new SharedArrayBuffer(4 * (1 + workers));
-    this.#i32 = new Int32Array(this.buffer);
+    const counts = 8 * Math.ceil((4 * (1 + workers)) / 8);
+    this.buffer = buffer ?? new SharedArrayBuffer(counts + 8);
+    this.#i32 = new Int32Array(this.buffer, 0, 1 + workers);
+    this.#ids = new BigInt64Array(this.buffer, counts, 1);
     this.#share = worker + 1;
+    this.pendingShare = 1 / workers;
   }
 
-  static attach(buffer: SharedArrayBuffer, worker: number): SharedConnectionSlots {
-    return new SharedConnectionSlots(buffer.byteLength / 4 - 1, worker, buffer);
+  static attach(buffer: SharedArrayBuffer, workers: number, worker: number): SharedConnectionSlots {
+    return new SharedConnectionSlots(workers, worker, buffer);
+  }
+
+  nextId(): number {
+    return Number(Atomics.add(this.#ids, 0, 1n)) + 1;
   }
 
   get taken(): number {

@@ -285,7 +285,11 @@ export class Relay {
   #pendingLimits(config: RelayConfig): PendingLimits {
     // Unauthenticated connections get a quarter of the connection limit: a flood of them
     // cannot starve forwards and verified peers.
-    return { maxPending: Math.max(1, Math.floor(this.#connectionLimit(config) / 4)), maxPendingPerSource: config.maxPendingPerSource };
+    const share = this.#slots?.pendingShare ?? 1;
+    return {
+      maxPending: Math.max(1, Math.floor((this.#connectionLimit(config) / 4) * share)),
+      maxPendingPerSource: Math.max(1, Math.ceil(config.maxPendingPerSource * share)),
+    };
   }
 
   #newConnection(kind: ConnectionKind, socket: Socket): SplitConnection | undefined {
@@ -304,7 +308,7 @@ export class Relay {
       }
       return undefined;
     }
-    const conn = new SplitConnection(this.#nextId++, kind, socket, config, this.#onConnectionClosed);
+    const conn = new SplitConnection(this.#slots?.nextId() ?? this.#nextId++, kind, socket, config, this.#onConnectionClosed);
     this.#connections.add(conn);
     this.metrics.accepted(1, labelsFor('listener', kind));
     // At debug, a line when a connection starts too (the record comes at close).

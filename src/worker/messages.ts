@@ -30,6 +30,8 @@ export interface Addresses {
 }
 
 export interface WorkerSnapshot {
+  readonly index: number;
+  readonly threadId: number;
   readonly metrics: MetricsSnapshot;
   readonly open: number;
   readonly addresses: Addresses;

@@ -30,7 +30,8 @@ import { labelsFor, Metrics, renderSnapshots, type MetricsSnapshot } from '../ob
 import { serverAddress, startMetricsServer } from '../observe/metrics-server.js';
 import { SharedReplayGuard } from '../protocol/shared-replay-guard.js';
 import { SharedConnectionSlots } from '../relay/connection-slots.js';
-import { RestartRequiredError, WorkerExitError } from '../errors.js';
+import { FdLimitError, RestartRequiredError, WorkerExitError } from '../errors.js';
+import { planFdBudget } from '../relay/fd-budget.js';
 import { FdRequestError, ListenerFds } from './listener-fds.js';
 import { fromWire, toWire, type Addresses, type FromWorker, type ToWorker, type WorkerData, type WorkerSnapshot } from './messages.js';
 
@@ -40,6 +41,15 @@ const WORKER_ENTRY = new URL('./worker-main.js', import.meta.url);
 const RESTART_BACKOFF_MS = 1000;
 /** A worker that does not answer a metrics or status request within this is left out of the sum. */
 const SNAPSHOT_TIMEOUT_MS = 2000;
+
+export interface SupervisorStatus {
+  readonly open: number;
+  readonly workers: number;
+  /** Workers that answered within the timeout (a restarting one does not). */
+  readonly answered: number;
+  /** Open connections, and connections accepted since the worker started, per worker. */
+  readonly perWorker: readonly { readonly index: number; readonly threadId: number; readonly open: number; readonly accepted: number }[];
+}
 
 export interface SupervisorOptions {
   readonly logger: Logger;
@@ -84,6 +94,14 @@ export class Supervisor {
 
   /** Starts every worker and waits until all listen; on any failure stops them all and throws that error. */
   static async start(config: RelayConfig, options: SupervisorOptions): Promise<Supervisor> {
+    // As Relay.start does (each worker repeats it, with the limit already raised): refuse
+    // to start when the open-files limit leaves no room, before threads need descriptors
+    // to load their modules.
+    const listeners = config.forwards.length + (config.accept === undefined ? 0 : 1) + (config.metrics === undefined ? 0 : 1);
+    const fd = planFdBudget(listeners * config.workers);
+    if (fd.maxConnections < 1) {
+      throw new FdLimitError(`the open-files limit (${fd.soft}, hard ${fd.hard}) leaves no room for a connection: ${fd.baseline} descriptors are taken; raise it (ulimit -n, LimitNOFILE=)`);
+    }
     const supervisor = new Supervisor(config, options);
     try {
       const ready = Array.from({ length: config.workers }, (_, index) => supervisor.#spawn(index));
@@ -109,10 +127,18 @@ export class Supervisor {
     return { ...this.#addresses, metrics: this.#metricsServer === undefined ? undefined : serverAddress(this.#metricsServer) };
   }
 
-  /** Open connections over all workers, and how many workers answered. */
-  async status(): Promise<{ open: number; workers: number; answered: number }> {
+  /** Open connections over all workers, how many workers answered, and each one's share. */
+  async status(): Promise<SupervisorStatus> {
     const snapshots = await this.#snapshots();
-    return { open: snapshots.reduce((n, s) => n + s.open, 0), workers: this.workers, answered: snapshots.length };
+    return {
+      open: snapshots.reduce((n, s) => n + s.open, 0),
+      workers: this.workers,
+      answered: snapshots.length,
+      perWorker: snapshots.map((s) => ({
+        index: s.index, threadId: s.threadId, open: s.open,
+        accepted: s.metrics.series.find((x) => x.name === 'tcpsplit_connections_accepted_total')?.values.reduce((n, [, v]) => n + v, 0) ?? 0,
+      })),
+    };
   }
 
   /** One /metrics page: every worker's series summed, with the supervisor's own (reloads, restarts, workers). */
@@ -220,9 +246,9 @@ export class Supervisor {
     return { replacedInMs: performance.now() - killedAt };
   }
 
-  /** The thread ids of the workers now (to tell a replacement from the one it replaced). */
-  threadIds(): number[] {
-    return this.#workerSlots.map((s) => s.threadId);
+  /** How connections are steered: 'program' (steer() names the worker), 'kernel-hash', or 'none yet'. */
+  get steering(): string {
+    return this.#fds.steering;
   }
 
   /** Starts worker `index` (first start or replacement) and resolves once it listens. */

@@ -83,7 +83,7 @@ port.on('message', (message: ToWorker) => {
     case 'snapshot': {
       const r = relayOrThrow();
       const { forward, accept } = r.addresses();
-      send({ type: 'reply', id: message.id, value: { metrics: r.metrics.registry.snapshot(), open: r.activeConnections, addresses: { forward, accept } } });
+      send({ type: 'reply', id: message.id, value: { index: data.index, threadId, metrics: r.metrics.registry.snapshot(), open: r.activeConnections, addresses: { forward, accept } } });
       return;
     }
   }
@@ -115,7 +115,7 @@ try {
   relay = await Relay.start(config, {
     logger,
     replayGuard: SharedReplayGuard.attach(data.replayBuffer),
-    connectionSlots: SharedConnectionSlots.attach(data.slotsBuffer, data.index),
+    connectionSlots: SharedConnectionSlots.attach(data.slotsBuffer, data.workers, data.index),
     listenerSource,
   });
   const { forward, accept } = relay.addresses();
