@@ -31,7 +31,7 @@ import { serverAddress, startMetricsServer } from '../observe/metrics-server.js'
 import { SharedReplayGuard } from '../protocol/shared-replay-guard.js';
 import { SharedConnectionSlots } from '../relay/connection-slots.js';
 import { FdLimitError, RestartRequiredError, WorkerExitError } from '../errors.js';
-import { planFdBudget } from '../relay/fd-budget.js';
+import { FDS_PER_CONNECTION, planFdBudget } from '../relay/fd-budget.js';
 import { FdRequestError, ListenerFds } from './listener-fds.js';
 import { fromWire, toWire, type Addresses, type FromWorker, type ToWorker, type WorkerData, type WorkerSnapshot } from './messages.js';
 
@@ -102,12 +102,16 @@ export class Supervisor {
     if (fd.maxConnections < 1) {
       throw new FdLimitError(`the open-files limit (${fd.soft}, hard ${fd.hard}) leaves no room for a connection: ${fd.baseline} descriptors are taken; raise it (ulimit -n, LimitNOFILE=)`);
     }
+    if (fd.soft > fd.softBefore) {
+      options.logger.info({ event: 'fd-limit', from: fd.softBefore, to: fd.soft }, 'raised the open-files soft limit to the hard limit');
+    }
     const supervisor = new Supervisor(config, options);
     try {
       const ready = Array.from({ length: config.workers }, (_, index) => supervisor.#spawn(index));
       const results = await Promise.allSettled(ready);
       const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
       if (failed !== undefined) throw failed.reason;
+      supervisor.#sizeFdBudget();
       if (config.metrics !== undefined) {
         supervisor.#metricsServer = await startMetricsServer(supervisor, config.metrics.host, config.metrics.port);
       }
@@ -120,6 +124,23 @@ export class Supervisor {
     options.logger.info({ event: 'workers', workers: config.workers, steering: supervisor.#fds.steering, backlog: config.backlog },
       `${config.workers} worker thread${config.workers === 1 ? '' : 's'} listening`);
     return supervisor;
+  }
+
+  /**
+   * The open-files budget is one for the process: sized once every worker listens (their
+   * listeners and threads counted), and shared as a cap on the relay-wide connection count.
+   */
+  #sizeFdBudget(): void {
+    const fd = planFdBudget(0);
+    this.#slots.setFdCap(fd.maxConnections);
+    const config = this.#config;
+    if (config.maxConnections > fd.maxConnections) {
+      this.#logger.warn({
+        event: 'fd-limit', code: FdLimitError.code, requested: config.maxConnections, maxConnections: fd.maxConnections,
+        openFilesLimit: fd.soft, hardLimit: fd.hard,
+      }, `--max-connections ${config.maxConnections} lowered to ${fd.maxConnections}: the open-files limit is ${fd.soft} (hard ${fd.hard}), `
+        + `${fd.baseline} are taken and each split connection needs ${FDS_PER_CONNECTION}; raise the limit (ulimit -n, LimitNOFILE=) to allow more`);
+    }
   }
 
   /** Bound addresses, as Relay.addresses() gives them: forwards in config order, accept, metrics. */

@@ -20,9 +20,9 @@ import { errorCode } from '../errors.js';
 import { fromWire, toWire, wireConfig, type FromWorker, type ToWorker, type WorkerData } from './messages.js';
 
 /** Events that every worker logs identically; only worker 0 writes them. */
-const RELAY_WIDE_EVENTS = new Set(['listen', 'unlisten', 'fd-limit', 'ffi']);
-/** The supervisor logs the reload's outcome once, for all workers. */
-const SUPERVISOR_EVENTS = new Set(['reload']);
+const RELAY_WIDE_EVENTS = new Set(['listen', 'unlisten', 'ffi']);
+/** The supervisor logs these once, for all workers: the reload's outcome, the open-files budget. */
+const SUPERVISOR_EVENTS = new Set(['reload', 'fd-limit']);
 
 const port = parentPort;
 if (port === null) throw new Error('worker-main.ts runs only as a worker thread (src/worker/supervisor.ts starts it)');
