@@ -16,6 +16,10 @@ import { silentLogger } from '../src/observe/logger.js';
 import { HeaderAuth } from '../src/protocol/header-auth.js';
 import { encodeHeader } from '../src/protocol/header-encoder.js';
 import { Supervisor } from '../src/worker/supervisor.js';
+import { somaxconnWarning } from '../src/worker/somaxconn.js';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { KEY_HEX, receiveAll, type Received } from './helpers/net.js';
 import { RelayProcess, openFds, scrapeMetric } from './helpers/relay-process.js';
 import { seededRandom } from '../src/lab/emulator/shaper.js';
@@ -59,6 +63,16 @@ async function connectSteeredTo(port: number, worker: number, workers: number): 
 }
 
 const sha256 = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
+
+it('--backlog above net.core.somaxconn is a warning that says so and how to raise it', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'tcpsplit-somaxconn-'));
+  cleanups.push(() => { rmSync(dir, { recursive: true, force: true }); });
+  const file = join(dir, 'somaxconn');
+  writeFileSync(file, '4096\n');
+  assert.equal(somaxconnWarning(4096, file), undefined);
+  assert.match(somaxconnWarning(8192, file) ?? '', /^--backlog 8192 exceeds net\.core\.somaxconn \(4096\): .*sysctl -w net\.core\.somaxconn=8192/);
+  assert.equal(somaxconnWarning(8192, join(dir, 'absent')), undefined, 'no /proc: no warning');
+});
 
 describe('relay workers', () => {
   it('a replayed header from another source port is refused with two workers, every time over 50 tries', async (t) => {

@@ -199,7 +199,9 @@ export class Supervisor {
       if (metricsMoved && config.metrics !== undefined) {
         metricsServer = await startMetricsServer(this, config.metrics.host, config.metrics.port);
       }
-      const results = await Promise.allSettled(this.#workerSlots.map((s) => this.#request(s, (id) => ({ type: 'reload', id, config: workerConfig(config) }))));
+      // A worker being replaced is skipped: it starts with the config in force when it spawns.
+      const running = this.#workerSlots.filter((s) => s.ready);
+      const results = await Promise.allSettled(running.map((s) => this.#request(s, (id) => ({ type: 'reload', id, config: workerConfig(config) }))));
       const failed = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
       if (failed.length > 0) {
         if (metricsServer !== this.#metricsServer) await closeServer(metricsServer);
@@ -262,6 +264,7 @@ export class Supervisor {
     await before.terminate();
     while (slot.worker === before || !slot.ready) {
       if (this.#stopping) throw new WorkerExitError('the relay is stopping: no replacement');
+      if (performance.now() - killedAt > 10_000) throw new WorkerExitError(`worker ${index} was not replaced within 10 s`);
       await new Promise((r) => setTimeout(r, 5));
     }
     return { replacedInMs: performance.now() - killedAt };
