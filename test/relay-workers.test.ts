@@ -62,6 +62,13 @@ async function connectSteeredTo(port: number, worker: number, workers: number): 
   }
 }
 
+/** tcpsplit_connections_accepted_total summed over its label sets, from a /metrics page. */
+function acceptedIn(page: string): number {
+  let sum = 0;
+  for (const m of page.matchAll(/^tcpsplit_connections_accepted_total(?:\{[^}]*\})? (\d+)$/gm)) sum += Number(m[1]);
+  return sum;
+}
+
 const sha256 = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
 
 it('--backlog above net.core.somaxconn is a warning that says so and how to raise it', () => {
@@ -166,6 +173,7 @@ describe('relay workers', () => {
         await halfway; // mid-download: half here, the rest waits at the origin
       }
       const before = (await supervisor.status()).perWorker.find((w) => w.index === 1)?.threadId;
+      const acceptedBefore = acceptedIn(await supervisor.render()); // a scrape: what the supervisor keeps of a worker that dies
       const { replacedInMs } = await supervisor.killWorker(1);
       go();
       const results = await Promise.all(clients.map(async (c) => ({ worker: c.worker, got: await c.done })));
@@ -186,6 +194,7 @@ describe('relay workers', () => {
       // The new worker accepts: its steered clients download whole.
       const again = await Promise.all([0, 1, 2].map(async () => receiveAll(await connectSteeredTo(relayPort, 1, 2))));
       for (const got of again) assert.deepEqual([got.outcome, got.sha256], ['end', sha256(PAYLOAD)]);
+      assert.equal(acceptedIn(await supervisor.render()), acceptedBefore + 3, 'the summed counter did not go back when worker 1 died');
       if (steered) {
         const after1 = (await supervisor.status()).perWorker.find((w) => w.index === 1);
         assert.equal(after1?.accepted, 3, 'the replacement accepted the connections steered to slot 1');

@@ -71,6 +71,28 @@ export interface SeriesSnapshot {
 
 /** One Prometheus text page: the series of `snapshots` summed by name and label set, in first-seen order. */
 export function renderSnapshots(snapshots: readonly MetricsSnapshot[]): string {
+  const merged = mergeSeries(snapshots);
+  const lines: string[] = [];
+  for (const [name, s] of merged) {
+    lines.push(`# HELP ${name} ${s.help}`, `# TYPE ${name} ${s.type}`);
+    if (s.histogram !== undefined) renderHistogram(lines, name, s.histogram);
+    else if (s.values.size === 0) lines.push(`${name} 0`);
+    else for (const [labels, v] of s.values) lines.push(`${name}${labels} ${v}`);
+  }
+  return `${lines.join('\n')}\n`;
+}
+
+/** The sum of `snapshots` as one snapshot (the supervisor keeps dead workers' counters this way, in bounded space). */
+export function mergeSnapshots(snapshots: readonly MetricsSnapshot[]): MetricsSnapshot {
+  return {
+    series: [...mergeSeries(snapshots)].map(([name, s]) => ({
+      name, help: s.help, type: s.type, values: [...s.values],
+      ...(s.histogram === undefined ? {} : { histogram: { ...s.histogram, counts: [...s.histogram.counts] } }),
+    })),
+  };
+}
+
+function mergeSeries(snapshots: readonly MetricsSnapshot[]): Map<string, { help: string; type: Series['type']; values: Map<string, number>; histogram?: Histogram }> {
   const merged = new Map<string, { help: string; type: Series['type']; values: Map<string, number>; histogram?: Histogram }>();
   for (const snapshot of snapshots) {
     for (const s of snapshot.series) {
@@ -91,14 +113,7 @@ export function renderSnapshots(snapshots: readonly MetricsSnapshot[]): string {
       }
     }
   }
-  const lines: string[] = [];
-  for (const [name, s] of merged) {
-    lines.push(`# HELP ${name} ${s.help}`, `# TYPE ${name} ${s.type}`);
-    if (s.histogram !== undefined) renderHistogram(lines, name, s.histogram);
-    else if (s.values.size === 0) lines.push(`${name} 0`);
-    else for (const [labels, v] of s.values) lines.push(`${name}${labels} ${v}`);
-  }
-  return `${lines.join('\n')}\n`;
+  return merged;
 }
 
 function renderHistogram(lines: string[], name: string, h: Histogram): void {

@@ -26,7 +26,7 @@ import type { Server as HttpServer } from 'node:http';
 import type { RelayConfig } from '../config/relay-config.js';
 import { describeChanges, diffConfigs, RESTART_ONLY } from '../config/config-diff.js';
 import type { Logger } from '../observe/logger.js';
-import { labelsFor, Metrics, renderSnapshots, type MetricsSnapshot } from '../observe/metrics.js';
+import { labelsFor, mergeSnapshots, Metrics, renderSnapshots, type MetricsSnapshot } from '../observe/metrics.js';
 import { serverAddress, startMetricsServer } from '../observe/metrics-server.js';
 import { SharedReplayGuard } from '../protocol/shared-replay-guard.js';
 import { SharedConnectionSlots } from '../relay/connection-slots.js';
@@ -61,6 +61,8 @@ interface Slot {
   threadId: number;
   ready: boolean;
   startedAt: number;
+  /** The last metrics this worker sent: what it had counted, should it die before the next scrape. */
+  lastMetrics: MetricsSnapshot | undefined;
   /** Requests sent to this worker, by id. */
   readonly pending: Map<number, { resolve: (v: WorkerSnapshot | undefined) => void; reject: (e: Error) => void }>;
 }
@@ -80,7 +82,14 @@ export class Supervisor {
   #addresses: Addresses = { forward: [], accept: undefined };
   #reloads: Promise<void> = Promise.resolve();
   #stopping = false;
+  /** Until every worker first listens, a dying one fails the start instead of being replaced. */
+  #started = false;
   #nextId = 1;
+  /**
+   * Counters of workers that died, as last scraped, so the relay's sums do not go
+   * backwards when a worker is replaced (what it counted since the last scrape is lost).
+   */
+  #retired: MetricsSnapshot = { series: [] };
 
   private constructor(config: RelayConfig, options: SupervisorOptions) {
     this.workers = config.workers;
@@ -112,6 +121,7 @@ export class Supervisor {
       const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
       if (failed !== undefined) throw failed.reason;
       supervisor.#sizeFdBudget();
+      supervisor.#started = true;
       if (config.metrics !== undefined) {
         supervisor.#metricsServer = await startMetricsServer(supervisor, config.metrics.host, config.metrics.port);
       }
@@ -167,7 +177,8 @@ export class Supervisor {
     const own = this.#metrics.snapshot();
     const ownNames = new Set(own.series.map((s) => s.name));
     const workers: MetricsSnapshot[] = (await this.#snapshots()).map((s) => ({ series: s.metrics.series.filter((x) => !ownNames.has(x.name)) }));
-    return renderSnapshots([...workers, own]);
+    const retired = { series: this.#retired.series.filter((x) => !ownNames.has(x.name)) };
+    return renderSnapshots([...workers, retired, own]);
   }
 
   /**
@@ -283,7 +294,7 @@ export class Supervisor {
       replayBuffer: this.#replay.buffer, slotsBuffer: this.#slots.buffer,
     };
     const worker = new Worker(WORKER_ENTRY, { workerData: data });
-    const slot: Slot = this.#workerSlots[index] ?? { index, worker, threadId: worker.threadId, ready: false, startedAt: 0, pending: new Map() };
+    const slot: Slot = this.#workerSlots[index] ?? { index, worker, threadId: worker.threadId, ready: false, startedAt: 0, lastMetrics: undefined, pending: new Map() };
     slot.worker = worker;
     slot.threadId = worker.threadId;
     slot.ready = false;
@@ -338,7 +349,12 @@ export class Supervisor {
           settled = true;
           reject(new WorkerExitError(`worker ${index} exited (code ${code}) before it was ready`));
         }
-        if (this.#stopping) return;
+        if (slot.lastMetrics !== undefined) {
+          const counted = { series: slot.lastMetrics.series.filter((x) => x.type !== 'gauge') };
+          this.#retired = mergeSnapshots([this.#retired, counted]);
+        }
+        slot.lastMetrics = undefined;
+        if (this.#stopping || !this.#started) return;
         this.#restartCounter(1);
         const lived = performance.now() - slot.startedAt;
         this.#logger.error({ event: 'worker-exit', worker: index, code, threadId: worker.threadId },
@@ -383,7 +399,11 @@ export class Supervisor {
   }
 
   async #snapshots(): Promise<WorkerSnapshot[]> {
-    const results = await Promise.allSettled(this.#workerSlots.map((s) => this.#request(s, (id) => ({ type: 'snapshot', id }), SNAPSHOT_TIMEOUT_MS)));
+    const results = await Promise.allSettled(this.#workerSlots.map(async (s) => {
+      const snapshot = await this.#request(s, (id) => ({ type: 'snapshot', id }), SNAPSHOT_TIMEOUT_MS);
+      if (snapshot !== undefined && snapshot.threadId === s.threadId) s.lastMetrics = snapshot.metrics;
+      return snapshot;
+    }));
     return results.flatMap((r) => (r.status === 'fulfilled' && r.value !== undefined ? [r.value] : []));
   }
 
