@@ -103,12 +103,12 @@ void test('SharedReplayGuard: a lock held by a dead thread is released for it', 
 });
 
 /**
- * Two worker threads check the same 2,000 nonces in the same order, released together
- * by a barrier: for each nonce exactly one of them may pass.
+ * Two worker threads check the same 20,000 nonces in the same order, meeting at a
+ * barrier every 50: for each nonce exactly one of them may pass.
  */
-void test('SharedReplayGuard: two worker threads racing the same nonces: exactly one passes each', async (t) => {
+void test('SharedReplayGuard: two worker threads racing the same 20,000 nonces: exactly one passes each', async (t) => {
   const guard = new SharedReplayGuard({ maxClockSkewMs: 30_000 });
-  const count = 2000;
+  const count = 20_000;
   const nonces = randomBytes(16 * count);
   const barrier = new Int32Array(new SharedArrayBuffer(4));
   const moduleUrl = new URL('../src/protocol/shared-replay-guard.js', import.meta.url).href;
@@ -117,10 +117,15 @@ void test('SharedReplayGuard: two worker threads racing the same nonces: exactly
     import(workerData.moduleUrl).then(({ SharedReplayGuard }) => {
       const guard = SharedReplayGuard.attach(workerData.buffer);
       const nonces = Buffer.from(workerData.nonces);
-      Atomics.add(workerData.barrier, 0, 1);
-      while (Atomics.load(workerData.barrier, 0) < 2) { /* spin: start together */ }
       const passed = [];
       for (let i = 0; i < workerData.count; i++) {
+        // Every 50 nonces both threads meet, so they race over the same nonces all along
+        // (left alone, one thread may do all 20,000 before the other is scheduled).
+        if (i % 50 === 0) {
+          const round = i / 50 + 1;
+          Atomics.add(workerData.barrier, 0, 1);
+          while (Atomics.load(workerData.barrier, 0) < 2 * round) { /* spin */ }
+        }
         try { guard.check(Date.now(), nonces.subarray(i * 16, i * 16 + 16)); passed.push(i); }
         catch (err) { if (err.code !== 'TCPSPLIT_ERR_REPLAY') throw err; }
       }
