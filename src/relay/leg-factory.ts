@@ -1,13 +1,17 @@
 /**
- * Opening the next leg of a split connection, as small composable steps:
- *   route (router.ts) -> open a socket (direct, or to a peer relay) -> preamble on connect.
- * Later ways to get the socket (early SYN, a pool of pre-established connections,
- * special socket options) slot in as other openers with the same result: a Socket that
- * is connecting or connected, and a preamble to write once it is.
+ * Opening the next leg of a split connection:
+ *   route (router.ts) -> a LegFactory opens a socket (direct, or to a peer relay)
+ *   -> the connection writes the leg's preamble once it is connected and paired.
+ * Later ways to get the socket slot in as other factories with the same result, a NextLeg:
+ * a pool of pre-established connections to a peer, an early leg opened at the SYN, legs
+ * with socket options set before connect (buffers, congestion control, marks: the
+ * socket factory in src/sys). A factory may wrap another (a pool falls back to dialling).
  */
 import { connect, isIP, type LookupFunction, type Socket } from 'node:net';
 import { lookup as dnsLookup, type LookupAddress } from 'node:dns';
 import type { Endpoint, PeerSpec } from '../config/relay-config.js';
+import type { Route } from './router.js';
+import type { Preamble } from './split-connection.js';
 import type { AddressPolicy } from '../net/address-policy.js';
 import type { HeaderAuth } from '../protocol/header-auth.js';
 import { encodeHeader } from '../protocol/header-encoder.js';
@@ -87,4 +91,55 @@ export function openToPeer(peer: PeerSpec, options: LegOptions): Socket {
 export function writePreamble(upstream: Socket, target: Endpoint, auth: HeaderAuth | undefined, early: Buffer | null, nonce?: Buffer): void {
   if (auth !== undefined) upstream.write(encodeHeader(target, auth, Date.now(), early ?? undefined, nonce));
   else if (early !== null) upstream.write(early);
+}
+
+/** The upstream half of a connection, connecting or connected, and what it needs. */
+export interface NextLeg {
+  readonly socket: Socket;
+  /** The next hop as the record names it: a peer's name, or 'direct'. */
+  readonly via: string;
+  readonly route: Route['kind'];
+  /** Written once the leg is connected and paired: the relay header (peer legs) and early bytes. */
+  readonly preamble: Preamble;
+}
+
+export interface LegRequest {
+  readonly target: Endpoint;
+  readonly route: Route;
+  /** Set for targets a peer asked for: a direct leg connects only to allowed addresses. */
+  readonly policy: AddressPolicy | undefined;
+  /** Counted when the policy refuses an address. */
+  readonly onDenied: (rule: string) => void;
+  /** The incoming header's nonce, passed on to the next relay (loop cut-off). */
+  readonly nonce?: Buffer;
+}
+
+export interface LegFactory {
+  /** Opens the next leg; throws (PolicyDeniedError, ...) when it must not be opened. */
+  open(request: LegRequest): NextLeg;
+}
+
+export interface DialOptions extends LegOptions {
+  /** Signs the header on peer legs. */
+  readonly auth: HeaderAuth | undefined;
+}
+
+/** Dials every leg with net.connect: direct to the target, or to the route's peer relay. */
+export class DialingLegFactory implements LegFactory {
+  readonly #options: DialOptions;
+
+  constructor(options: DialOptions) {
+    this.#options = options;
+  }
+
+  open(request: LegRequest): NextLeg {
+    const { target, route, nonce } = request;
+    if (route.kind === 'peer') {
+      const socket = openToPeer(route.peer, this.#options);
+      const auth = this.#options.auth;
+      return { socket, via: route.peer.name, route: 'peer', preamble: (early) => { writePreamble(socket, target, auth, early, nonce); } };
+    }
+    const socket = openDirect(target, request.policy, request.onDenied);
+    return { socket, via: 'direct', route: 'direct', preamble: (early) => { writePreamble(socket, target, undefined, early); } };
+  }
 }
