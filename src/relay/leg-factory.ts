@@ -10,8 +10,9 @@
 import { connect, isIP, type LookupFunction, type Socket } from 'node:net';
 import { lookup as dnsLookup, type LookupAddress } from 'node:dns';
 import type { Endpoint, PeerSpec } from '../config/relay-config.js';
-import type { Route } from './router.js';
-import type { Preamble } from './split-connection.js';
+import type { Route, Router } from './router.js';
+import type { Preamble, SplitConnection } from './split-connection.js';
+import type { Destination } from './target-source.js';
 import type { AddressPolicy } from '../net/address-policy.js';
 import type { HeaderAuth } from '../protocol/header-auth.js';
 import { encodeHeader } from '../protocol/header-encoder.js';
@@ -142,4 +143,59 @@ export class DialingLegFactory implements LegFactory {
     const socket = openDirect(target, request.policy, request.onDenied);
     return { socket, via: 'direct', route: 'direct', preamble: (early) => { writePreamble(socket, target, undefined, early); } };
   }
+}
+
+export interface NextLegContext {
+  readonly router: Router;
+  readonly legs: LegFactory;
+  /** Bounds resolving a name to pick a route (resolving is part of connecting). */
+  readonly connectTimeoutMs: number;
+  /** Applied to targets a peer asked for (Destination.requestedByPeer). */
+  readonly policy: AddressPolicy;
+  readonly onDenied: (rule: string) => void;
+  readonly onOpened: (leg: NextLeg) => void;
+}
+
+/**
+ * Routes a connection's destination and attaches the leg the factory opens as its upstream
+ * half. A header's nonce is passed on to the next relay, so a routing loop brings it back to
+ * a relay that has seen it and is cut there as a replay, instead of multiplying connections
+ * until descriptors run out. Every failure ends in conn.fail(), never in a throw or an
+ * unhandled rejection (the crash handler would reset every open connection for one).
+ */
+export function openNextLeg(conn: SplitConnection, destination: Destination, context: NextLegContext): void {
+  const { target, nonce } = destination;
+  const policy = destination.requestedByPeer ? context.policy : undefined;
+  const open = (route: Route): void => {
+    if (conn.failed) return;
+    let leg: NextLeg;
+    try {
+      leg = context.legs.open({ target, route, policy, onDenied: context.onDenied, ...(nonce === undefined ? {} : { nonce }) });
+    } catch (err) {
+      conn.fail(asError(err));
+      return;
+    }
+    try {
+      context.onOpened(leg);
+      conn.attachUpstream(leg.socket, leg.via, leg.preamble);
+    } catch (err) {
+      // The connection's failure may not reach a leg it never attached: close it here.
+      leg.socket.on('error', noop);
+      leg.socket.destroy();
+      conn.fail(asError(err));
+    }
+  };
+  try {
+    const route = context.router.route(target, context.connectTimeoutMs);
+    if (route instanceof Promise) route.then(open).catch((err: unknown) => { conn.fail(asError(err)); });
+    else open(route);
+  } catch (err) {
+    conn.fail(asError(err));
+  }
+}
+
+function noop(): void { /* errors of a leg being discarded */ }
+
+function asError(err: unknown): Error {
+  return err instanceof Error ? err : new Error(String(err));
 }

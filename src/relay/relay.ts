@@ -9,9 +9,9 @@ import { AddressPolicy } from '../net/address-policy.js';
 import { describeChanges, diffConfigs, RESTART_ONLY } from '../config/config-diff.js';
 import { HeaderAuth } from '../protocol/header-auth.js';
 import { ReplayGuard } from '../protocol/replay-guard.js';
-import { Router, type Route } from './router.js';
+import { Router } from './router.js';
 import { SplitConnection, clientOf, type ConnectionKind, type ConnectionRecord } from './split-connection.js';
-import { DialingLegFactory, type LegFactory, type NextLeg } from './leg-factory.js';
+import { DialingLegFactory, openNextLeg, type LegFactory, type NextLeg } from './leg-factory.js';
 import { ForwardTargetSource, HeaderTargetSource, type Destination } from './target-source.js';
 import {
   ConfigError, DrainTimeoutError, FdLimitError, FfiUnavailableError, errorCode, InsecureAcceptError, OverloadError, PeerResetError,
@@ -369,45 +369,15 @@ export class Relay {
     });
   }
 
-  /**
-   * Routes the connection's target and opens the next leg. The address policy applies to
-   * peer-requested targets. A header's nonce is passed on to the next relay, so a routing
-   * loop brings it back to a relay that has seen it and is cut there as a replay, instead
-   * of multiplying connections until descriptors run out.
-   */
   #openNextLeg(conn: SplitConnection, state: RelayState, destination: Destination): void {
-    const { target, nonce } = destination;
-    const policy = destination.requestedByPeer ? state.policy : undefined;
-    const onDenied = (): void => { this.metrics.policyDenied(1); };
-    const open = (route: Route): void => {
-      if (conn.failed) return;
-      let leg: NextLeg;
-      try {
-        leg = state.legs.open({ target, route, policy, onDenied, ...(nonce === undefined ? {} : { nonce }) });
-      } catch (err) {
-        conn.fail(asError(err));
-        return;
-      }
-      try {
-        this.metrics.nextLeg(1, labelsFor('kind', leg.route));
-        conn.attachUpstream(leg.socket, leg.via, leg.preamble);
-      } catch (err) {
-        // The connection's failure may not reach a leg it never attached: close it here.
-        leg.socket.on('error', noop);
-        leg.socket.destroy();
-        throw err;
-      }
-    };
-    try {
-      const route = state.router.route(target, state.config.connectTimeoutMs);
-      // The catch covers open() too: a throw there would otherwise be an unhandled
-      // rejection, and the crash handler would reset every open connection for one.
-      if (route instanceof Promise) route.then(open).catch((err: unknown) => { conn.fail(asError(err)); });
-      else open(route);
-    } catch (err) {
-      conn.fail(asError(err));
-    }
+    openNextLeg(conn, destination, {
+      router: state.router, legs: state.legs, policy: state.policy, connectTimeoutMs: state.config.connectTimeoutMs,
+      onDenied: this.#onPolicyDenied, onOpened: this.#onLegOpened,
+    });
   }
+
+  readonly #onPolicyDenied = (): void => { this.metrics.policyDenied(1); };
+  readonly #onLegOpened = (leg: NextLeg): void => { this.metrics.nextLeg(1, labelsFor('kind', leg.route)); };
 }
 
 /** How much later than the header and connect timeouts the pairing backstop fires. */
