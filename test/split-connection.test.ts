@@ -148,6 +148,32 @@ describe('split connection: pairing two halves in either order (real loopback so
   });
 });
 
+describe('split connection: a reset is passed on as a reset (upstream first)', () => {
+  const cleanups: (() => Promise<void>)[] = [];
+  after(async () => { for (const c of cleanups.reverse()) await c(); });
+
+  it('an origin that resets mid-response after pairing resets the client, and the record says so', async () => {
+    const origin = await tcpServer((s) => {
+      s.once('data', () => { s.write(Buffer.alloc(64 * 1024)); setTimeout(() => { s.resetAndDestroy(); }, 20); });
+    });
+    const front = await acceptQueue();
+    cleanups.push(origin.close, front.close);
+    const rec = recorder();
+    const conn = new SplitConnection({ id: 7, kind: 'forward', client: 'early', target: TARGET, timeouts: TIMEOUTS, onClose: rec.onClose });
+    const up = dialLoopback(origin.port);
+    conn.attachUpstream(up, 'direct');
+    await once(up, 'connect');
+    const client = dialLoopback(front.port);
+    const receiving = receiveAll(client);
+    conn.attachDownstream(await front.next());
+    client.write('request');
+    const [got, record] = await Promise.all([receiving, rec.closed]);
+    assert.equal(got.outcome, 'ECONNRESET', 'the client sees a reset, not a clean end');
+    assert.equal(record.outcome, 'TCPSPLIT_ERR_RESET');
+    assert.equal(record.up, 7);
+  });
+});
+
 describe('split connection: a half that never gets its partner', () => {
   const cleanups: (() => Promise<void>)[] = [];
   after(async () => { for (const c of cleanups.reverse()) await c(); });
