@@ -1,0 +1,30 @@
+/** What the SYN capture thread and its owner share: the thread's input, its messages, its counters. */
+import type { SynEvent } from './syn-capture.js';
+
+export interface SynCaptureThreadData {
+  readonly queueNum: number;
+  readonly copyBytes: number;
+  readonly maxLen: number;
+  /** [0]: set to 1 to stop the loop. */
+  readonly control: Int32Array;
+  /** Indexed by C. */
+  readonly counters: Float64Array;
+}
+
+/** Counter slots. */
+export const C = {
+  /** Packets queued to us (each got its verdict). */
+  packets: 0,
+  /** Of those, opening SYNs posted to the owner. */
+  syns: 1,
+  /** Of those, packets that were not a parsable opening SYN (posted nothing). */
+  unparsed: 2,
+  /** Socket overflows: packets the kernel accepted (fail-open) without showing them to us. */
+  overruns: 3,
+} as const;
+export const COUNTER_SLOTS = 4;
+
+export type ThreadMessage =
+  | { readonly type: 'ready' }
+  | { readonly type: 'error'; readonly message: string; readonly code: string | undefined }
+  | ({ readonly type: 'syn' } & SynEvent);

@@ -1,0 +1,131 @@
+/**
+ * SynCapture: one worker's SYN queue, read on a thread of its own
+ * (syn-capture-thread.ts), delivering each captured SYN to `onSyn` on the owner's
+ * event loop.
+ *
+ * One capture per worker, on queue `base + worker` of the rules in syn-rules.ts, which
+ * steer each SYN to the queue of the worker that steer() names: the same worker whose
+ * SO_REUSEPORT listener will accept the connection. The owner can check that: an event
+ * whose steer() is not its own index is a steering miss.
+ *
+ * If the thread dies, the kernel unbinds the queue and the rules' `--queue-bypass`
+ * lets SYNs through: connections are made after accept, as without early SYN.
+ */
+import { Worker } from 'node:worker_threads';
+import { NfqueueError } from '../errors.js';
+import type { FourTuple } from '../net/four-tuple.js';
+import { C, COUNTER_SLOTS, type SynCaptureThreadData, type ThreadMessage } from './syn-capture-protocol.js';
+
+const THREAD_URL = new URL('./syn-capture-thread.js', import.meta.url);
+const START_TIMEOUT_MS = 5000;
+const STOP_TIMEOUT_MS = 2000;
+
+/** CLOCK_MONOTONIC in milliseconds: the same clock on every thread of the process (SynEvent.t uses it). */
+export function monotonicMs(): number {
+  return Number(process.hrtime.bigint()) / 1e6;
+}
+
+export interface SynEvent extends FourTuple {
+  readonly family: 4 | 6;
+  /** The client's initial sequence number (a retransmitted SYN repeats it). */
+  readonly isn: number;
+  /** When the capture thread read the SYN, on monotonicMs()'s clock. */
+  readonly t: number;
+  /** The queue it arrived on. */
+  readonly queueNum: number;
+}
+
+export interface SynCaptureOptions {
+  readonly queueNum: number;
+  readonly onSyn: (event: SynEvent) => void;
+  /** The thread failed after it started (its queue is unbound, so SYNs now bypass). */
+  readonly onError?: (err: Error) => void;
+  /** Bytes copied per packet (default 128: IPv4 or IPv6 + TCP headers with options). */
+  readonly copyBytes?: number;
+  /** Kernel queue length before fail-open (default 4096). */
+  readonly maxLen?: number;
+}
+
+export interface SynCaptureStats {
+  readonly packets: number;
+  readonly syns: number;
+  readonly unparsed: number;
+  readonly overruns: number;
+}
+
+export class SynCapture {
+  readonly queueNum: number;
+  readonly #worker: Worker;
+  readonly #control = new Int32Array(new SharedArrayBuffer(4));
+  readonly #counters = new Float64Array(new SharedArrayBuffer(8 * COUNTER_SLOTS));
+  readonly #exited: Promise<void>;
+  #stopped = false;
+
+  private constructor(options: SynCaptureOptions) {
+    this.queueNum = options.queueNum;
+    const data: SynCaptureThreadData = {
+      queueNum: options.queueNum, copyBytes: options.copyBytes ?? 128, maxLen: options.maxLen ?? 4096,
+      control: this.#control, counters: this.#counters,
+    };
+    // execArgv: []: the parent's flags (e.g. --input-type) may not apply to a worker file.
+    this.#worker = new Worker(THREAD_URL, { workerData: data, name: `tcpsplit-syn-q${options.queueNum}`, execArgv: [] });
+    this.#exited = new Promise((resolve) => { this.#worker.once('exit', () => { resolve(); }); });
+  }
+
+  /** Starts the thread and resolves once its queue is bound; rejects with an NfqueueError otherwise. */
+  static async start(options: SynCaptureOptions): Promise<SynCapture> {
+    const capture = new SynCapture(options);
+    const worker = capture.#worker;
+    await new Promise<void>((resolve, reject) => {
+      let ready = false;
+      const timer = setTimeout(() => {
+        void capture.stop();
+        reject(new NfqueueError(`SYN capture on queue ${options.queueNum}: thread did not start within ${START_TIMEOUT_MS / 1000} s`));
+      }, START_TIMEOUT_MS);
+      worker.on('message', (m: ThreadMessage) => {
+        if (m.type === 'syn') {
+          const { type: _type, ...event } = m;
+          options.onSyn(event);
+        } else if (m.type === 'ready') {
+          ready = true;
+          clearTimeout(timer);
+          resolve();
+        } else {
+          const err = new NfqueueError(`SYN capture on queue ${options.queueNum}: ${m.message}`);
+          if (!ready) {
+            clearTimeout(timer);
+            reject(err);
+          } else {
+            options.onError?.(err);
+          }
+        }
+      });
+      worker.on('error', (e) => {
+        const err = new NfqueueError(`SYN capture on queue ${options.queueNum}: thread failed: ${e.message}`, { cause: e });
+        if (!ready) {
+          clearTimeout(timer);
+          reject(err);
+        } else {
+          options.onError?.(err);
+        }
+      });
+    });
+    return capture;
+  }
+
+  stats(): SynCaptureStats {
+    const c = this.#counters;
+    return { packets: c[C.packets] ?? 0, syns: c[C.syns] ?? 0, unparsed: c[C.unparsed] ?? 0, overruns: c[C.overruns] ?? 0 };
+  }
+
+  /** Ends the loop (within ~50 ms), closes the queue (the kernel unbinds it) and waits for the thread. */
+  async stop(): Promise<void> {
+    if (!this.#stopped) {
+      this.#stopped = true;
+      Atomics.store(this.#control, 0, 1);
+    }
+    const timer = setTimeout(() => { void this.#worker.terminate(); }, STOP_TIMEOUT_MS);
+    await this.#exited;
+    clearTimeout(timer);
+  }
+}
