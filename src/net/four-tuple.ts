@@ -18,7 +18,8 @@ export interface FourTuple {
   readonly dport: number;
 }
 
-function canonical(address: string): string {
+/** The address in canonical text (IPv4-mapped as IPv4, IPv6 compressed); throws RangeError on a non-literal. */
+export function canonicalAddress(address: string): string {
   const ip = parseIp(address);
   if (ip === undefined) throw new RangeError(`four-tuple: '${address}' is not an IP address literal`);
   return formatIp(ip);
@@ -26,12 +27,12 @@ function canonical(address: string): string {
 
 /** `saddr|sport|daddr|dport` with canonical addresses; throws RangeError on a non-literal. */
 export function fourTupleKey(t: FourTuple): string {
-  return `${canonical(t.saddr)}|${t.sport}|${canonical(t.daddr)}|${t.dport}`;
+  return `${canonicalAddress(t.saddr)}|${t.sport}|${canonicalAddress(t.daddr)}|${t.dport}`;
 }
 
 /** The client's address in canonical form (the per-source cap's key). */
 export function sourceKey(t: FourTuple): string {
-  return canonical(t.saddr);
+  return canonicalAddress(t.saddr);
 }
 
 /** `198.18.0.1:40000 -> 198.18.0.2:80`, `[fd00::1]:40000 -> [fd00::2]:80` for logs. */
