@@ -1,0 +1,144 @@
+/**
+ * Runs inside a test's network namespace (`ip netns exec tse-... node syn-capture-probe.js '<json>'`),
+ * so that its iptables rules, NFQUEUE sockets and connections live there. Prints one JSON
+ * line with what it saw. Modes:
+ * - steer:  rules for N workers + N capture threads; `count` connections from varied
+ *           source addresses; every connection's client end and every SYN event
+ * - bypass: rules installed and no reader bound (never bound, then bound and stopped):
+ *           do connections still open?
+ * - rules:  install; install again as after a crash (stale removal); close; with a
+ *           foreign chain that must survive
+ */
+import { execFileSync } from 'node:child_process';
+import { once } from 'node:events';
+import net from 'node:net';
+import { SynCapture, type SynEvent } from '../../src/intercept/syn-capture.js';
+import { SynRules } from '../../src/intercept/syn-rules.js';
+
+export interface SteerRequest {
+  readonly mode: 'steer';
+  readonly family: 4 | 6;
+  readonly workers: number;
+  readonly count: number;
+  readonly queueBase: number;
+  readonly instance: string;
+  readonly server: string;
+  /** Client sources: `${sourcePrefix}${n}` for IPv6, `${sourcePrefix}${a}.${b}` for IPv4. */
+  readonly sourcePrefix: string;
+}
+export interface SteerResult {
+  readonly connections: { saddr: string; sport: number }[];
+  readonly events: SynEvent[];
+  readonly failures: number;
+}
+export interface BypassRequest { readonly mode: 'bypass'; readonly instance: string; readonly server: string; readonly count: number }
+export interface BypassResult { readonly unbound: { ok: number; maxMs: number }; readonly afterStop: { ok: number; maxMs: number }; readonly capturedWhileBound: number }
+export interface RulesRequest { readonly mode: 'rules'; readonly instance: string }
+export interface RulesResult {
+  readonly installed: string; readonly staleRemoved: number; readonly afterReinstall: string; readonly afterClose: string;
+}
+export type ProbeRequest = SteerRequest | BypassRequest | RulesRequest;
+
+const PORT = 5555;
+
+function listing(): string {
+  return execFileSync('iptables', ['-t', 'mangle', '-S']).toString() + execFileSync('ip6tables', ['-t', 'mangle', '-S']).toString();
+}
+
+async function server(host: string): Promise<net.Server> {
+  const s = net.createServer((c) => { c.on('error', () => undefined); c.destroy(); });
+  s.listen(PORT, host);
+  await once(s, 'listening');
+  return s;
+}
+
+/** One connection; resolves with its client end, or undefined after an error or 3 s. */
+function connectOnce(host: string, localAddress?: string): Promise<{ saddr: string; sport: number; ms: number } | undefined> {
+  return new Promise((resolve) => {
+    const start = process.hrtime.bigint();
+    const c = net.connect(localAddress === undefined ? { host, port: PORT } : { host, port: PORT, localAddress });
+    const timer = setTimeout(() => { c.destroy(); resolve(undefined); }, 3000);
+    c.on('error', () => { clearTimeout(timer); resolve(undefined); });
+    c.on('connect', () => {
+      clearTimeout(timer);
+      resolve({ saddr: c.localAddress ?? '', sport: c.localPort ?? 0, ms: Number(process.hrtime.bigint() - start) / 1e6 });
+      c.destroy();
+    });
+  });
+}
+
+async function steer(req: SteerRequest): Promise<SteerResult> {
+  const rules = await SynRules.install({
+    instance: req.instance, workers: req.workers, queueBase: req.queueBase,
+    capture: [{ cidr: `${req.server}/${req.family === 4 ? 32 : 128}`, ports: { first: PORT, last: PORT } }],
+  });
+  const events: SynEvent[] = [];
+  const captures: SynCapture[] = [];
+  const srv = await server(req.server);
+  try {
+    for (let k = 0; k < req.workers; k++) captures.push(await SynCapture.start({ queueNum: req.queueBase + k, onSyn: (e) => events.push(e) }));
+    const connections: { saddr: string; sport: number }[] = [];
+    let failures = 0;
+    let next = 0;
+    const source = (n: number): string => (req.family === 4
+      ? `${req.sourcePrefix}${(n * 37) % 128}.${1 + ((n * 101) % 254)}`
+      : `${req.sourcePrefix}${((n * 7919) % 0xfffe + 1).toString(16)}:${(n + 1).toString(16)}`);
+    const lane = async (): Promise<void> => {
+      while (next < req.count) {
+        const r = await connectOnce(req.server, source(next++));
+        if (r === undefined) failures++;
+        else connections.push({ saddr: r.saddr, sport: r.sport });
+      }
+    };
+    await Promise.all(Array.from({ length: 8 }, lane));
+    for (let i = 0; i < 100 && events.length < connections.length; i++) await new Promise((r) => setTimeout(r, 20));
+    return { connections, events, failures };
+  } finally {
+    for (const c of captures) await c.stop();
+    srv.close();
+    await rules.close();
+  }
+}
+
+async function connectMany(host: string, count: number): Promise<{ ok: number; maxMs: number }> {
+  let ok = 0;
+  let maxMs = 0;
+  for (let i = 0; i < count; i++) {
+    const r = await connectOnce(host);
+    if (r !== undefined) { ok++; maxMs = Math.max(maxMs, r.ms); }
+  }
+  return { ok, maxMs };
+}
+
+async function bypass(req: BypassRequest): Promise<BypassResult> {
+  const rules = await SynRules.install({ instance: req.instance, workers: 1, queueBase: 30, capture: [{ cidr: `${req.server}/32` }] });
+  const srv = await server(req.server);
+  try {
+    const unbound = await connectMany(req.server, req.count);
+    let captured = 0;
+    const capture = await SynCapture.start({ queueNum: 30, onSyn: () => { captured++; } });
+    await connectMany(req.server, 3);
+    for (let i = 0; i < 50 && captured < 3; i++) await new Promise((r) => setTimeout(r, 20));
+    await capture.stop();
+    const afterStop = await connectMany(req.server, req.count);
+    return { unbound, afterStop, capturedWhileBound: captured };
+  } finally {
+    srv.close();
+    await rules.close();
+  }
+}
+
+async function rules(req: RulesRequest): Promise<RulesResult> {
+  const options = { instance: req.instance, workers: 2, queueBase: 40, capture: [{ cidr: '198.18.0.0/15', ports: { first: 80, last: 80 } }, { cidr: 'fd00:7473:e5::/64' }] };
+  // "Crash": the first install is never closed.
+  await SynRules.install(options);
+  const installed = listing();
+  const again = await SynRules.install(options);
+  const afterReinstall = listing();
+  await again.close();
+  return { installed, staleRemoved: again.staleRemoved, afterReinstall, afterClose: listing() };
+}
+
+const req = JSON.parse(process.argv[2] ?? '{}') as ProbeRequest;
+const result = req.mode === 'steer' ? await steer(req) : req.mode === 'bypass' ? await bypass(req) : await rules(req);
+process.stdout.write(`${JSON.stringify(result)}\n`);
