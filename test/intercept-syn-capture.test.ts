@@ -85,14 +85,16 @@ test('syn capture (root, netns): IPv4, 2 workers', { skip }, (t) => {
   checkSteering(t, 4, 2, 100);
 });
 
-test('syn capture (root, netns): with no reader bound, SYNs pass (--queue-bypass), before a reader and after it stops', { skip }, (t) => {
+test('syn capture (root, netns): with no reader bound, SYNs pass (--queue-bypass): before a reader, after it stops, after its thread is killed', { skip }, (t) => {
   const r = probe({ mode: 'bypass', instance: `tse${process.pid}`, server: SERVER4, count: 20 }) as BypassResult;
-  t.diagnostic(`unbound: ${r.unbound.ok}/20 (max ${r.unbound.maxMs.toFixed(2)} ms); after the reader stopped: ${r.afterStop.ok}/20 (max ${r.afterStop.maxMs.toFixed(2)} ms); captured while bound: ${r.capturedWhileBound}`);
+  t.diagnostic(`unbound: ${r.unbound.ok}/20 (max ${r.unbound.maxMs.toFixed(2)} ms); after the reader stopped: ${r.afterStop.ok}/20 (max ${r.afterStop.maxMs.toFixed(2)} ms); after the thread was killed: ${r.afterKill.ok}/20 (max ${r.afterKill.maxMs.toFixed(2)} ms); captured while bound: ${r.capturedWhileBound}`);
   assert.equal(r.unbound.ok, 20);
   assert.equal(r.afterStop.ok, 20);
+  assert.equal(r.afterKill.ok, 20);
   assert.equal(r.capturedWhileBound, 3, 'the rule was live: a bound reader saw the SYNs');
   // A dropped SYN would be retransmitted after 1 s.
   assert.ok(r.unbound.maxMs < 1000 && r.afterStop.maxMs < 1000, 'no SYN was held or dropped');
+  assert.ok(r.afterKill.maxMs < 1000, 'a killed reader holds no SYN: its socket was closed, the queue unbound');
 });
 
 test('syn capture (root, netns): rules live in our chains, stale ones are removed at the next install, close removes all', { skip }, (t) => {

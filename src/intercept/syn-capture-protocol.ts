@@ -5,7 +5,7 @@ export interface SynCaptureThreadData {
   readonly queueNum: number;
   readonly copyBytes: number;
   readonly maxLen: number;
-  /** [0]: set to 1 to stop the loop. */
+  /** [0]: set to 1 to stop the loop; [1]: the thread sets it to 1 once it has closed its queue socket. */
   readonly control: Int32Array;
   /** Indexed by C. */
   readonly counters: Float64Array;
@@ -25,6 +25,6 @@ export const C = {
 export const COUNTER_SLOTS = 4;
 
 export type ThreadMessage =
-  | { readonly type: 'ready' }
+  | { readonly type: 'ready'; readonly fd: number }
   | { readonly type: 'error'; readonly message: string; readonly code: string | undefined }
   | ({ readonly type: 'syn' } & SynEvent);

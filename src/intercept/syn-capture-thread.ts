@@ -35,7 +35,7 @@ function run(): void {
     post({ type: 'error', message: err instanceof Error ? err.message : String(err), code: codeOf(err) });
     return;
   }
-  post({ type: 'ready' });
+  post({ type: 'ready', fd: queue.fd });
   const onPacket = (p: QueuedPacket): void => {
     queue.accept(p.id);
     bump(C.packets);
@@ -56,6 +56,9 @@ function run(): void {
   } catch (err) {
     post({ type: 'error', message: err instanceof Error ? err.message : String(err), code: codeOf(err) });
   } finally {
+    // Flag first: if this thread is terminated in between, the socket leaks rather than
+    // the owner closing an fd number that may already belong to something else.
+    Atomics.store(data.control, 1, 1);
     queue.close();
   }
 }

@@ -8,11 +8,21 @@
  * SO_REUSEPORT listener will accept the connection. The owner can check that: an event
  * whose steer() is not its own index is a steering miss.
  *
- * If the thread dies, the kernel unbinds the queue and the rules' `--queue-bypass`
- * lets SYNs through: connections are made after accept, as without early SYN.
+ * If the thread dies, its queue socket must close, or the kernel would keep queueing SYNs
+ * to a socket nobody reads (holding each until the queue fills and fail-open starts).
+ * A thread that ends normally closes it; one that is terminated or crashes cannot (fds
+ * belong to the process, and a terminated thread runs no `finally`), so the owner closes
+ * the fd when the thread exits without having closed it. Then the kernel unbinds the
+ * queue and the rules' `--queue-bypass` lets SYNs through: connections are made after
+ * accept, as without early SYN. If the whole process dies, the kernel closes the socket.
+ *
+ * Own the captures where a thread outlives the workers (the supervisor): a worker that
+ * is a worker_thread takes its nested threads down with it when it dies, and then only
+ * this exit handler, run by the thread that created the capture, closes the socket.
  */
 import { Worker } from 'node:worker_threads';
 import { NfqueueError } from '../errors.js';
+import { close } from '../sys/fd.js';
 import type { FourTuple } from '../net/four-tuple.js';
 import { C, COUNTER_SLOTS, type SynCaptureThreadData, type ThreadMessage } from './syn-capture-protocol.js';
 
@@ -56,9 +66,10 @@ export interface SynCaptureStats {
 export class SynCapture {
   readonly queueNum: number;
   readonly #worker: Worker;
-  readonly #control = new Int32Array(new SharedArrayBuffer(4));
+  readonly #control = new Int32Array(new SharedArrayBuffer(8));
   readonly #counters = new Float64Array(new SharedArrayBuffer(8 * COUNTER_SLOTS));
   readonly #exited: Promise<void>;
+  #fd = -1;
   #stopped = false;
 
   private constructor(options: SynCaptureOptions) {
@@ -69,7 +80,24 @@ export class SynCapture {
     };
     // execArgv: []: the parent's flags (e.g. --input-type) may not apply to a worker file.
     this.#worker = new Worker(THREAD_URL, { workerData: data, name: `tcpsplit-syn-q${options.queueNum}`, execArgv: [] });
-    this.#exited = new Promise((resolve) => { this.#worker.once('exit', () => { resolve(); }); });
+    this.#exited = new Promise((resolve) => {
+      this.#worker.once('exit', () => {
+        this.#closeOrphanedSocket();
+        resolve();
+      });
+    });
+  }
+
+  /** The thread is gone: close its queue socket if it could not (see the file comment). */
+  #closeOrphanedSocket(): void {
+    if (this.#fd < 0 || Atomics.load(this.#control, 1) === 1) return;
+    const fd = this.#fd;
+    this.#fd = -1;
+    try {
+      close(fd);
+    } catch {
+      // already closed: nothing more to release
+    }
   }
 
   /** Starts the thread and resolves once its queue is bound; rejects with an NfqueueError otherwise. */
@@ -87,6 +115,7 @@ export class SynCapture {
           const { type: _type, ...event } = m;
           options.onSyn(event);
         } else if (m.type === 'ready') {
+          capture.#fd = m.fd;
           ready = true;
           clearTimeout(timer);
           resolve();
@@ -116,6 +145,16 @@ export class SynCapture {
   stats(): SynCaptureStats {
     const c = this.#counters;
     return { packets: c[C.packets] ?? 0, syns: c[C.syns] ?? 0, unparsed: c[C.unparsed] ?? 0, overruns: c[C.overruns] ?? 0 };
+  }
+
+  /**
+   * Terminates the thread as a crash would (no orderly close inside it); the exit handler
+   * then closes its socket. For tests of the fail-open path.
+   */
+  async kill(): Promise<void> {
+    this.#stopped = true;
+    await this.#worker.terminate();
+    await this.#exited;
   }
 
   /** Ends the loop (within ~50 ms), closes the queue (the kernel unbinds it) and waits for the thread. */

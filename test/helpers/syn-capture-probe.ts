@@ -4,8 +4,8 @@
  * line with what it saw. Modes:
  * - steer:  rules for N workers + N capture threads; `count` connections from varied
  *           source addresses; every connection's client end and every SYN event
- * - bypass: rules installed and no reader bound (never bound, then bound and stopped):
- *           do connections still open?
+ * - bypass: rules installed and no reader bound (never bound; bound and stopped; bound
+ *           and its thread terminated): do connections still open at once?
  * - rules:  install; install again as after a crash (stale removal); close; with a
  *           foreign chain that must survive
  */
@@ -32,7 +32,12 @@ export interface SteerResult {
   readonly failures: number;
 }
 export interface BypassRequest { readonly mode: 'bypass'; readonly instance: string; readonly server: string; readonly count: number }
-export interface BypassResult { readonly unbound: { ok: number; maxMs: number }; readonly afterStop: { ok: number; maxMs: number }; readonly capturedWhileBound: number }
+export interface BypassResult {
+  readonly unbound: { ok: number; maxMs: number };
+  readonly afterStop: { ok: number; maxMs: number };
+  readonly afterKill: { ok: number; maxMs: number };
+  readonly capturedWhileBound: number;
+}
 export interface RulesRequest { readonly mode: 'rules'; readonly instance: string }
 export interface RulesResult {
   readonly installed: string; readonly staleRemoved: number; readonly afterReinstall: string; readonly afterClose: string;
@@ -121,7 +126,11 @@ async function bypass(req: BypassRequest): Promise<BypassResult> {
     for (let i = 0; i < 50 && captured < 3; i++) await new Promise((r) => setTimeout(r, 20));
     await capture.stop();
     const afterStop = await connectMany(req.server, req.count);
-    return { unbound, afterStop, capturedWhileBound: captured };
+    // A reader that dies without closing anything: terminated mid-loop.
+    const doomed = await SynCapture.start({ queueNum: 30, onSyn: () => { captured++; } });
+    await doomed.kill();
+    const afterKill = await connectMany(req.server, req.count);
+    return { unbound, afterStop, afterKill, capturedWhileBound: captured };
   } finally {
     srv.close();
     await rules.close();
