@@ -12,7 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { steer } from '../src/net/steer.js';
 import { fourTupleKey } from '../src/net/four-tuple.js';
 import { needsRoot } from './helpers/lab.js';
-import type { BypassResult, ProbeRequest, RulesResult, SteerResult } from './helpers/syn-capture-probe.js';
+import type { BypassResult, PortResult, ProbeRequest, RulesResult, SteerResult } from './helpers/syn-capture-probe.js';
 
 const PROBE = fileURLToPath(new URL('./helpers/syn-capture-probe.js', import.meta.url));
 const NS = `tse-${process.pid}`;
@@ -111,4 +111,12 @@ test('syn capture (root, netns): rules live in our chains, stale ones are remove
   assert.equal(r.afterReinstall.split('\n').filter((l) => /-A PREROUTING .*-j TCPSPLIT-/.test(l)).length, 2, 'one jump per family');
   assert.deepEqual(ours(r.afterClose), []);
   assert.match(r.afterClose, /-A PREROUTING -j OTHER-keep/, 'a chain that is not ours is untouched');
+});
+
+test('syn capture (root, netns): events go straight to a MessagePort, and to a new one after retarget()', { skip }, (t) => {
+  const r = probe({ mode: 'port', instance: `tse${process.pid}`, server: SERVER4 }) as PortResult;
+  t.diagnostic(`before retarget: port A ${r.first.a}, port B ${r.first.b}; after: A ${r.second.a}, B ${r.second.b}`);
+  assert.deepEqual(r.first, { a: 10, b: 0 });
+  assert.deepEqual(r.second, { a: 10, b: 10 });
+  assert.equal(r.ports.length, 20, 'each event names a connection that was made');
 });

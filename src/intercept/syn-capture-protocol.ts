@@ -1,4 +1,5 @@
 /** What the SYN capture thread and its owner share: the thread's input, its messages, its counters. */
+import type { MessagePort } from 'node:worker_threads';
 import type { SynEvent } from './syn-capture.js';
 
 export interface SynCaptureThreadData {
@@ -9,6 +10,26 @@ export interface SynCaptureThreadData {
   readonly control: Int32Array;
   /** Indexed by C. */
   readonly counters: Float64Array;
+  /** The owner's commands (a new events port); read with receiveMessageOnPort between waits. */
+  readonly controlPort: MessagePort;
+  /** Where SYN events go; undefined: to the owner (parentPort). */
+  readonly eventsPort: MessagePort | undefined;
+}
+
+/** A command from the owner: deliver SYN events to `port` from now on. */
+export interface RetargetCommand {
+  readonly type: 'port';
+  readonly port: MessagePort;
+}
+
+/** A SYN event as posted by the thread (to the owner or to an events port). */
+export type SynMessage = { readonly type: 'syn' } & SynEvent;
+
+/** The SynEvent in a message received on an events port, or undefined for anything else. */
+export function synEventOf(message: unknown): SynEvent | undefined {
+  if (typeof message !== 'object' || message === null || (message as { type?: unknown }).type !== 'syn') return undefined;
+  const { type: _type, ...event } = message as SynMessage;
+  return event;
 }
 
 /** Counter slots. */
@@ -27,4 +48,4 @@ export const COUNTER_SLOTS = 4;
 export type ThreadMessage =
   | { readonly type: 'ready'; readonly fd: number }
   | { readonly type: 'error'; readonly message: string; readonly code: string | undefined }
-  | ({ readonly type: 'syn' } & SynEvent);
+  | SynMessage;

@@ -9,18 +9,33 @@
  * loop may be busy. The owner must therefore cope with an accept() that runs before the
  * event arrives (the pairing table's late-offer rule).
  */
-import { parentPort, workerData } from 'node:worker_threads';
+import { parentPort, receiveMessageOnPort, workerData, type MessagePort } from 'node:worker_threads';
 import { NfQueue, type QueuedPacket } from '../sys/nfqueue.js';
 import { isOpeningSyn, parseSynPacket } from './syn-packet.js';
-import { C, type SynCaptureThreadData, type ThreadMessage } from './syn-capture-protocol.js';
+import { C, type RetargetCommand, type SynCaptureThreadData, type ThreadMessage } from './syn-capture-protocol.js';
 
 const data = workerData as SynCaptureThreadData;
 const port = parentPort;
-/** Longest wait between checks of the stop flag. */
+/** Longest wait between checks of the stop flag and of the control port. */
 const WAIT_NS = 50e6;
+/** Under load the control port is read every this many wake-ups (it is always read when idle). */
+const CONTROL_EVERY = 64;
+let events: MessagePort | undefined = data.eventsPort;
 
 function post(message: ThreadMessage): void {
   port?.postMessage(message);
+}
+
+function postEvent(message: ThreadMessage): void {
+  (events ?? port)?.postMessage(message);
+}
+
+function readControl(): void {
+  for (let m = receiveMessageOnPort(data.controlPort); m !== undefined; m = receiveMessageOnPort(data.controlPort)) {
+    const command = m.message as RetargetCommand; // the only command there is
+    events?.close();
+    events = command.port;
+  }
 }
 
 function bump(index: number): void {
@@ -46,11 +61,17 @@ function run(): void {
       return;
     }
     bump(C.syns);
-    post({ type: 'syn', saddr: syn.saddr, sport: syn.sport, daddr: syn.daddr, dport: syn.dport, family: syn.family, isn: syn.isn, t, queueNum: p.queueNum });
+    postEvent({ type: 'syn', saddr: syn.saddr, sport: syn.sport, daddr: syn.daddr, dport: syn.dport, family: syn.family, isn: syn.isn, t, queueNum: p.queueNum });
   };
   try {
+    let wakeups = 0;
     while (Atomics.load(data.control, 0) === 0) {
-      if (queue.waitReadable(WAIT_NS)) queue.receive(onPacket);
+      if (queue.waitReadable(WAIT_NS)) {
+        queue.receive(onPacket);
+        if (++wakeups % CONTROL_EVERY === 0) readControl();
+      } else {
+        readControl();
+      }
       data.counters[C.overruns] = queue.overruns;
     }
   } catch (err) {

@@ -20,11 +20,13 @@
  * is a worker_thread takes its nested threads down with it when it dies, and then only
  * this exit handler, run by the thread that created the capture, closes the socket.
  */
-import { Worker } from 'node:worker_threads';
+import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
 import { NfqueueError } from '../errors.js';
 import { close } from '../sys/fd.js';
 import type { FourTuple } from '../net/four-tuple.js';
-import { C, COUNTER_SLOTS, type SynCaptureThreadData, type ThreadMessage } from './syn-capture-protocol.js';
+import { C, COUNTER_SLOTS, type RetargetCommand, type SynCaptureThreadData, type ThreadMessage } from './syn-capture-protocol.js';
+
+export { synEventOf, type SynMessage } from './syn-capture-protocol.js';
 
 const THREAD_URL = new URL('./syn-capture-thread.js', import.meta.url);
 const START_TIMEOUT_MS = 5000;
@@ -47,7 +49,14 @@ export interface SynEvent extends FourTuple {
 
 export interface SynCaptureOptions {
   readonly queueNum: number;
-  readonly onSyn: (event: SynEvent) => void;
+  /**
+   * Where events go: a callback on this thread, or a MessagePort (transferred to the
+   * capture thread, which posts SynMessages to it directly: read them with synEventOf()).
+   * A port lets the thread that owns the capture (a supervisor) be another than the one
+   * that pairs (a worker), without a hop through the owner's event loop.
+   */
+  readonly onSyn?: (event: SynEvent) => void;
+  readonly port?: MessagePort;
   /** The thread failed after it started (its queue is unbound, so SYNs now bypass). */
   readonly onError?: (err: Error) => void;
   /** Bytes copied per packet (default 128: IPv4 or IPv6 + TCP headers with options). */
@@ -69,20 +78,26 @@ export class SynCapture {
   readonly #control = new Int32Array(new SharedArrayBuffer(8));
   readonly #counters = new Float64Array(new SharedArrayBuffer(8 * COUNTER_SLOTS));
   readonly #exited: Promise<void>;
+  readonly #controlPort: MessagePort;
   #fd = -1;
   #stopped = false;
 
   private constructor(options: SynCaptureOptions) {
     this.queueNum = options.queueNum;
+    const control = new MessageChannel();
+    this.#controlPort = control.port1;
+    this.#controlPort.unref();
     const data: SynCaptureThreadData = {
       queueNum: options.queueNum, copyBytes: options.copyBytes ?? 128, maxLen: options.maxLen ?? 4096,
-      control: this.#control, counters: this.#counters,
+      control: this.#control, counters: this.#counters, controlPort: control.port2, eventsPort: options.port,
     };
+    const transferList = options.port === undefined ? [control.port2] : [control.port2, options.port];
     // execArgv: []: the parent's flags (e.g. --input-type) may not apply to a worker file.
-    this.#worker = new Worker(THREAD_URL, { workerData: data, name: `tcpsplit-syn-q${options.queueNum}`, execArgv: [] });
+    this.#worker = new Worker(THREAD_URL, { workerData: data, transferList, name: `tcpsplit-syn-q${options.queueNum}`, execArgv: [] });
     this.#exited = new Promise((resolve) => {
       this.#worker.once('exit', () => {
         this.#closeOrphanedSocket();
+        this.#controlPort.close();
         resolve();
       });
     });
@@ -102,6 +117,9 @@ export class SynCapture {
 
   /** Starts the thread and resolves once its queue is bound; rejects with an NfqueueError otherwise. */
   static async start(options: SynCaptureOptions): Promise<SynCapture> {
+    if ((options.onSyn === undefined) === (options.port === undefined)) {
+      throw new NfqueueError(`SYN capture on queue ${options.queueNum}: give exactly one of onSyn and port`);
+    }
     const capture = new SynCapture(options);
     const worker = capture.#worker;
     await new Promise<void>((resolve, reject) => {
@@ -113,7 +131,7 @@ export class SynCapture {
       worker.on('message', (m: ThreadMessage) => {
         if (m.type === 'syn') {
           const { type: _type, ...event } = m;
-          options.onSyn(event);
+          options.onSyn?.(event);
         } else if (m.type === 'ready') {
           capture.#fd = m.fd;
           ready = true;
@@ -140,6 +158,17 @@ export class SynCapture {
       });
     });
     return capture;
+  }
+
+  /**
+   * Sends SYN events to `port` from now on (a replacement worker's port). The thread
+   * switches within its wait period (50 ms when idle; every 64 wake-ups under load); events
+   * in between go to the old port, where nobody may read them, so they are lost: the
+   * connections fall back to connecting after accept.
+   */
+  retarget(port: MessagePort): void {
+    const command: RetargetCommand = { type: 'port', port };
+    this.#controlPort.postMessage(command, [port]);
   }
 
   stats(): SynCaptureStats {

@@ -6,13 +6,16 @@
  *           source addresses; every connection's client end and every SYN event
  * - bypass: rules installed and no reader bound (never bound; bound and stopped; bound
  *           and its thread terminated): do connections still open at once?
+ * - port:   events delivered to a MessagePort (as a worker would own), then retargeted
+ *           to another port (as for a replacement worker)
  * - rules:  install; install again as after a crash (stale removal); close; with a
  *           foreign chain that must survive
  */
 import { execFileSync } from 'node:child_process';
 import { once } from 'node:events';
 import net from 'node:net';
-import { SynCapture, type SynEvent } from '../../src/intercept/syn-capture.js';
+import { MessageChannel } from 'node:worker_threads';
+import { SynCapture, synEventOf, type SynEvent } from '../../src/intercept/syn-capture.js';
 import { SynRules } from '../../src/intercept/syn-rules.js';
 
 export interface SteerRequest {
@@ -42,7 +45,9 @@ export interface RulesRequest { readonly mode: 'rules'; readonly instance: strin
 export interface RulesResult {
   readonly installed: string; readonly staleRemoved: number; readonly afterReinstall: string; readonly afterClose: string;
 }
-export type ProbeRequest = SteerRequest | BypassRequest | RulesRequest;
+export interface PortRequest { readonly mode: 'port'; readonly instance: string; readonly server: string }
+export interface PortResult { readonly first: { a: number; b: number }; readonly second: { a: number; b: number }; readonly ports: number[] }
+export type ProbeRequest = SteerRequest | BypassRequest | RulesRequest | PortRequest;
 
 const PORT = 5555;
 
@@ -137,6 +142,38 @@ async function bypass(req: BypassRequest): Promise<BypassResult> {
   }
 }
 
+async function ports(req: PortRequest): Promise<PortResult> {
+  const rules = await SynRules.install({ instance: req.instance, workers: 1, queueBase: 50, capture: [{ cidr: `${req.server}/32` }] });
+  const srv = await server(req.server);
+  const a = new MessageChannel();
+  const b = new MessageChannel();
+  const onA: SynEvent[] = [];
+  const onB: SynEvent[] = [];
+  a.port1.on('message', (m) => { const e = synEventOf(m); if (e !== undefined) onA.push(e); });
+  b.port1.on('message', (m) => { const e = synEventOf(m); if (e !== undefined) onB.push(e); });
+  const capture = await SynCapture.start({ queueNum: 50, port: a.port2 });
+  const settle = async (n: number): Promise<void> => {
+    for (let i = 0; i < 50 && onA.length + onB.length < n; i++) await new Promise((r) => setTimeout(r, 20));
+  };
+  try {
+    const portsSeen: number[] = [];
+    for (let i = 0; i < 10; i++) portsSeen.push((await connectOnce(req.server))?.sport ?? -1);
+    await settle(10);
+    const first = { a: onA.length, b: onB.length };
+    capture.retarget(b.port2);
+    await new Promise((r) => setTimeout(r, 200)); // the idle thread reads its control port every 50 ms
+    for (let i = 0; i < 10; i++) portsSeen.push((await connectOnce(req.server))?.sport ?? -1);
+    await settle(20);
+    return { first, second: { a: onA.length, b: onB.length }, ports: [...onA, ...onB].map((e) => e.sport).filter((p) => portsSeen.includes(p)) };
+  } finally {
+    await capture.stop();
+    a.port1.close();
+    b.port1.close();
+    srv.close();
+    await rules.close();
+  }
+}
+
 async function rules(req: RulesRequest): Promise<RulesResult> {
   const options = { instance: req.instance, workers: 2, queueBase: 40, capture: [{ cidr: '198.18.0.0/15', ports: { first: 80, last: 80 } }, { cidr: 'fd00:7473:e5::/64' }] };
   // "Crash": the first install is never closed.
@@ -149,5 +186,8 @@ async function rules(req: RulesRequest): Promise<RulesResult> {
 }
 
 const req = JSON.parse(process.argv[2] ?? '{}') as ProbeRequest;
-const result = req.mode === 'steer' ? await steer(req) : req.mode === 'bypass' ? await bypass(req) : await rules(req);
+const result = req.mode === 'steer' ? await steer(req)
+  : req.mode === 'bypass' ? await bypass(req)
+    : req.mode === 'port' ? await ports(req)
+      : await rules(req);
 process.stdout.write(`${JSON.stringify(result)}\n`);
