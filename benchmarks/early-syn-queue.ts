@@ -10,6 +10,7 @@
  * - bypass:         the rule installed, no reader bound (--queue-bypass lets SYNs through)
  * - reader thread:  the rule + SynCapture (a worker_thread with a synchronous ppoll loop,
  *                   ACCEPT verdict at once, then the event posted to the main thread)
+ * - reader thread, SCHED_FIFO: the same with `realtime: true`
  *
  * Two measures per connect, both reported as median / p90 / p99 in microseconds:
  * - handshake: tcpi_rtt read from the client socket right after connect(): the kernel's
@@ -30,7 +31,7 @@ import { SynRules } from '../src/intercept/syn-rules.js';
 import { socketFd } from '../src/sys/tcp-socket.js';
 import { tcpRtt } from '../src/sys/tcp-info.js';
 
-const ROWS = ['no rule', 'bypass', 'reader thread'] as const;
+const ROWS = ['no rule', 'bypass', 'reader thread', 'reader thread, SCHED_FIFO'] as const;
 type Row = (typeof ROWS)[number];
 const QUEUE = 42;
 
@@ -88,7 +89,8 @@ async function inner(args: Args): Promise<void> {
     for (const row of order) {
       const rules = row === 'no rule' ? undefined
         : await SynRules.install({ instance: 'bench', workers: 1, queueBase: QUEUE, capture: [{ cidr: '127.0.0.1/32', ports: { first: port, last: port } }] });
-      const capture = row === 'reader thread' ? await SynCapture.start({ queueNum: QUEUE, onSyn: () => { captured++; } }) : undefined;
+      const capture = row === 'no rule' || row === 'bypass' ? undefined
+        : await SynCapture.start({ queueNum: QUEUE, realtime: row !== 'reader thread', onSyn: () => { captured++; } });
       try {
         for (let i = 0; i < 10; i++) await connectOnce(port); // warm-up
         const into = samples.get(row) ?? [];

@@ -6,6 +6,8 @@ export interface SynCaptureThreadData {
   readonly queueNum: number;
   readonly copyBytes: number;
   readonly maxLen: number;
+  /** Run the loop in SCHED_FIFO (needs CAP_SYS_NICE; silently normal without it). */
+  readonly realtime: boolean;
   /** [0]: set to 1 to stop the loop; [1]: the thread sets it to 1 once it has closed its queue socket. */
   readonly control: Int32Array;
   /** Indexed by C. */

@@ -11,6 +11,7 @@
  */
 import { parentPort, receiveMessageOnPort, workerData, type MessagePort } from 'node:worker_threads';
 import { NfQueue, type QueuedPacket } from '../sys/nfqueue.js';
+import { setThreadRealtime } from '../sys/thread.js';
 import { isOpeningSyn, parseSynPacket } from './syn-packet.js';
 import { C, type RetargetCommand, type SynCaptureThreadData, type ThreadMessage } from './syn-capture-protocol.js';
 
@@ -49,6 +50,13 @@ function run(): void {
   } catch (err) {
     post({ type: 'error', message: err instanceof Error ? err.message : String(err), code: codeOf(err) });
     return;
+  }
+  if (data.realtime) {
+    try {
+      setThreadRealtime(1);
+    } catch {
+      // without CAP_SYS_NICE the loop runs at normal priority
+    }
   }
   post({ type: 'ready', fd: queue.fd });
   const onPacket = (p: QueuedPacket): void => {

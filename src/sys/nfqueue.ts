@@ -248,6 +248,8 @@ export class NfQueue {
   readonly fd: number;
   /** Times the socket overflowed (ENOBUFS): packets the kernel accepted without showing them to us. */
   overruns = 0;
+  /** Packets that arrived while open() configured the queue: accepted at once, not passed to receive(). */
+  unreported = 0;
   readonly #buf = Buffer.alloc(256 * 1024);
   readonly #verdict: Buffer;
   readonly #poll: PollSet;
@@ -378,7 +380,14 @@ export class NfQueue {
       this.waitReadable(left);
       const n = this.#recv();
       if (n === 0) continue;
-      const ack = parseQueueMessages(this.#buf, n).acks.find((a) => a.seq === seq);
+      const parsed = parseQueueMessages(this.#buf, n);
+      // Once BIND is acknowledged the kernel queues packets to us, possibly before the
+      // PARAMS answer: each must get its verdict now, or it would be held for good.
+      for (const p of parsed.packets) {
+        this.accept(p.id);
+        this.unreported++;
+      }
+      const ack = parsed.acks.find((a) => a.seq === seq);
       if (ack === undefined) continue;
       if (ack.error === 0) return;
       const cause = sysCallError(`nfnetlink_queue ${what} (queue ${this.queueNum})`, -ack.error);
