@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { PairingTable, type DropReason, type OfferOutcome, type SynOffer } from '../src/intercept/pairing-table.js';
 import type { FourTuple } from '../src/net/four-tuple.js';
+import { monotonicMs } from '../src/intercept/clock.js';
 
 interface Leg { readonly id: number; closed?: DropReason }
 
@@ -166,7 +167,7 @@ test('pairing: close() closes every waiting leg once', () => {
 test('pairing: the sweep timer closes expired legs on its own, and stops when the table is empty', async () => {
   const closed: number[] = [];
   const table = new PairingTable<number>({ timeoutMs: 40, sweepIntervalMs: 10, onDrop: (l) => closed.push(l) });
-  table.offer({ ...T, isn: 1, t: Number(process.hrtime.bigint()) / 1e6 }, () => 42);
+  table.offer({ ...T, isn: 1, t: monotonicMs() }, () => 42);
   for (let i = 0; i < 100 && closed.length === 0; i++) await new Promise((r) => setTimeout(r, 10));
   assert.deepEqual(closed, [42]);
   assert.equal(table.size, 0);

@@ -41,6 +41,7 @@
  * injectable for tests. Pure TypeScript: no sockets, no kernel calls.
  */
 import { canonicalAddress, fourTupleKey, sourceKey, type FourTuple } from '../net/four-tuple.js';
+import { monotonicMs } from './clock.js';
 
 /** A captured SYN, as the capture thread reports it (SynEvent fits). */
 export interface SynOffer extends FourTuple {
@@ -106,10 +107,6 @@ interface Entry<L> {
 interface Tombstone {
   readonly at: number;
   readonly isn: number | undefined;
-}
-
-function monotonicMs(): number {
-  return Number(process.hrtime.bigint()) / 1e6;
 }
 
 function positiveInt(name: string, value: number): number {

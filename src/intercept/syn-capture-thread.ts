@@ -12,6 +12,7 @@
 import { parentPort, receiveMessageOnPort, workerData, type MessagePort } from 'node:worker_threads';
 import { NfQueue, type QueuedPacket } from '../sys/nfqueue.js';
 import { setThreadRealtime } from '../sys/thread.js';
+import { monotonicMs } from './clock.js';
 import { isOpeningSyn, parseSynPacket } from './syn-packet.js';
 import { C, type RetargetCommand, type SynCaptureThreadData, type ThreadMessage } from './syn-capture-protocol.js';
 
@@ -62,7 +63,7 @@ function run(): void {
   const onPacket = (p: QueuedPacket): void => {
     queue.accept(p.id);
     bump(C.packets);
-    const t = Number(process.hrtime.bigint()) / 1e6;
+    const t = monotonicMs();
     const syn = parseSynPacket(p.payload);
     if (syn === undefined || !isOpeningSyn(syn)) {
       bump(C.unparsed);

@@ -32,10 +32,7 @@ const THREAD_URL = new URL('./syn-capture-thread.js', import.meta.url);
 const START_TIMEOUT_MS = 5000;
 const STOP_TIMEOUT_MS = 2000;
 
-/** CLOCK_MONOTONIC in milliseconds: the same clock on every thread of the process (SynEvent.t uses it). */
-export function monotonicMs(): number {
-  return Number(process.hrtime.bigint()) / 1e6;
-}
+export { monotonicMs } from './clock.js';
 
 export interface SynEvent extends FourTuple {
   readonly family: 4 | 6;

@@ -9,6 +9,7 @@
  * either (src/intercept/syn-steer-bpf.ts), so it is never queued and falls back.
  */
 import type { FourTuple } from '../net/four-tuple.js';
+import { formatIp } from '../net/ip-address.js';
 
 export interface SynPacket extends FourTuple {
   readonly family: 4 | 6;
@@ -23,26 +24,10 @@ const TCP_MIN = 20;
 export const TCP_SYN = 0x02;
 export const TCP_ACK = 0x10;
 
-function ipv4Text(b: Buffer, at: number): string {
-  return `${b[at] ?? 0}.${b[at + 1] ?? 0}.${b[at + 2] ?? 0}.${b[at + 3] ?? 0}`;
-}
-
-/** RFC 5952 text (lowercase, longest zero run compressed), as Node prints remoteAddress. */
-function ipv6Text(b: Buffer, at: number): string {
-  const groups: number[] = [];
-  for (let i = 0; i < 8; i++) groups.push(b.readUInt16BE(at + i * 2));
-  let bestStart = -1;
-  let bestLen = 1;
-  for (let i = 0; i < 8;) {
-    if (groups[i] !== 0) { i++; continue; }
-    let j = i;
-    while (j < 8 && groups[j] === 0) j++;
-    if (j - i > bestLen) { bestStart = i; bestLen = j - i; }
-    i = j;
-  }
-  const hex = groups.map((g) => g.toString(16));
-  if (bestStart === -1) return hex.join(':');
-  return `${hex.slice(0, bestStart).join(':')}::${hex.slice(bestStart + bestLen).join(':')}`;
+/** IPv4 text, or RFC 5952 IPv6 text as Node prints remoteAddress (through formatIp). */
+function addressText(family: 4 | 6, b: Buffer, at: number): string {
+  const value = family === 4 ? BigInt(b.readUInt32BE(at)) : (b.readBigUInt64BE(at) << 64n) | b.readBigUInt64BE(at + 8);
+  return formatIp({ family, value });
 }
 
 /** The SYN in `packet` (an IP packet from its network header), or undefined if it is not a parsable TCP packet. */
@@ -59,14 +44,14 @@ export function parseSynPacket(packet: Buffer): SynPacket | undefined {
     if (packet[9] !== IPPROTO_TCP) return undefined;
     if ((packet.readUInt16BE(6) & 0x1fff) !== 0) return undefined; // a later fragment has no TCP header
     family = 4;
-    saddr = ipv4Text(packet, 12);
-    daddr = ipv4Text(packet, 16);
+    saddr = addressText(4, packet, 12);
+    daddr = addressText(4, packet, 16);
     tcpAt = ihl;
   } else if (version === 6) {
     if (packet.length < 40 + TCP_MIN || packet[6] !== IPPROTO_TCP) return undefined;
     family = 6;
-    saddr = ipv6Text(packet, 8);
-    daddr = ipv6Text(packet, 24);
+    saddr = addressText(6, packet, 8);
+    daddr = addressText(6, packet, 24);
     tcpAt = 40;
   } else {
     return undefined;
