@@ -76,6 +76,21 @@ test('pairing: a reused 4-tuple (new ISN) drops the old leg as superseded and ne
   assert.equal(c.isn, 2);
 });
 
+test('pairing: a claim with the accepted socket\'s ISN (TCP_SAVED_SYN) takes only the leg of that SYN', () => {
+  const h = harness();
+  h.offer({ ...T, isn: 5 });
+  assert.equal(h.table.claim(T, 5)?.leg.id, 0, 'same ISN: paired');
+  h.advance(10);
+  h.offer({ ...T, isn: 6 });
+  // The accepted connection came from a later SYN the capture missed (ISN 7): the entry is another attempt's.
+  assert.equal(h.table.claim(T, 7), undefined);
+  assert.deepEqual(h.dropped.map((d) => [d.leg.id, d.reason]), [[1, 'mismatch']]);
+  assert.equal(h.table.counters.isnMismatch, 1);
+  assert.equal(h.table.size, 0);
+  h.advance(1);
+  assert.equal(h.offer({ ...T, isn: 7, t: h.now() - 5 }), 'late', 'the accepted SYN\'s own event, arriving late, opens nothing');
+});
+
 test('pairing: an entry expires after the timeout: its leg is closed, and a claim after it misses', () => {
   const h = harness({ timeoutMs: 3000 });
   h.offer({ ...T, isn: 1 });
@@ -182,14 +197,14 @@ test('pairing: options are validated', () => {
 
 /**
  * Model check: random SYNs (few tuples, few ISNs, retransmissions, reuse), accepts and
- * clock steps. Invariants: caps hold at every step; every opened leg ends exactly once
+ * clock steps; accepts with or without the accepted socket's ISN. Invariants: caps hold at every step; every opened leg ends exactly once
  * (claimed or dropped, after close()); a claim returns only the leg of the latest
  * admitted SYN of its tuple, younger than the timeout; a tuple's SYN never has two legs.
  */
 test('pairing: model check of caps, single ownership and freshness (fast-check)', () => {
   const arbOp = fc.oneof(
     fc.record({ kind: fc.constant('syn' as const), tuple: fc.nat(5), src: fc.nat(2), isn: fc.nat(2) }),
-    fc.record({ kind: fc.constant('accept' as const), tuple: fc.nat(5), src: fc.nat(2) }),
+    fc.record({ kind: fc.constant('accept' as const), tuple: fc.nat(5), src: fc.nat(2), isn: fc.option(fc.nat(2), { nil: undefined }) }),
     fc.record({ kind: fc.constant('tick' as const), ms: fc.integer({ min: 0, max: 1500 }) }),
     fc.constant({ kind: 'sweep' as const }),
   );
@@ -210,8 +225,9 @@ test('pairing: model check of caps, single ownership and freshness (fast-check)'
         if (outcome === 'opened') latest.set(JSON.stringify(tuple), { id: before, isn: op.isn, at: h.now() });
       } else {
         const tuple = tupleOf(op.tuple, op.src);
-        const c = h.table.claim(tuple);
+        const c = h.table.claim(tuple, op.isn);
         if (c !== undefined) {
+          if (op.isn !== undefined) assert.equal(c.isn, op.isn, 'with an ISN, only the leg of that SYN');
           assert.ok(!claimed.has(c.leg.id), 'a leg is claimed once');
           assert.equal(c.leg.closed, undefined, 'a claimed leg was not closed');
           const l = latest.get(JSON.stringify(tuple));

@@ -71,13 +71,20 @@ function checkSteering(t: test.TestContext, family: 4 | 6, workers: number, coun
     assert.equal(e.queueNum - queueBase, steer({ address: c.saddr, port: c.sport }, workers), `${c.saddr}:${c.sport} on steer()'s queue`);
   }
   assert.ok(perQueue.every((n) => n > 0), 'every queue got SYNs');
+  // The accepted socket's saved SYN is the captured one: same ISN (what a claim can check).
+  assert.equal(r.accepted.length, count);
+  for (const a of r.accepted) {
+    const e = byTuple.get(fourTupleKey({ saddr: a.saddr, sport: a.sport, daddr: server, dport: 5555 }));
+    assert.ok(a.isn !== undefined, 'the listener saved the SYN');
+    assert.equal(a.isn, e?.isn, `${a.saddr}:${a.sport}: the accepted socket's SYN has the captured ISN`);
+  }
 }
 
-test('syn capture (root, netns): IPv4, 3 workers: 200 SYNs, each on the queue steer() names, with its 4-tuple', { skip }, (t) => {
+test('syn capture (root, netns): IPv4, 3 workers: 200 SYNs, each on the queue steer() names, with its 4-tuple and the ISN the accepted socket saved', { skip }, (t) => {
   checkSteering(t, 4, 3, 200);
 });
 
-test('syn capture (root, netns): IPv6, 3 workers: 200 SYNs, each on the queue steer() names, with its 4-tuple', { skip }, (t) => {
+test('syn capture (root, netns): IPv6, 3 workers: 200 SYNs, each on the queue steer() names, with its 4-tuple and the ISN the accepted socket saved', { skip }, (t) => {
   checkSteering(t, 6, 3, 200);
 });
 

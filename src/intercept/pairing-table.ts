@@ -30,12 +30,14 @@
  *   connection already accepted and opens nothing ('late'). A genuinely new connection on
  *   the tuple has a SYN captured after the claim and a new ISN, and is admitted.
  *
- * What cannot be checked: the accepted socket's ISN. Linux exposes the peer's initial
- * sequence number to userspace only in TCP_REPAIR mode, so the claim relies on the
- * 4-tuple and on the table holding only the latest SYN per tuple. A SYN the capture missed
- * (queue overflow under fail-open, a worker restarting) leaves at most a live entry of an
- * earlier attempt on the same tuple, which goes to the same destination (the tuple
- * includes it) and expires within timeoutMs.
+ * **The accepted socket's ISN.** A listener with TCP_SAVE_SYN (src/sys/saved-syn.ts)
+ * keeps each connection's SYN, so accept() can read the ISN of the very SYN that made
+ * the socket. claim(tuple, isn) then hands out a leg only if it was opened for that ISN;
+ * an entry of another SYN on the tuple (an earlier attempt whose newer SYN the capture
+ * missed: queue overflow under fail-open, a worker restarting) is dropped ('mismatch'),
+ * counted, and the connection falls back. Without the ISN (no saved SYN: a listener
+ * without the option, or a connection completed by a SYN cookie, which keeps no SYN)
+ * the claim relies on the 4-tuple and on the table holding only the latest SYN per tuple.
  *
  * Time is CLOCK_MONOTONIC in milliseconds (monotonicMs(), the clock SynEvent.t uses),
  * injectable for tests. Pure TypeScript: no sockets, no kernel calls.
@@ -52,7 +54,7 @@ export interface SynOffer extends FourTuple {
 }
 
 export type OfferOutcome = 'opened' | 'retransmit' | 'late' | 'full' | 'source-cap' | 'open-failed';
-export type DropReason = 'expired' | 'superseded' | 'closed';
+export type DropReason = 'expired' | 'superseded' | 'mismatch' | 'closed';
 
 export interface Claimed<L> {
   readonly leg: L;
@@ -92,6 +94,8 @@ export interface PairingCounters {
   expired: number;
   claimed: number;
   missed: number;
+  /** Claims whose accepted socket's ISN was not the entry's: the entry was dropped. */
+  isnMismatch: number;
 }
 
 interface Entry<L> {
@@ -120,7 +124,7 @@ export class PairingTable<L> {
   readonly maxPerSource: number;
   readonly counters: PairingCounters = {
     offered: 0, opened: 0, retransmits: 0, late: 0, full: 0, sourceCapped: 0, openFailed: 0,
-    superseded: 0, expired: 0, claimed: 0, missed: 0,
+    superseded: 0, expired: 0, claimed: 0, missed: 0, isnMismatch: 0,
   };
   readonly #entries = new Map<string, Entry<L>>();
   readonly #perSource = new Map<string, number>();
@@ -207,23 +211,32 @@ export class PairingTable<L> {
 
   /**
    * accept() returned a socket for `tuple`: its early leg, or undefined (no SYN was
-   * captured for it, it was not admitted, or it expired), in which case the caller
-   * connects after accept. Either way the tuple is tombstoned against late offers.
+   * captured for it, it was not admitted, it expired, or it was opened for another SYN),
+   * in which case the caller connects after accept. `isn`, when known (the saved SYN's
+   * sequence number), must be the entry's. Either way the tuple is tombstoned against
+   * late offers.
    */
-  claim(tuple: FourTuple): Claimed<L> | undefined {
+  claim(tuple: FourTuple, isn?: number): Claimed<L> | undefined {
     const now = this.#now();
     const key = fourTupleKey(tuple);
-    const entry = this.#entries.get(key);
-    if (entry !== undefined && now - entry.at >= this.timeoutMs) this.#drop(key, entry, 'expired');
-    const live = entry !== undefined && now - entry.at < this.timeoutMs ? entry : undefined;
-    this.#tombstone(key, { at: now, isn: live?.isn });
-    if (live === undefined) {
+    let entry = this.#entries.get(key);
+    if (entry !== undefined && now - entry.at >= this.timeoutMs) {
+      this.#drop(key, entry, 'expired');
+      entry = undefined;
+    }
+    if (entry !== undefined && isn !== undefined && entry.isn !== isn) {
+      this.counters.isnMismatch++;
+      this.#drop(key, entry, 'mismatch');
+      entry = undefined;
+    }
+    this.#tombstone(key, { at: now, isn: isn ?? entry?.isn });
+    if (entry === undefined) {
       this.counters.missed++;
       return undefined;
     }
-    this.#remove(key, live);
+    this.#remove(key, entry);
     this.counters.claimed++;
-    return { leg: live.leg, isn: live.isn, synAt: live.synAt, waitedMs: now - live.at };
+    return { leg: entry.leg, isn: entry.isn, synAt: entry.synAt, waitedMs: now - entry.at };
   }
 
   /** Drops expired entries (closing their legs) and old tombstones. The timer calls it; tests may too. */

@@ -18,6 +18,7 @@
  *             steers each connection to the listener steer() (src/net/steer.ts) names
  * - nfqueue.ts NfQueue: an NFQUEUE reader over nfnetlink_queue (bind, copy, ACCEPT verdicts)
  * - tcp-info.ts TCP_INFO's RTT (a client's handshake RTT right after connect)
+ * - saved-syn.ts TCP_SAVE_SYN / TCP_SAVED_SYN: the SYN that made an accepted socket (its ISN)
  *
  * Everything here is synchronous and blocks the calling thread: call it from a
  * worker_thread when it may wait (ppoll), or with non-blocking fds.
@@ -42,3 +43,4 @@ export {
 export { ReuseportGroup, socketCookie, steeringProgram } from './reuseport-steering.js';
 export { NfQueue, NF_ACCEPT, NF_DROP, type NfQueueOptions, type QueuedPacket } from './nfqueue.js';
 export { tcpRtt, type TcpRtt } from './tcp-info.js';
+export { enableSaveSyn, takeSavedSyn } from './saved-syn.js';

@@ -17,6 +17,9 @@ import net from 'node:net';
 import { MessageChannel } from 'node:worker_threads';
 import { SynCapture, synEventOf, type SynEvent } from '../../src/intercept/syn-capture.js';
 import { SynRules } from '../../src/intercept/syn-rules.js';
+import { parseSynPacket } from '../../src/intercept/syn-packet.js';
+import { enableSaveSyn, takeSavedSyn } from '../../src/sys/saved-syn.js';
+import { socketFd } from '../../src/sys/tcp-socket.js';
 
 export interface SteerRequest {
   readonly mode: 'steer';
@@ -31,6 +34,8 @@ export interface SteerRequest {
 }
 export interface SteerResult {
   readonly connections: { saddr: string; sport: number }[];
+  /** The accepted sockets' remote ends and the ISN of their saved SYN (TCP_SAVED_SYN). */
+  readonly accepted: { saddr: string; sport: number; isn: number | undefined }[];
   readonly events: SynEvent[];
   readonly failures: number;
 }
@@ -55,8 +60,12 @@ function listing(): string {
   return execFileSync('iptables', ['-t', 'mangle', '-S']).toString() + execFileSync('ip6tables', ['-t', 'mangle', '-S']).toString();
 }
 
-async function server(host: string): Promise<net.Server> {
-  const s = net.createServer((c) => { c.on('error', () => undefined); c.destroy(); });
+async function server(host: string, onAccept?: (c: net.Socket) => void): Promise<net.Server> {
+  const s = net.createServer((c) => {
+    c.on('error', () => undefined);
+    onAccept?.(c);
+    c.destroy();
+  });
   s.listen(PORT, host);
   await once(s, 'listening');
   return s;
@@ -84,7 +93,14 @@ async function steer(req: SteerRequest): Promise<SteerResult> {
   });
   const events: SynEvent[] = [];
   const captures: SynCapture[] = [];
-  const srv = await server(req.server);
+  const accepted: SteerResult['accepted'] = [];
+  const srv = await server(req.server, (c) => {
+    const fd = socketFd(c);
+    const syn = fd === undefined ? undefined : takeSavedSyn(fd);
+    accepted.push({ saddr: c.remoteAddress ?? '', sport: c.remotePort ?? 0, isn: syn === undefined ? undefined : parseSynPacket(syn)?.isn });
+  });
+  const listenerFd = (srv as unknown as { _handle?: { fd?: number } })._handle?.fd;
+  if (listenerFd !== undefined) enableSaveSyn(listenerFd);
   try {
     for (let k = 0; k < req.workers; k++) captures.push(await SynCapture.start({ queueNum: req.queueBase + k, onSyn: (e) => events.push(e) }));
     const connections: { saddr: string; sport: number }[] = [];
@@ -102,7 +118,7 @@ async function steer(req: SteerRequest): Promise<SteerResult> {
     };
     await Promise.all(Array.from({ length: 8 }, lane));
     for (let i = 0; i < 100 && events.length < connections.length; i++) await new Promise((r) => setTimeout(r, 20));
-    return { connections, events, failures };
+    return { connections, accepted, events, failures };
   } finally {
     for (const c of captures) await c.stop();
     srv.close();
