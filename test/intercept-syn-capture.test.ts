@@ -12,7 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { steer } from '../src/net/steer.js';
 import { fourTupleKey } from '../src/net/four-tuple.js';
 import { needsRoot } from './helpers/lab.js';
-import type { BypassResult, PortResult, ProbeRequest, RulesResult, SteerResult } from './helpers/syn-capture-probe.js';
+import type { BypassResult, FailOpenResult, PortResult, ProbeRequest, RulesResult, SteerResult } from './helpers/syn-capture-probe.js';
 
 const PROBE = fileURLToPath(new URL('./helpers/syn-capture-probe.js', import.meta.url));
 const NS = `tse-${process.pid}`;
@@ -126,4 +126,13 @@ test('syn capture (root, netns): events go straight to a MessagePort, and to a n
   assert.deepEqual(r.first, { a: 10, b: 0 });
   assert.deepEqual(r.second, { a: 10, b: 10 });
   assert.equal(r.ports.length, 20, 'each event names a connection that was made');
+});
+
+test('syn capture (root, netns): a reader that stops reading holds at most its queue length of SYNs; the rest pass (fail-open)', { skip }, (t) => {
+  const r = probe({ mode: 'fail-open', instance: `tse${process.pid}`, server: SERVER4, count: 60, maxLen: 8 }) as FailOpenResult;
+  t.diagnostic(`60 concurrent connects, queue length 8, nobody reading: ${r.ok} connected, ${r.within100ms} within 100 ms`);
+  // The 8 held SYNs stay held; their clients connect on the retransmission (after 1 s), which
+  // finds the queue full and passes. Every other SYN passes at once.
+  assert.equal(r.ok, 60, 'every client connected');
+  assert.ok(r.within100ms >= 60 - 8, 'all but the queue length connected at once');
 });

@@ -8,6 +8,7 @@
  *           and its thread terminated): do connections still open at once?
  * - port:   events delivered to a MessagePort (as a worker would own), then retargeted
  *           to another port (as for a replacement worker)
+ * - fail-open: a reader that never reads; past its queue length, SYNs are accepted unseen
  * - rules:  install; install again as after a crash (stale removal); close; with a
  *           foreign chain that must survive
  */
@@ -20,6 +21,7 @@ import { SynRules } from '../../src/intercept/syn-rules.js';
 import { parseSynPacket } from '../../src/intercept/syn-packet.js';
 import { enableSaveSyn, takeSavedSyn } from '../../src/sys/saved-syn.js';
 import { socketFd } from '../../src/sys/tcp-socket.js';
+import { NfQueue } from '../../src/sys/nfqueue.js';
 
 export interface SteerRequest {
   readonly mode: 'steer';
@@ -50,9 +52,11 @@ export interface RulesRequest { readonly mode: 'rules'; readonly instance: strin
 export interface RulesResult {
   readonly installed: string; readonly staleRemoved: number; readonly afterReinstall: string; readonly afterClose: string;
 }
+export interface FailOpenRequest { readonly mode: 'fail-open'; readonly instance: string; readonly server: string; readonly count: number; readonly maxLen: number }
+export interface FailOpenResult { readonly ok: number; readonly within100ms: number }
 export interface PortRequest { readonly mode: 'port'; readonly instance: string; readonly server: string }
 export interface PortResult { readonly first: { a: number; b: number }; readonly second: { a: number; b: number }; readonly ports: number[] }
-export type ProbeRequest = SteerRequest | BypassRequest | RulesRequest | PortRequest;
+export type ProbeRequest = SteerRequest | BypassRequest | RulesRequest | PortRequest | FailOpenRequest;
 
 const PORT = 5555;
 
@@ -158,6 +162,22 @@ async function bypass(req: BypassRequest): Promise<BypassResult> {
   }
 }
 
+/** A reader that binds its queue and never reads it: once `maxLen` SYNs wait, fail-open accepts the rest. */
+async function failOpen(req: FailOpenRequest): Promise<FailOpenResult> {
+  const rules = await SynRules.install({ instance: req.instance, workers: 1, queueBase: 60, capture: [{ cidr: `${req.server}/32` }] });
+  const srv = await server(req.server);
+  const stuck = NfQueue.open({ queueNum: 60, maxLen: req.maxLen });
+  try {
+    const results = await Promise.all(Array.from({ length: req.count }, () => connectOnce(req.server)));
+    const done = results.filter((r) => r !== undefined);
+    return { ok: done.length, within100ms: done.filter((r) => r.ms < 100).length };
+  } finally {
+    stuck.close();
+    srv.close();
+    await rules.close();
+  }
+}
+
 async function ports(req: PortRequest): Promise<PortResult> {
   const rules = await SynRules.install({ instance: req.instance, workers: 1, queueBase: 50, capture: [{ cidr: `${req.server}/32` }] });
   const srv = await server(req.server);
@@ -205,5 +225,6 @@ const req = JSON.parse(process.argv[2] ?? '{}') as ProbeRequest;
 const result = req.mode === 'steer' ? await steer(req)
   : req.mode === 'bypass' ? await bypass(req)
     : req.mode === 'port' ? await ports(req)
-      : await rules(req);
+      : req.mode === 'fail-open' ? await failOpen(req)
+        : await rules(req);
 process.stdout.write(`${JSON.stringify(result)}\n`);
