@@ -1,9 +1,10 @@
 /**
  * The SYN capture loop, on a worker_thread of its own: wait on the NFQUEUE socket, give
  * every queued packet its ACCEPT verdict at once, then post the SYN's 4-tuple to the
- * owning thread. The wait is a blocking ppoll() on this thread: measured on the brief's
- * probe, a synchronous loop adds 80-120 us to a SYN against 270-290 us for koffi's async
- * calls on the main loop, and blocking is only acceptable off the event loop.
+ * owning thread. The wait is a blocking ppoll() on this thread: the issue's probe measured
+ * 80-120 us added to a SYN for a synchronous loop against 270-290 us for koffi's async
+ * calls on the main loop, and blocking is only acceptable off the event loop. This loop
+ * adds about 50 us at the median (benchmarks/early-syn-queue.ts, docs/early-syn.md).
  *
  * The verdict comes before the post: the SYN is never held for the owner, whose event
  * loop may be busy. The owner must therefore cope with an accept() that runs before the
