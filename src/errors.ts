@@ -82,6 +82,10 @@ export class SysCallError extends TcpsplitError {
 export const FfiUnavailableError = define('FfiUnavailableError', 'TCPSPLIT_ERR_FFI_UNAVAILABLE');
 export const SocketOptionsError = define('SocketOptionsError', 'TCPSPLIT_ERR_SOCKET_OPTIONS');
 export const BpfLoadError = define('BpfLoadError', 'TCPSPLIT_ERR_BPF_LOAD');
+export const NfqueueError = define('NfqueueError', 'TCPSPLIT_ERR_NFQUEUE');
+
+// ---- early SYN (src/intercept) -----------------------------------------------
+export const SynRulesError = define('SynRulesError', 'TCPSPLIT_ERR_SYN_RULES');
 
 // ---- lab -------------------------------------------------------------------
 export const LabError = define('LabError', 'TCPSPLIT_ERR_LAB');
@@ -99,7 +103,8 @@ export const ALL_ERRORS = [
   HeaderTruncatedError,
   PolicyDeniedError, ResolveError, ConnectTimeoutError, ConnectError, PeerResetError, LegError, IdleTimeoutError,
   DrainTimeoutError, ListenError, OverloadError, PendingEvictedError, FdLimitError, UnpairedError,
-  SysCallError, FfiUnavailableError, SocketOptionsError, BpfLoadError,
+  SysCallError, FfiUnavailableError, SocketOptionsError, BpfLoadError, NfqueueError,
+  SynRulesError,
   LabError, LabConfigError, LabToolMissingError, LabNotRootError, LabBusyError, LabNotUpError,
 ] as const;
 
