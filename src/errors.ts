@@ -83,6 +83,12 @@ export const SocketOptionsError = define('SocketOptionsError', 'TCPSPLIT_ERR_SOC
 export const BpfLoadError = define('BpfLoadError', 'TCPSPLIT_ERR_BPF_LOAD');
 
 // ---- lab -------------------------------------------------------------------
+// ---- transparent interception (src/intercept, docs/intercept.md) -----------
+export const InterceptError = define('InterceptError', 'TCPSPLIT_ERR_INTERCEPT');
+export const InterceptPermissionError = define('InterceptPermissionError', 'TCPSPLIT_ERR_INTERCEPT_PERMISSION');
+export const OriginalDestinationError = define('OriginalDestinationError', 'TCPSPLIT_ERR_ORIGINAL_DST');
+
+// ---- lab -------------------------------------------------------------------
 export const LabError = define('LabError', 'TCPSPLIT_ERR_LAB');
 export const LabConfigError = define('LabConfigError', 'TCPSPLIT_ERR_LAB_CONFIG');
 export const LabToolMissingError = define('LabToolMissingError', 'TCPSPLIT_ERR_LAB_TOOL_MISSING');
@@ -99,6 +105,7 @@ export const ALL_ERRORS = [
   PolicyDeniedError, ResolveError, ConnectTimeoutError, ConnectError, PeerResetError, LegError, IdleTimeoutError,
   DrainTimeoutError, ListenError, OverloadError, PendingEvictedError, FdLimitError,
   SysCallError, FfiUnavailableError, SocketOptionsError, BpfLoadError,
+  InterceptError, InterceptPermissionError, OriginalDestinationError,
   LabError, LabConfigError, LabToolMissingError, LabNotRootError, LabBusyError, LabNotUpError,
 ] as const;
 
