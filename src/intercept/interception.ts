@@ -66,6 +66,18 @@ function withVerb(args: readonly string[], verb: string): string[] {
   return args.map((a) => (a === '%' ? verb : a));
 }
 
+/**
+ * Throws InterceptPermissionError unless the process has CAP_NET_ADMIN. Called before
+ * anything is bound, so a relay that cannot intercept fails at once and cleanly (an
+ * `nft` EPERM later says the same, for a /proc that could not tell).
+ */
+export function requireNetAdmin(): void {
+  if (hasEffectiveCapability(CAP_NET_ADMIN) === false) {
+    throw new InterceptPermissionError('--intercept needs CAP_NET_ADMIN (nftables rules, policy routes, transparent sockets), '
+      + 'and this process does not have it: run the relay as root, or grant it (systemd AmbientCapabilities=CAP_NET_ADMIN)');
+  }
+}
+
 export class Interception {
   readonly #config: InterceptConfig;
   readonly #port: number;
@@ -90,10 +102,7 @@ export class Interception {
    * on an error nothing of this instance is left behind.
    */
   static async install(config: InterceptConfig, port: number, logger: Logger): Promise<Interception> {
-    if (hasEffectiveCapability(CAP_NET_ADMIN) === false) {
-      throw new InterceptPermissionError('--intercept needs CAP_NET_ADMIN (nftables rules, policy routes, transparent sockets), '
-        + 'and this process does not have it: run the relay as root, or grant it (systemd AmbientCapabilities=CAP_NET_ADMIN)');
-    }
+    requireNetAdmin();
     const icpt = new Interception(config, port, logger);
     await icpt.#removeStale();
     try {

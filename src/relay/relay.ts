@@ -22,7 +22,7 @@ import { prepareSocketCalls, resetSocket } from '../sys/index.js';
 import { PendingAdmission, type EvictionReason, type PendingLimits } from './admission.js';
 import { FDS_PER_CONNECTION, planFdBudget } from './fd-budget.js';
 import { RateLimitedLog } from '../observe/rate-limited-log.js';
-import { Interception } from '../intercept/interception.js';
+import { Interception, requireNetAdmin } from '../intercept/interception.js';
 import { interceptTarget, interceptSocketOptions } from '../intercept/intercept-target.js';
 
 /**
@@ -113,6 +113,7 @@ export class Relay {
       options.logger.warn({ event: 'ffi', code: FfiUnavailableError.code },
         'socket options through koffi are unavailable: a reset right behind data may pass as a clean end, and a killed relay closes legs with FIN');
     }
+    if (config.intercept !== undefined) requireNetAdmin();
     // Before listening: once a listener is open, connections arrive.
     const listeners = config.forwards.length + (config.accept === undefined ? 0 : 1) + (config.metrics === undefined ? 0 : 1)
       + (config.intercept === undefined ? 0 : 1);
