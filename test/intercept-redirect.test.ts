@@ -49,6 +49,14 @@ test('lab (root, netns): intercept redirect: curl to the server address is split
   const rsLine = await relays.rs.waitFor((l) => l.msg === 'connection closed' && l['kind'] === 'accept');
   assert.equal(rsLine['target'], `${lab.address('server', 'path')}:80`);
 
+  // The intercept port itself, reached directly (rc's own address is never diverted):
+  // conntrack's original destination is then rc's own address, which the built-in
+  // policy refuses (ENOENT, without a conntrack entry): a reset, never a loop.
+  const direct = await lab.exec('client', 'curl', ['-sS', '-o', '/dev/null', '--max-time', '10', `http://${lab.address('rc', 'client')}:7080/`]);
+  assert.notEqual(direct.code, 0);
+  const refused = await relays.rc.waitFor((l) => l.msg === 'connection failed' && l['kind'] === 'intercept');
+  assert.ok(['TCPSPLIT_ERR_POLICY_DENIED', 'TCPSPLIT_ERR_ORIGINAL_DST'].includes(String(refused['outcome'])), String(refused['outcome']));
+
   await relays.stop();
   assert.equal(await ruleset(lab, 'rc'), before.rc, 'rc: after a clean exit the ruleset is as before');
   assert.equal(await ruleset(lab, 'rs'), before.rs, 'rs: after a clean exit the ruleset is as before');
