@@ -20,3 +20,23 @@ export function interceptTarget(socket: Socket, mode: InterceptMode): Endpoint {
 export function interceptSocketOptions(config: InterceptConfig): SocketOptions {
   return config.mode === 'tproxy' ? { transparent: true, v6Only: false } : { v6Only: false };
 }
+
+/**
+ * The intercept listener's target source: known at the SYN (from the kernel, before any
+ * byte). The target is the client's own choice, not this relay's config, so the address
+ * policy applies to it as to a peer's (`requestedByPeer`).
+ */
+export class InterceptTargetSource {
+  readonly kind = 'intercept';
+  readonly knownAtSyn = true;
+  readonly #mode: InterceptMode;
+
+  constructor(mode: InterceptMode) {
+    this.#mode = mode;
+  }
+
+  /** Throws OriginalDestinationError when the kernel cannot say. */
+  targetOf(socket: Socket): { readonly target: Endpoint; readonly requestedByPeer: boolean } {
+    return { target: interceptTarget(socket, this.#mode), requestedByPeer: true };
+  }
+}
