@@ -61,6 +61,7 @@ export const ListenError = define('ListenError', 'TCPSPLIT_ERR_LISTEN');
 export const OverloadError = define('OverloadError', 'TCPSPLIT_ERR_OVERLOAD');
 export const PendingEvictedError = define('PendingEvictedError', 'TCPSPLIT_ERR_PENDING_EVICTED');
 export const FdLimitError = define('FdLimitError', 'TCPSPLIT_ERR_FD_LIMIT');
+export const UnpairedError = define('UnpairedError', 'TCPSPLIT_ERR_UNPAIRED');
 
 // ---- kernel calls (src/sys) -----------------------------------------------
 export interface SysCallErrorOptions extends ErrorOptions {
@@ -103,7 +104,7 @@ export const ALL_ERRORS = [
   HeaderAuthError, HeaderStaleError, HeaderReplayError, ReplayCacheFullError, HeaderTimeoutError,
   HeaderTruncatedError,
   PolicyDeniedError, ResolveError, ConnectTimeoutError, ConnectError, PeerResetError, LegError, IdleTimeoutError,
-  DrainTimeoutError, ListenError, OverloadError, PendingEvictedError, FdLimitError,
+  DrainTimeoutError, ListenError, OverloadError, PendingEvictedError, FdLimitError, UnpairedError,
   SysCallError, FfiUnavailableError, SocketOptionsError, BpfLoadError,
   InterceptError, InterceptPermissionError, OriginalDestinationError,
   LabError, LabConfigError, LabToolMissingError, LabNotRootError, LabBusyError, LabNotUpError,

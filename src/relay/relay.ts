@@ -10,9 +10,9 @@ import { describeChanges, diffConfigs, RESTART_ONLY } from '../config/config-dif
 import { HeaderAuth } from '../protocol/header-auth.js';
 import { ReplayGuard } from '../protocol/replay-guard.js';
 import { Router } from './router.js';
-import { SplitConnection, type ConnectionKind, type ConnectionRecord } from './split-connection.js';
-import { openDirect, openToPeer, writePreamble } from './next-leg.js';
-import { acceptHeader } from './accept-header.js';
+import { SplitConnection, clientOf, type ConnectionKind, type ConnectionRecord } from './split-connection.js';
+import { DialingLegFactory, openNextLeg, type LegFactory, type NextLeg } from './leg-factory.js';
+import { ForwardTargetSource, HeaderTargetSource, type Destination } from './target-source.js';
 import {
   ConfigError, DrainTimeoutError, FdLimitError, FfiUnavailableError, errorCode, InsecureAcceptError, OverloadError, PeerResetError,
   PendingEvictedError, RestartRequiredError,
@@ -36,13 +36,16 @@ interface RelayState {
   readonly config: RelayConfig;
   readonly router: Router;
   readonly policy: AddressPolicy;
-  readonly auth: HeaderAuth | undefined;
-  /** Forward targets by listener key. */
-  readonly forwards: ReadonlyMap<string, Endpoint>;
+  /** Forward listeners' targets, by listener key. */
+  readonly forwards: ReadonlyMap<string, ForwardTargetSource>;
+  /** The peer listener's target source (a key is required with --accept). */
+  readonly headers: HeaderTargetSource | undefined;
+  readonly legs: LegFactory;
 }
 
-function deriveState(config: RelayConfig): RelayState {
+function deriveState(config: RelayConfig, replay: ReplayGuard): RelayState {
   const key = config.key ?? (config.insecure ? INSECURE_KEY : undefined);
+  const auth = key === undefined ? undefined : new HeaderAuth(key);
   if (config.accept !== undefined && key === undefined) {
     throw new InsecureAcceptError('--accept needs a pre-shared key (--key-file); use --insecure only in a lab');
   }
@@ -50,8 +53,9 @@ function deriveState(config: RelayConfig): RelayState {
     config,
     router: new Router(config),
     policy: new AddressPolicy({ allow: config.allow, deny: config.deny }),
-    auth: key === undefined ? undefined : new HeaderAuth(key),
-    forwards: new Map(config.forwards.map((f, i) => [forwardKey(f.listen, i), f.target])),
+    forwards: new Map(config.forwards.map((f, i) => [forwardKey(f.listen, i), new ForwardTargetSource(f.target)])),
+    headers: auth === undefined ? undefined : new HeaderTargetSource({ auth, replay, headerTimeoutMs: config.headerTimeoutMs }),
+    legs: new DialingLegFactory({ keepaliveMs: config.keepaliveMs, auth }),
   };
 }
 
@@ -100,8 +104,8 @@ export class Relay {
   private constructor(config: RelayConfig, options: RelayOptions, fdConnections: number) {
     this.#logger = options.logger;
     this.#listeners = new ListenerSet(options.logger);
-    this.#state = deriveState(config);
     this.#replay = new ReplayGuard({ maxClockSkewMs: config.maxClockSkewMs });
+    this.#state = deriveState(config, this.#replay);
     this.#fdConnections = fdConnections;
     this.#rejectLog = new RateLimitedLog(options.logger);
     this.#pending = new PendingAdmission(this.#onEvict);
@@ -195,7 +199,7 @@ export class Relay {
         throw new RestartRequiredError(`--${restart.map((c) => `${c.option} ${c.change}`).join(', --')}: takes effect only at a restart; `
           + 'nothing was reloaded (restart the relay, or put it back to reload the rest)');
       }
-      const next = deriveState(config);
+      const next = deriveState(config, this.#replay);
       // Like the listeners: the new metrics listener is bound before the old one closes.
       const metricsMoved = changes.some((c) => c.option === 'metrics');
       if (metricsMoved && config.metrics !== undefined) {
@@ -314,13 +318,13 @@ export class Relay {
     return { maxPending: Math.max(1, Math.floor(this.#connectionLimit(config) / 4)), maxPendingPerSource: config.maxPendingPerSource };
   }
 
-  #newConnection(kind: ConnectionKind, socket: Socket): SplitConnection | undefined {
-    const { config } = this.#state;
+  #newConnection(kind: ConnectionKind, socket: Socket, state: RelayState, target: Endpoint | undefined): SplitConnection | undefined {
+    const { config } = state;
     if (this.#closing || this.#connections.size >= this.#connectionLimit(config)) {
       // A reset (SO_LINGER 0), never a clean FIN: a refused client must not mistake
       // this for an empty, complete response.
       socket.on('error', noop);
-      const client = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}`;
+      const client = clientOf(socket);
       resetSocket(socket);
       if (!this.#closing) {
         this.metrics.overload(1);
@@ -329,7 +333,15 @@ export class Relay {
       }
       return undefined;
     }
-    const conn = new SplitConnection(this.#nextId++, kind, socket, config, this.#onConnectionClosed);
+    const timeouts = {
+      connectTimeoutMs: config.connectTimeoutMs,
+      idleTimeoutMs: config.idleTimeoutMs,
+      // A backstop only: the header and connect timeouts bound the wait for the next leg.
+      pairTimeoutMs: (kind === 'accept' ? config.headerTimeoutMs : 0) + 2 * config.connectTimeoutMs + PAIR_MARGIN_MS,
+    };
+    const conn = SplitConnection.accepted(socket, {
+      id: this.#nextId++, kind, timeouts, onClose: this.#onConnectionClosed, ...(target === undefined ? {} : { target }),
+    });
     this.#connections.add(conn);
     this.metrics.accepted(1, labelsFor('listener', kind));
     // At debug, a line when a connection starts too (the record comes at close).
@@ -359,11 +371,15 @@ export class Relay {
 
   #forwardServer(key: string): Server {
     return createServer({ allowHalfOpen: true, noDelay: true }, (socket) => {
-      const conn = this.#newConnection('forward', socket);
-      if (conn === undefined) return;
       const state = this.#state;
-      conn.target = state.forwards.get(key);
-      this.#openNextLeg(conn, state, undefined);
+      const destination = state.forwards.get(key)?.targetOf();
+      const conn = this.#newConnection('forward', socket, state, destination?.target);
+      if (conn === undefined) return;
+      if (destination === undefined) {
+        conn.fail(new ConfigError('this listener was removed from the config'));
+        return;
+      }
+      this.#openNextLeg(conn, state, destination);
     });
   }
 
@@ -395,82 +411,41 @@ export class Relay {
 
   #acceptServer(): Server {
     return createServer({ allowHalfOpen: true, noDelay: true }, (socket) => {
-      const conn = this.#newConnection('accept', socket);
-      if (conn === undefined) return;
       const state = this.#state;
+      const conn = this.#newConnection('accept', socket, state, undefined);
+      if (conn === undefined) return;
       // Pending until its header verifies (src/relay/admission.ts); may evict older ones.
       this.#pending.admit(conn, socket.remoteAddress, this.#pendingLimits(state.config));
       socket.once('close', () => { this.#pending.release(conn); });
-      const { auth } = state;
-      if (auth === undefined) return; // deriveState guarantees a key with --accept
+      const { headers } = state;
+      if (headers === undefined) return; // deriveState guarantees a key with --accept
       if (state.config.keepaliveMs > 0) socket.setKeepAlive(true, state.config.keepaliveMs);
-      acceptHeader(socket, auth, this.#replay, state.config.headerTimeoutMs, (err, header) => {
+      headers.targetOf(socket).then((destination) => {
         this.#pending.release(conn);
-        if (err !== undefined) {
-          if (!(err instanceof PeerResetError)) this.metrics.headerRejects(1, labelsFor('code', errorCode(err)));
-          conn.fail(err);
-          return;
-        }
-        if (header === undefined) return;
-        conn.target = header.target;
-        conn.headerBytes = header.length;
-        this.#openNextLeg(conn, state, state.policy, header.nonce);
+        conn.setTarget(destination.target);
+        this.#openNextLeg(conn, state, destination);
+      }, (err: unknown) => {
+        this.#pending.release(conn);
+        const error = asError(err);
+        if (!(error instanceof PeerResetError)) this.metrics.headerRejects(1, labelsFor('code', errorCode(error)));
+        conn.fail(error);
       });
     });
   }
 
-  /**
-   * Routes the connection's target and opens the next leg. `policy` is set for
-   * peer-requested targets. `nonce` is the incoming header's: a relay passes it on to the
-   * next relay, so a routing loop brings it back to a relay that has seen it and is cut
-   * there as a replay, instead of multiplying connections until descriptors run out.
-   */
-  #openNextLeg(conn: SplitConnection, state: RelayState, policy: AddressPolicy | undefined, nonce?: Buffer): void {
-    const target = conn.target;
-    if (target === undefined) {
-      conn.fail(new ConfigError('this listener was removed from the config'));
-      return;
-    }
-    const onDenied = (): void => { this.metrics.policyDenied(1); };
-    const open = (route: Awaited<ReturnType<Router['route']>>): void => {
-      if (conn.failed) return;
-      let upstream: Socket;
-      try {
-        if (route.kind === 'peer') {
-          conn.via = route.peer.name;
-          upstream = openToPeer(route.peer, state.config);
-        } else {
-          conn.via = 'direct';
-          upstream = openDirect(target, policy, onDenied);
-        }
-      } catch (err) {
-        conn.fail(err as Error);
-        return;
-      }
-      try {
-        this.metrics.nextLeg(1, labelsFor('kind', route.kind));
-        const auth = route.kind === 'peer' ? state.auth : undefined;
-        conn.attachUpstream(upstream, (c) => {
-          writePreamble(upstream, target, auth, c.downstream.read() as Buffer | null, nonce);
-        });
-      } catch (err) {
-        // The connection's failure may not reach a leg it never attached: close it here.
-        upstream.on('error', noop);
-        upstream.destroy();
-        throw err;
-      }
-    };
-    try {
-      const route = state.router.route(target, state.config.connectTimeoutMs);
-      // The catch covers open() too: a throw there would otherwise be an unhandled
-      // rejection, and the crash handler would reset every open connection for one.
-      if (route instanceof Promise) route.then(open).catch((err: unknown) => { conn.fail(asError(err)); });
-      else open(route);
-    } catch (err) {
-      conn.fail(err as Error);
-    }
+  #openNextLeg(conn: SplitConnection, state: RelayState, destination: Destination): void {
+    openNextLeg(conn, destination, {
+      router: state.router, legs: state.legs, policy: state.policy, connectTimeoutMs: state.config.connectTimeoutMs,
+      onDenied: this.#onPolicyDenied, onOpened: this.#onLegOpened,
+    });
   }
+
+  readonly #onPolicyDenied = (): void => { this.metrics.policyDenied(1); };
+  readonly #onLegOpened = (leg: NextLeg): void => { this.metrics.nextLeg(1, labelsFor('kind', leg.route)); };
 }
+
+/** How much later than the header and connect timeouts the pairing backstop fires. */
+const PAIR_MARGIN_MS = 1000;
 
 const UP = labelsFor('direction', 'up');
 const DOWN = labelsFor('direction', 'down');
