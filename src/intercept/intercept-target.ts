@@ -6,6 +6,7 @@
 import type { Socket } from 'node:net';
 import type { Endpoint } from '../config/relay-config.js';
 import { redirectedDestination, transparentDestination, type SocketOptions } from '../sys/index.js';
+import type { Destination, TargetSource } from '../relay/target-source.js';
 import type { InterceptConfig, InterceptMode } from './intercept-spec.js';
 
 export function interceptTarget(socket: Socket, mode: InterceptMode): Endpoint {
@@ -26,7 +27,7 @@ export function interceptSocketOptions(config: InterceptConfig): SocketOptions {
  * byte). The target is the client's own choice, not this relay's config, so the address
  * policy applies to it as to a peer's (`requestedByPeer`).
  */
-export class InterceptTargetSource {
+export class InterceptTargetSource implements TargetSource {
   readonly kind = 'intercept';
   readonly knownAtSyn = true;
   readonly #mode: InterceptMode;
@@ -36,7 +37,7 @@ export class InterceptTargetSource {
   }
 
   /** Throws OriginalDestinationError when the kernel cannot say. */
-  targetOf(socket: Socket): { readonly target: Endpoint; readonly requestedByPeer: boolean } {
+  targetOf(socket: Socket): Destination {
     return { target: interceptTarget(socket, this.#mode), requestedByPeer: true };
   }
 }

@@ -23,7 +23,7 @@ import { PendingAdmission, type EvictionReason, type PendingLimits } from './adm
 import { FDS_PER_CONNECTION, planFdBudget } from './fd-budget.js';
 import { RateLimitedLog } from '../observe/rate-limited-log.js';
 import { Interception, requireNetAdmin } from '../intercept/interception.js';
-import { interceptTarget, interceptSocketOptions } from '../intercept/intercept-target.js';
+import { InterceptTargetSource, interceptSocketOptions } from '../intercept/intercept-target.js';
 
 /**
  * With --insecure and no key, relays still speak the same framed protocol, signed with
@@ -40,6 +40,8 @@ interface RelayState {
   readonly forwards: ReadonlyMap<string, ForwardTargetSource>;
   /** The peer listener's target source (a key is required with --accept). */
   readonly headers: HeaderTargetSource | undefined;
+  /** The intercept listener's target source (--intercept). */
+  readonly intercept: InterceptTargetSource | undefined;
   readonly legs: LegFactory;
 }
 
@@ -55,6 +57,7 @@ function deriveState(config: RelayConfig, replay: ReplayGuard): RelayState {
     policy: new AddressPolicy({ allow: config.allow, deny: config.deny }),
     forwards: new Map(config.forwards.map((f, i) => [forwardKey(f.listen, i), new ForwardTargetSource(f.target)])),
     headers: auth === undefined ? undefined : new HeaderTargetSource({ auth, replay, headerTimeoutMs: config.headerTimeoutMs }),
+    intercept: config.intercept === undefined ? undefined : new InterceptTargetSource(config.intercept.mode),
     legs: new DialingLegFactory({ keepaliveMs: config.keepaliveMs, auth }),
   };
 }
@@ -391,21 +394,21 @@ export class Relay {
    */
   #interceptServer(): Server {
     return createServer({ allowHalfOpen: true, noDelay: true }, (socket) => {
-      const conn = this.#newConnection('intercept', socket);
-      if (conn === undefined) return;
       const state = this.#state;
-      const intercept = state.config.intercept;
-      if (intercept === undefined) {
-        conn.fail(new ConfigError('--intercept was removed from the config'));
-        return;
-      }
+      let destination: Destination | undefined;
+      let error: Error | undefined;
       try {
-        conn.target = interceptTarget(socket, intercept.mode);
+        destination = state.intercept?.targetOf(socket);
       } catch (err) {
-        conn.fail(asError(err));
+        error = asError(err);
+      }
+      const conn = this.#newConnection('intercept', socket, state, destination?.target);
+      if (conn === undefined) return;
+      if (destination === undefined) {
+        conn.fail(error ?? new ConfigError('--intercept was removed from the config'));
         return;
       }
-      this.#openNextLeg(conn, state, state.policy);
+      this.#openNextLeg(conn, state, destination);
     });
   }
 
