@@ -53,7 +53,7 @@ interface Leg extends Socket {
  */
 export const CLOSE_GRACE_MS = 2000;
 
-export type ConnectionKind = 'forward' | 'accept';
+export type ConnectionKind = 'forward' | 'accept' | 'intercept';
 
 export interface ConnectionRecord {
   readonly id: number;
