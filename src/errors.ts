@@ -62,6 +62,7 @@ export const OverloadError = define('OverloadError', 'TCPSPLIT_ERR_OVERLOAD');
 export const PendingEvictedError = define('PendingEvictedError', 'TCPSPLIT_ERR_PENDING_EVICTED');
 export const FdLimitError = define('FdLimitError', 'TCPSPLIT_ERR_FD_LIMIT');
 export const WorkerExitError = define('WorkerExitError', 'TCPSPLIT_ERR_WORKER_EXIT');
+export const UnpairedError = define('UnpairedError', 'TCPSPLIT_ERR_UNPAIRED');
 
 // ---- kernel calls (src/sys) -----------------------------------------------
 export interface SysCallErrorOptions extends ErrorOptions {
@@ -82,6 +83,16 @@ export class SysCallError extends TcpsplitError {
 export const FfiUnavailableError = define('FfiUnavailableError', 'TCPSPLIT_ERR_FFI_UNAVAILABLE');
 export const SocketOptionsError = define('SocketOptionsError', 'TCPSPLIT_ERR_SOCKET_OPTIONS');
 export const BpfLoadError = define('BpfLoadError', 'TCPSPLIT_ERR_BPF_LOAD');
+export const NfqueueError = define('NfqueueError', 'TCPSPLIT_ERR_NFQUEUE');
+
+// ---- early SYN (src/intercept) -----------------------------------------------
+export const SynRulesError = define('SynRulesError', 'TCPSPLIT_ERR_SYN_RULES');
+
+// ---- lab -------------------------------------------------------------------
+// ---- transparent interception (src/intercept, docs/intercept.md) -----------
+export const InterceptError = define('InterceptError', 'TCPSPLIT_ERR_INTERCEPT');
+export const InterceptPermissionError = define('InterceptPermissionError', 'TCPSPLIT_ERR_INTERCEPT_PERMISSION');
+export const OriginalDestinationError = define('OriginalDestinationError', 'TCPSPLIT_ERR_ORIGINAL_DST');
 
 // ---- lab -------------------------------------------------------------------
 export const LabError = define('LabError', 'TCPSPLIT_ERR_LAB');
@@ -98,8 +109,10 @@ export const ALL_ERRORS = [
   HeaderAuthError, HeaderStaleError, HeaderReplayError, ReplayCacheFullError, HeaderTimeoutError,
   HeaderTruncatedError,
   PolicyDeniedError, ResolveError, ConnectTimeoutError, ConnectError, PeerResetError, LegError, IdleTimeoutError,
-  DrainTimeoutError, ListenError, OverloadError, PendingEvictedError, FdLimitError, WorkerExitError,
-  SysCallError, FfiUnavailableError, SocketOptionsError, BpfLoadError,
+  DrainTimeoutError, ListenError, OverloadError, PendingEvictedError, FdLimitError, WorkerExitError, UnpairedError,
+  SysCallError, FfiUnavailableError, SocketOptionsError, BpfLoadError, NfqueueError,
+  SynRulesError,
+  InterceptError, InterceptPermissionError, OriginalDestinationError,
   LabError, LabConfigError, LabToolMissingError, LabNotRootError, LabBusyError, LabNotUpError,
 ] as const;
 

@@ -159,13 +159,13 @@ void test('relay leak: a leg that never closes (resetAndDestroy during a pending
         const front = createServer({ allowHalfOpen: true }, (down) => {
           const failedAt = Date.now();
           let resetError;
-          const conn = new SplitConnection(1, 'forward', down, { connectTimeoutMs: 5000, idleTimeoutMs: 60000 }, (_c, record) => {
+          const conn = SplitConnection.accepted(down, { id: 1, kind: 'forward', timeouts: { connectTimeoutMs: 5000, idleTimeoutMs: 60000 }, onClose: (_c, record) => {
             process.stdout.write(JSON.stringify({ record, resetError, afterMs: Date.now() - failedAt, graceMs: CLOSE_GRACE_MS }));
             process.exit(0);
-          });
+          } });
           const up = connect({ port: origin.address().port, host: '127.0.0.1', allowHalfOpen: true });
           up.on('error', (err) => { if (err.syscall === 'reset') resetError = err.code; });
-          conn.attachUpstream(up, () => { up.end(); up.resetAndDestroy(); });
+          conn.attachUpstream(up, 'direct', () => { up.end(); up.resetAndDestroy(); });
         });
         front.listen(0, '127.0.0.1', () => { connect({ port: front.address().port, host: '127.0.0.1' }).on('error', () => {}); });
       });`;

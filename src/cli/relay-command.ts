@@ -36,13 +36,13 @@ export async function runRelayCommand(argv: string[]): Promise<number> {
   const backlogWarning = somaxconnWarning(config.backlog);
   if (backlogWarning !== undefined) logger.warn({ event: 'config-warning', backlog: config.backlog }, backlogWarning);
   const relay = await Supervisor.start(config, { logger });
-  const { forward, accept, metrics } = relay.addresses();
-  logger.info({ event: 'ready', forward, accept, metrics, workers: relay.workers }, 'relay ready');
+  const { forward, accept, intercept, metrics } = relay.addresses();
+  logger.info({ event: 'ready', forward, accept, intercept, metrics, workers: relay.workers }, 'relay ready');
   logger.flush();
   onStatus = () => {
     void relay.status().then(({ open, answered }) => {
       const now = relay.addresses();
-      logger.info({ event: 'status', open, workers: relay.workers, answered, forward: now.forward, accept: now.accept, metrics: now.metrics,
+      logger.info({ event: 'status', open, workers: relay.workers, answered, forward: now.forward, accept: now.accept, intercept: now.intercept, metrics: now.metrics,
         logLevel: logger.level }, 'status (SIGUSR1)');
       logger.flush();
     });

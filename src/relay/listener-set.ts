@@ -4,34 +4,57 @@ import type { Endpoint } from '../config/relay-config.js';
 import { serverAddress } from '../observe/metrics-server.js';
 import { ListenError } from '../errors.js';
 import { formatEndpoint } from '../config/load-config.js';
+import { createListenerFd, listenOnFd, type SocketOptions } from '../sys/index.js';
 
 export interface WantedListener {
   readonly endpoint: Endpoint;
   readonly make: () => Server;
+  /**
+   * Options the socket needs before bind (IP_TRANSPARENT for TPROXY): the fd is then made
+   * by the sys layer's socket factory and handed to the server. `host` must be an IP literal.
+   */
+  readonly socketOptions?: SocketOptions;
 }
 
 /**
  * Where a listener's socket comes from. In one process (Relay.start in tests and
- * libraries) Node binds it: nodeListenerSource(). In a worker thread the supervisor's
+ * libraries) it is made here: nodeListenerSource(). In a worker thread the supervisor's
  * sys layer has made one SO_REUSEPORT fd per worker and endpoint, steered by the
  * SK_REUSEPORT program, and the worker adopts its own (src/worker/worker-main.ts).
  */
 export interface ListenerSource {
-  /** Makes `server` listen for `key` on `endpoint`; rejects with the listen error. */
-  listen(server: Server, key: string, endpoint: Endpoint): Promise<void>;
+  /** Makes `server` listen for `key` on `endpoint`, with `socketOptions` set before bind; rejects with the listen error. */
+  listen(server: Server, key: string, endpoint: Endpoint, socketOptions: SocketOptions | undefined): Promise<void>;
   /** The listener for `key` was closed (by a reload or the drain). */
   closed?(key: string): void;
 }
 
-/** Node binds the socket, with `backlog` (Node's default would be 511). */
+/**
+ * In this process: Node binds the socket, with `backlog` (Node's default would be 511);
+ * a listener that needs options before bind gets its fd from the socket factory.
+ */
 export function nodeListenerSource(backlog: number): ListenerSource {
   return {
-    listen: (server, _key, endpoint) => new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen({ port: endpoint.port, host: endpoint.host, backlog }, () => {
+    listen: (server, _key, endpoint, socketOptions) => new Promise<void>((resolve, reject) => {
+      const onListening = (): void => {
         server.off('error', reject);
         resolve();
-      });
+      };
+      server.once('error', reject);
+      if (socketOptions === undefined) {
+        server.listen({ port: endpoint.port, host: endpoint.host, backlog }, onListening);
+        return;
+      }
+      let fd: number;
+      try {
+        fd = createListenerFd({ ...socketOptions, host: endpoint.host, port: endpoint.port, backlog });
+      } catch (err) {
+        server.off('error', reject);
+        reject(new ListenError((err as Error).message, { cause: err }));
+        return;
+      }
+      server.once('listening', onListening);
+      listenOnFd(server, fd, backlog);
     }),
   };
 }
@@ -64,10 +87,10 @@ export class ListenerSet {
   async sync(wanted: ReadonlyMap<string, WantedListener>): Promise<void> {
     const opened: [string, Server][] = [];
     try {
-      for (const [key, { endpoint, make }] of wanted) {
+      for (const [key, { endpoint, make, socketOptions }] of wanted) {
         if (this.#servers.has(key)) continue;
         const server = make();
-        await listen(this.#source, server, endpoint, key);
+        await listen(this.#source, server, endpoint, key, socketOptions);
         opened.push([key, server]);
       }
     } catch (err) {
@@ -106,12 +129,12 @@ export class ListenerSet {
   }
 }
 
-async function listen(source: ListenerSource, server: Server, endpoint: Endpoint, what: string): Promise<void> {
+async function listen(source: ListenerSource, server: Server, endpoint: Endpoint, what: string, socketOptions?: SocketOptions): Promise<void> {
   try {
-    await source.listen(server, what, endpoint);
+    await source.listen(server, what, endpoint, socketOptions);
   } catch (err) {
-    if (err instanceof ListenError) throw err;
     const e = err as NodeJS.ErrnoException;
-    throw new ListenError(`cannot listen on ${formatEndpoint(endpoint)} (${what.split(' ')[0] ?? what}): ${e.code ?? e.message}`, { cause: err });
+    const why = err instanceof ListenError ? e.message : e.code ?? e.message;
+    throw new ListenError(`cannot listen on ${formatEndpoint(endpoint)} (${what.split(' ')[0] ?? what}): ${why}`, { cause: err });
   }
 }

@@ -10,9 +10,9 @@ import { describeChanges, diffConfigs, RESTART_ONLY } from '../config/config-dif
 import { HeaderAuth } from '../protocol/header-auth.js';
 import { ReplayGuard, type ReplayCheck } from '../protocol/replay-guard.js';
 import { Router } from './router.js';
-import { SplitConnection, type ConnectionKind, type ConnectionRecord } from './split-connection.js';
-import { openDirect, openToPeer, writePreamble } from './next-leg.js';
-import { acceptHeader } from './accept-header.js';
+import { SplitConnection, clientOf, type ConnectionKind, type ConnectionRecord } from './split-connection.js';
+import { DialingLegFactory, openNextLeg, type LegFactory, type NextLeg } from './leg-factory.js';
+import { ForwardTargetSource, HeaderTargetSource, type Destination } from './target-source.js';
 import {
   ConfigError, DrainTimeoutError, FdLimitError, FfiUnavailableError, errorCode, InsecureAcceptError, OverloadError, PeerResetError,
   PendingEvictedError, RestartRequiredError,
@@ -23,6 +23,8 @@ import { prepareSocketCalls, resetSocket } from '../sys/index.js';
 import { PendingAdmission, type EvictionReason, type PendingLimits } from './admission.js';
 import { FDS_PER_CONNECTION, planFdBudget } from './fd-budget.js';
 import { RateLimitedLog } from '../observe/rate-limited-log.js';
+import { Interception, requireNetAdmin } from '../intercept/interception.js';
+import { InterceptTargetSource, interceptSocketOptions } from '../intercept/intercept-target.js';
 
 /**
  * With --insecure and no key, relays still speak the same framed protocol, signed with
@@ -35,13 +37,18 @@ interface RelayState {
   readonly config: RelayConfig;
   readonly router: Router;
   readonly policy: AddressPolicy;
-  readonly auth: HeaderAuth | undefined;
-  /** Forward targets by listener key. */
-  readonly forwards: ReadonlyMap<string, Endpoint>;
+  /** Forward listeners' targets, by listener key. */
+  readonly forwards: ReadonlyMap<string, ForwardTargetSource>;
+  /** The peer listener's target source (a key is required with --accept). */
+  readonly headers: HeaderTargetSource | undefined;
+  /** The intercept listener's target source (--intercept). */
+  readonly intercept: InterceptTargetSource | undefined;
+  readonly legs: LegFactory;
 }
 
-function deriveState(config: RelayConfig): RelayState {
+function deriveState(config: RelayConfig, replay: ReplayCheck): RelayState {
   const key = config.key ?? (config.insecure ? INSECURE_KEY : undefined);
+  const auth = key === undefined ? undefined : new HeaderAuth(key);
   if (config.accept !== undefined && key === undefined) {
     throw new InsecureAcceptError('--accept needs a pre-shared key (--key-file); use --insecure only in a lab');
   }
@@ -49,8 +56,10 @@ function deriveState(config: RelayConfig): RelayState {
     config,
     router: new Router(config),
     policy: new AddressPolicy({ allow: config.allow, deny: config.deny }),
-    auth: key === undefined ? undefined : new HeaderAuth(key),
-    forwards: new Map(config.forwards.map((f, i) => [forwardKey(f.listen, i), f.target])),
+    forwards: new Map(config.forwards.map((f, i) => [forwardKey(f.listen, i), new ForwardTargetSource(f.target)])),
+    headers: auth === undefined ? undefined : new HeaderTargetSource({ auth, replay, headerTimeoutMs: config.headerTimeoutMs }),
+    intercept: config.intercept === undefined ? undefined : new InterceptTargetSource(config.intercept.mode),
+    legs: new DialingLegFactory({ keepaliveMs: config.keepaliveMs, auth }),
   };
 }
 
@@ -67,6 +76,10 @@ function acceptKey(e: Endpoint): string {
   return `accept ${e.host}:${e.port}`;
 }
 
+function interceptKey(e: Endpoint): string {
+  return `intercept ${e.host}:${e.port}`;
+}
+
 export interface RelayOptions {
   readonly logger: Logger;
   /**
@@ -78,6 +91,11 @@ export interface RelayOptions {
   readonly replayGuard?: ReplayCheck;
   readonly listenerSource?: ListenerSource;
   readonly connectionSlots?: ConnectionSlots;
+  /**
+   * Whether this relay installs (and at its drain removes) the --intercept rules: one
+   * table per instance, so with workers only worker 0 does (default true).
+   */
+  readonly installInterception?: boolean;
 }
 
 /** The relay daemon: forward listeners (-L), the peer listener (--accept), metrics. */
@@ -99,13 +117,15 @@ export class Relay {
   readonly #fdConnections: number;
   /** Warn lines anyone can trigger without a key (refused, unauthenticated) go through here. */
   readonly #rejectLog: RateLimitedLog;
+  /** --intercept's nftables rules (src/intercept); set once the intercept listener is up. */
+  #interception: Interception | undefined;
 
   private constructor(config: RelayConfig, options: RelayOptions, fdConnections: number) {
     this.#logger = options.logger;
     this.#listeners = new ListenerSet(options.logger, options.listenerSource ?? nodeListenerSource(config.backlog));
-    this.#state = deriveState(config);
     this.#replay = options.replayGuard ?? new ReplayGuard({ maxClockSkewMs: config.maxClockSkewMs });
     this.#slots = options.connectionSlots;
+    this.#state = deriveState(config, this.#replay);
     this.#fdConnections = fdConnections;
     this.#rejectLog = new RateLimitedLog(options.logger);
     this.#pending = new PendingAdmission(this.#onEvict);
@@ -117,8 +137,10 @@ export class Relay {
       options.logger.warn({ event: 'ffi', code: FfiUnavailableError.code },
         'socket options through koffi are unavailable: a reset right behind data may pass as a clean end, and a killed relay closes legs with FIN');
     }
+    if (config.intercept !== undefined) requireNetAdmin();
     // Before listening: once a listener is open, connections arrive.
-    const listeners = config.forwards.length + (config.accept === undefined ? 0 : 1) + (config.metrics === undefined ? 0 : 1);
+    const listeners = config.forwards.length + (config.accept === undefined ? 0 : 1) + (config.metrics === undefined ? 0 : 1)
+      + (config.intercept === undefined ? 0 : 1);
     const fd = planFdBudget(listeners);
     if (fd.maxConnections < 1) {
       throw new FdLimitError(`the open-files limit (${fd.soft}, hard ${fd.hard}) leaves no room for a connection: ${fd.baseline} descriptors are taken; raise it (ulimit -n, LimitNOFILE=)`);
@@ -139,6 +161,12 @@ export class Relay {
       if (config.metrics !== undefined) {
         relay.#metricsServer = await startMetricsServer(relay.metrics.registry, config.metrics.host, config.metrics.port);
       }
+      // Last: the rules divert traffic to a listener that must already be there.
+      const intercept = config.intercept;
+      const at = intercept === undefined ? undefined : relay.#listeners.address(interceptKey(intercept.listen));
+      if (intercept !== undefined && at !== undefined && options.installInterception !== false) {
+        relay.#interception = await Interception.install(intercept, at.port, options.logger);
+      }
     } catch (err) {
       // Nothing was accepted yet: close quietly (no drain to report).
       relay.#closing = true;
@@ -154,11 +182,12 @@ export class Relay {
   }
 
   /** Bound addresses, by listener: `forward` in config order, then `accept`. */
-  addresses(): { forward: AddressInfo[]; accept: AddressInfo | undefined; metrics: AddressInfo | undefined } {
+  addresses(): { forward: AddressInfo[]; accept: AddressInfo | undefined; intercept: AddressInfo | undefined; metrics: AddressInfo | undefined } {
     const { config } = this.#state;
     return {
       forward: config.forwards.flatMap((f, i) => this.#listeners.address(forwardKey(f.listen, i)) ?? []),
       accept: config.accept === undefined ? undefined : this.#listeners.address(acceptKey(config.accept)),
+      intercept: config.intercept === undefined ? undefined : this.#listeners.address(interceptKey(config.intercept.listen)),
       metrics: this.#metricsServer === undefined ? undefined : serverAddress(this.#metricsServer),
     };
   }
@@ -190,7 +219,7 @@ export class Relay {
         throw new RestartRequiredError(`--${restart.map((c) => `${c.option} ${c.change}`).join(', --')}: takes effect only at a restart; `
           + 'nothing was reloaded (restart the relay, or put it back to reload the rest)');
       }
-      const next = deriveState(config);
+      const next = deriveState(config, this.#replay);
       // Like the listeners: the new metrics listener is bound before the old one closes.
       const metricsMoved = changes.some((c) => c.option === 'metrics');
       if (metricsMoved && config.metrics !== undefined) {
@@ -226,11 +255,15 @@ export class Relay {
   /** Resets every open connection now: the last thing a dying process does (see relay-command). */
   abortAll(reason: Error): void {
     for (const conn of this.#connections) conn.fail(reason);
+    this.#interception?.removeSync();
   }
 
   /** Stops accepting, lets open connections finish for up to `drainTimeoutMs`, then resets the rest. */
   async drain(drainTimeoutMs = this.#state.config.drainTimeoutMs): Promise<void> {
     this.#closing = true;
+    // Before the listener closes: a new connection then passes untouched instead of
+    // being diverted to a closed port and reset.
+    await this.#interceptionStep('stop diverting new connections', (i) => i.stopNew());
     this.#listeners.closeAll();
     this.#logger.info({ event: 'drain', open: this.#connections.size, drainTimeoutMs }, 'listeners closed; draining open connections');
     this.#logger.flush();
@@ -252,7 +285,18 @@ export class Relay {
         for (const conn of [...this.#connections]) conn.abandon();
       }
     }
+    await this.#interceptionStep('remove the interception rules', (i) => i.remove());
     await this.#closeMetrics();
+  }
+
+  /** A failure here must not stop the drain; the next start removes what is left. */
+  async #interceptionStep(what: string, step: (i: Interception) => Promise<void>): Promise<void> {
+    if (this.#interception === undefined) return;
+    try {
+      await step(this.#interception);
+    } catch (err) {
+      this.#logger.error({ event: 'intercept', code: errorCode(err), err }, `could not ${what}; the next start of this instance removes them`);
+    }
   }
 
   /** Closes everything now: open connections are reset. */
@@ -274,6 +318,12 @@ export class Relay {
     });
     const { accept } = state.config;
     if (accept !== undefined) wanted.set(acceptKey(accept), { endpoint: accept, make: () => this.#acceptServer() });
+    const { intercept } = state.config;
+    if (intercept !== undefined) {
+      wanted.set(interceptKey(intercept.listen), {
+        endpoint: intercept.listen, make: () => this.#interceptServer(), socketOptions: interceptSocketOptions(intercept),
+      });
+    }
     return wanted;
   }
 
@@ -292,14 +342,14 @@ export class Relay {
     };
   }
 
-  #newConnection(kind: ConnectionKind, socket: Socket): SplitConnection | undefined {
-    const { config } = this.#state;
+  #newConnection(kind: ConnectionKind, socket: Socket, state: RelayState, target: Endpoint | undefined): SplitConnection | undefined {
+    const { config } = state;
     const limit = this.#connectionLimit(config);
     if (this.#closing || this.#connections.size >= limit || this.#slots?.tryTake(limit) === false) {
       // A reset (SO_LINGER 0), never a clean FIN: a refused client must not mistake
       // this for an empty, complete response.
       socket.on('error', noop);
-      const client = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}`;
+      const client = clientOf(socket);
       resetSocket(socket);
       if (!this.#closing) {
         this.metrics.overload(1);
@@ -308,7 +358,15 @@ export class Relay {
       }
       return undefined;
     }
-    const conn = new SplitConnection(this.#slots?.nextId() ?? this.#nextId++, kind, socket, config, this.#onConnectionClosed);
+    const timeouts = {
+      connectTimeoutMs: config.connectTimeoutMs,
+      idleTimeoutMs: config.idleTimeoutMs,
+      // A backstop only: the header and connect timeouts bound the wait for the next leg.
+      pairTimeoutMs: (kind === 'accept' ? config.headerTimeoutMs : 0) + 2 * config.connectTimeoutMs + PAIR_MARGIN_MS,
+    };
+    const conn = SplitConnection.accepted(socket, {
+      id: this.#slots?.nextId() ?? this.#nextId++, kind, timeouts, onClose: this.#onConnectionClosed, ...(target === undefined ? {} : { target }),
+    });
     this.#connections.add(conn);
     this.metrics.accepted(1, labelsFor('listener', kind));
     // At debug, a line when a connection starts too (the record comes at close).
@@ -339,92 +397,81 @@ export class Relay {
 
   #forwardServer(key: string): Server {
     return createServer({ allowHalfOpen: true, noDelay: true }, (socket) => {
-      const conn = this.#newConnection('forward', socket);
-      if (conn === undefined) return;
       const state = this.#state;
-      conn.target = state.forwards.get(key);
-      this.#openNextLeg(conn, state, undefined);
+      const destination = state.forwards.get(key)?.targetOf();
+      const conn = this.#newConnection('forward', socket, state, destination?.target);
+      if (conn === undefined) return;
+      if (destination === undefined) {
+        conn.fail(new ConfigError('this listener was removed from the config'));
+        return;
+      }
+      this.#openNextLeg(conn, state, destination);
+    });
+  }
+
+  /**
+   * Connections diverted by --intercept: the target is where the client was going
+   * (src/intercept/intercept-target.ts), routed like any other target. The address
+   * policy applies as for a peer's target: the built-in denials keep a diverted flow
+   * from reaching this host's own services.
+   */
+  #interceptServer(): Server {
+    return createServer({ allowHalfOpen: true, noDelay: true }, (socket) => {
+      const state = this.#state;
+      let destination: Destination | undefined;
+      let error: Error | undefined;
+      try {
+        destination = state.intercept?.targetOf(socket);
+      } catch (err) {
+        error = asError(err);
+      }
+      const conn = this.#newConnection('intercept', socket, state, destination?.target);
+      if (conn === undefined) return;
+      if (destination === undefined) {
+        conn.fail(error ?? new ConfigError('--intercept was removed from the config'));
+        return;
+      }
+      this.#openNextLeg(conn, state, destination);
     });
   }
 
   #acceptServer(): Server {
     return createServer({ allowHalfOpen: true, noDelay: true }, (socket) => {
-      const conn = this.#newConnection('accept', socket);
-      if (conn === undefined) return;
       const state = this.#state;
+      const conn = this.#newConnection('accept', socket, state, undefined);
+      if (conn === undefined) return;
       // Pending until its header verifies (src/relay/admission.ts); may evict older ones.
       this.#pending.admit(conn, socket.remoteAddress, this.#pendingLimits(state.config));
       socket.once('close', () => { this.#pending.release(conn); });
-      const { auth } = state;
-      if (auth === undefined) return; // deriveState guarantees a key with --accept
+      const { headers } = state;
+      if (headers === undefined) return; // deriveState guarantees a key with --accept
       if (state.config.keepaliveMs > 0) socket.setKeepAlive(true, state.config.keepaliveMs);
-      acceptHeader(socket, auth, this.#replay, state.config.headerTimeoutMs, (err, header) => {
+      headers.targetOf(socket).then((destination) => {
         this.#pending.release(conn);
-        if (err !== undefined) {
-          if (!(err instanceof PeerResetError)) this.metrics.headerRejects(1, labelsFor('code', errorCode(err)));
-          conn.fail(err);
-          return;
-        }
-        if (header === undefined) return;
-        conn.target = header.target;
-        conn.headerBytes = header.length;
-        this.#openNextLeg(conn, state, state.policy, header.nonce);
+        conn.setTarget(destination.target);
+        this.#openNextLeg(conn, state, destination);
+      }, (err: unknown) => {
+        this.#pending.release(conn);
+        const error = asError(err);
+        if (!(error instanceof PeerResetError)) this.metrics.headerRejects(1, labelsFor('code', errorCode(error)));
+        conn.fail(error);
       });
     });
   }
 
-  /**
-   * Routes the connection's target and opens the next leg. `policy` is set for
-   * peer-requested targets. `nonce` is the incoming header's: a relay passes it on to the
-   * next relay, so a routing loop brings it back to a relay that has seen it and is cut
-   * there as a replay, instead of multiplying connections until descriptors run out.
-   */
-  #openNextLeg(conn: SplitConnection, state: RelayState, policy: AddressPolicy | undefined, nonce?: Buffer): void {
-    const target = conn.target;
-    if (target === undefined) {
-      conn.fail(new ConfigError('this listener was removed from the config'));
-      return;
-    }
-    const onDenied = (): void => { this.metrics.policyDenied(1); };
-    const open = (route: Awaited<ReturnType<Router['route']>>): void => {
-      if (conn.failed) return;
-      let upstream: Socket;
-      try {
-        if (route.kind === 'peer') {
-          conn.via = route.peer.name;
-          upstream = openToPeer(route.peer, state.config);
-        } else {
-          conn.via = 'direct';
-          upstream = openDirect(target, policy, onDenied);
-        }
-      } catch (err) {
-        conn.fail(err as Error);
-        return;
-      }
-      try {
-        this.metrics.nextLeg(1, labelsFor('kind', route.kind));
-        const auth = route.kind === 'peer' ? state.auth : undefined;
-        conn.attachUpstream(upstream, (c) => {
-          writePreamble(upstream, target, auth, c.downstream.read() as Buffer | null, nonce);
-        });
-      } catch (err) {
-        // The connection's failure may not reach a leg it never attached: close it here.
-        upstream.on('error', noop);
-        upstream.destroy();
-        throw err;
-      }
-    };
-    try {
-      const route = state.router.route(target, state.config.connectTimeoutMs);
-      // The catch covers open() too: a throw there would otherwise be an unhandled
-      // rejection, and the crash handler would reset every open connection for one.
-      if (route instanceof Promise) route.then(open).catch((err: unknown) => { conn.fail(asError(err)); });
-      else open(route);
-    } catch (err) {
-      conn.fail(err as Error);
-    }
+  #openNextLeg(conn: SplitConnection, state: RelayState, destination: Destination): void {
+    openNextLeg(conn, destination, {
+      router: state.router, legs: state.legs, policy: state.policy, connectTimeoutMs: state.config.connectTimeoutMs,
+      onDenied: this.#onPolicyDenied, onOpened: this.#onLegOpened,
+    });
   }
+
+  readonly #onPolicyDenied = (): void => { this.metrics.policyDenied(1); };
+  readonly #onLegOpened = (leg: NextLeg): void => { this.metrics.nextLeg(1, labelsFor('kind', leg.route)); };
 }
+
+/** How much later than the header and connect timeouts the pairing backstop fires. */
+const PAIR_MARGIN_MS = 1000;
 
 const UP = labelsFor('direction', 'up');
 const DOWN = labelsFor('direction', 'down');

@@ -1,37 +1,47 @@
 import type { Socket } from 'node:net';
 import type { Endpoint } from '../config/relay-config.js';
-import { socketFd, setLinger, pendingSocketError, resetSocket } from '../sys/index.js';
-import { errorCode, ConnectError, LegError, IdleTimeoutError, ConnectTimeoutError, PeerResetError, TcpsplitError } from '../errors.js';
+import { socketFd, setLinger, resetSocket } from '../sys/index.js';
+import {
+  errorCode, ConnectError, LegError, IdleTimeoutError, ConnectTimeoutError, PeerResetError, TcpsplitError, UnpairedError,
+} from '../errors.js';
+import { NO_FORWARDING, type Direction, type Forwarder, type Forwarding, type ForwardingSink } from '../dataplane/forwarder.js';
+import { streamForwarder } from '../dataplane/stream-forwarder.js';
 
 /**
- * One split connection: the downstream leg (toward the client, or the previous relay)
- * and the upstream leg (toward the server, or the next relay), and the forwarding
- * between them.
+ * One split connection: the downstream half (toward the client, or the previous relay)
+ * and the upstream half (toward the server, or the next relay), paired in either order:
+ * - downstream first: a socket is accepted, and its next leg is dialled after it (today);
+ * - upstream first: an early leg, already connecting or connected (early SYN, a pooled
+ *   connection), waits for the accepted socket.
+ * Forwarding starts when both halves are there and the upstream one is connected; the
+ * bytes are moved by a Forwarder (src/dataplane/), which also counts them.
  *
- * Forwarding rules (issue #2, docs/protocol.md "Connection semantics"):
- * - bytes are forwarded in order with backpressure both ways: a full write() pauses
- *   the reading side until 'drain', so a slow reader never makes us buffer without bound;
- * - half-close is kept per direction: EOF on one leg becomes end() (FIN) on the other,
+ * Its identity is fixed when it is created (id, kind, client, and the target when it is
+ * known then); a target learned later from a relay header is set once, with setTarget(),
+ * and `via` comes with the upstream half. Nothing outside mutates it.
+ *
+ * Rules (issue #2, docs/protocol.md "Connection semantics"):
+ * - half-close is kept per direction: EOF on one half becomes end() (FIN) on the other,
  *   and the opposite direction keeps flowing;
- * - an abort is never turned into a clean end: an error or reset on either leg, or a
- *   timeout, resets the other leg (RST), so a broken download cannot look complete.
+ * - an abort is never turned into a clean end: an error or reset on either half, or a
+ *   timeout, resets the other half (RST), so a broken download cannot look complete;
+ * - SO_LINGER {1, 0} while a half may still have to carry data (resetIfWeDie);
+ * - a half that never gets its partner is reset after `pairTimeoutMs` (UnpairedError).
  *
- * Every way a leg ends (end, reset, destroy, error, timeout) ends in exactly one 'close',
- * and the connection in exactly one record (one log line, one slot freed): legs are reset
- * through resetSocket(), which always closes the fd, and a connection whose legs still
- * have not closed CLOSE_GRACE_MS after it failed is recorded anyway (issue #6).
+ * Every way a half ends (end, reset, destroy, error, timeout) ends in exactly one 'close',
+ * and the connection in exactly one record (one log line, one slot freed): halves are
+ * reset through resetSocket(), which always closes the fd, and a connection whose halves
+ * still have not closed CLOSE_GRACE_MS after it failed is recorded anyway (issue #6).
  *
- * Hot-path listeners are module-level functions; per-connection state lives on the
- * sockets under symbols, so no closure is created per connection or per chunk.
+ * Lifecycle listeners are module-level functions; the connection lives on its sockets
+ * under a symbol, so no closure is created per connection or per chunk.
  */
 
 const kConn = Symbol('tcpsplit.connection');
-const kPeer = Symbol('tcpsplit.peer');
 const kClosed = Symbol('tcpsplit.closed');
 
 interface Leg extends Socket {
   [kConn]: SplitConnection;
-  [kPeer]: Leg;
   [kClosed]?: true;
 }
 
@@ -43,7 +53,7 @@ interface Leg extends Socket {
  */
 export const CLOSE_GRACE_MS = 2000;
 
-export type ConnectionKind = 'forward' | 'accept';
+export type ConnectionKind = 'forward' | 'accept' | 'intercept';
 
 export interface ConnectionRecord {
   readonly id: number;
@@ -51,9 +61,9 @@ export interface ConnectionRecord {
   readonly client: string;
   readonly target: string;
   readonly via: string;
-  /** Bytes received from the downstream leg after any relay header. */
+  /** Payload bytes taken from the downstream leg (after any relay header), from the forwarder. */
   readonly up: number;
-  /** Bytes written to the downstream leg. */
+  /** Payload bytes written to the downstream leg, from the forwarder. */
   readonly down: number;
   readonly ms: number;
   readonly connectMs: number | undefined;
@@ -67,111 +77,237 @@ export interface ConnectionRecord {
 export interface ConnectionTimeouts {
   readonly connectTimeoutMs: number;
   readonly idleTimeoutMs: number;
+  /**
+   * How long the first half waits for its partner; unset: no limit of its own (the
+   * caller's header and connect timeouts bound the wait).
+   */
+  readonly pairTimeoutMs?: number;
 }
 
-export class SplitConnection {
+/** Writes what goes ahead of the client's bytes once the upstream half is connected. */
+export type Preamble = (early: Buffer | null) => void;
+
+export interface SplitConnectionOptions {
   readonly id: number;
   readonly kind: ConnectionKind;
-  readonly downstream: Socket;
-  /** Captured at accept: a closed socket no longer knows its peer. */
+  /** The client's address:port, known at accept (or from the SYN's 4-tuple). */
   readonly client: string;
-  upstream: Socket | undefined;
-  target: Endpoint | undefined;
-  via = '-';
-  /** Header bytes read from the downstream leg (accept kind), not counted as payload. */
-  headerBytes = 0;
+  /** Where it goes, when known at creation (a forward listener, early SYN). */
+  readonly target?: Endpoint;
+  readonly timeouts: ConnectionTimeouts;
+  /** Default: streamForwarder (Node streams). */
+  readonly forwarder?: Forwarder;
+  readonly onClose: (conn: SplitConnection, record: ConnectionRecord) => void;
+}
+
+/** A socket's peer as a record names it; capture it at accept: a closed socket forgets it. */
+export function clientOf(socket: Socket): string {
+  return `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}`;
+}
+
+export class SplitConnection implements ForwardingSink {
+  readonly id: number;
+  readonly kind: ConnectionKind;
+  readonly client: string;
+  #target: Endpoint | undefined;
+  #via = '-';
+  #downstream: Leg | undefined;
+  #upstream: Leg | undefined;
+  #preamble: Preamble | undefined;
+  #forwarding: Forwarding | undefined;
 
   readonly #startedAt = performance.now();
   #connectedAt: number | undefined;
-  #firstByteAt: number | undefined;
   #failure: Error | undefined;
-  #openLegs = 1;
+  #openLegs = 0;
   #recorded = false;
   #graceTimer: NodeJS.Timeout | undefined;
+  #pairTimer: NodeJS.Timeout | undefined;
   readonly #timeouts: ConnectionTimeouts;
+  readonly #forwarder: Forwarder;
   readonly #onClose: (conn: SplitConnection, record: ConnectionRecord) => void;
 
-  constructor(
-    id: number,
-    kind: ConnectionKind,
-    downstream: Socket,
-    timeouts: ConnectionTimeouts,
-    onClose: (conn: SplitConnection, record: ConnectionRecord) => void,
-  ) {
-    this.id = id;
-    this.kind = kind;
-    this.downstream = downstream;
-    this.client = `${downstream.remoteAddress ?? '?'}:${downstream.remotePort ?? '?'}`;
-    this.#timeouts = timeouts;
-    this.#onClose = onClose;
-    const leg = downstream as Leg;
-    leg[kConn] = this;
-    downstream.on('error', onLegError);
-    downstream.on('timeout', onLegTimeout);
-    downstream.on('close', onLegClose);
-    downstream.setNoDelay(true);
-    downstream.setTimeout(timeouts.idleTimeoutMs);
-    resetIfWeDie(downstream, true);
+  constructor(options: SplitConnectionOptions) {
+    this.id = options.id;
+    this.kind = options.kind;
+    this.client = options.client;
+    this.#target = options.target;
+    this.#timeouts = options.timeouts;
+    this.#forwarder = options.forwarder ?? streamForwarder;
+    this.#onClose = options.onClose;
+  }
+
+  /** Today's path: a connection created around its accepted socket. */
+  static accepted(downstream: Socket, options: Omit<SplitConnectionOptions, 'client'>): SplitConnection {
+    const conn = new SplitConnection({ ...options, client: clientOf(downstream) });
+    conn.attachDownstream(downstream);
+    return conn;
+  }
+
+  get target(): Endpoint | undefined {
+    return this.#target;
+  }
+
+  /** The peer relay's name, 'direct', or '-' before the upstream half came. */
+  get via(): string {
+    return this.#via;
+  }
+
+  get downstream(): Socket | undefined {
+    return this.#downstream;
+  }
+
+  get upstream(): Socket | undefined {
+    return this.#upstream;
   }
 
   get failed(): boolean {
     return this.#failure !== undefined;
   }
 
-  /**
-   * Adopts the upstream leg, which may still be connecting. `onConnect` runs once it is
-   * connected, before forwarding starts: it writes any preamble (relay header, early data).
-   */
-  attachUpstream(upstream: Socket, onConnect: (conn: SplitConnection) => void): void {
-    if (this.#failure !== undefined) {
-      // The downstream leg is already gone (or going): never forward into it.
-      upstream.on('error', noop);
-      resetSocket(upstream);
-      return;
-    }
-    this.upstream = upstream;
-    this.#openLegs++;
-    const up = upstream as Leg;
-    const down = this.downstream as Leg;
-    up[kConn] = this;
-    up[kPeer] = down;
-    down[kPeer] = up;
-    upstream.on('error', onLegError);
-    upstream.on('timeout', onLegTimeout);
-    upstream.on('close', onLegClose);
-    upstream.setNoDelay(true);
-    const begin = (): void => {
-      if (this.#failure !== undefined) return;
-      this.#connectedAt = performance.now();
-      upstream.setTimeout(this.#timeouts.idleTimeoutMs);
-      resetIfWeDie(upstream, true);
-      try {
-        onConnect(this);
-      } catch (err) {
-        this.fail(err instanceof Error ? err : new Error(String(err)));
-        return;
-      }
-      upstream.once('data', onFirstByte);
-      startForwarding(down);
-      startForwarding(up);
-    };
-    if (upstream.connecting) {
-      upstream.setTimeout(this.#timeouts.connectTimeoutMs);
-      upstream.once('connect', begin);
-    } else {
-      begin();
-    }
+  get paired(): boolean {
+    return this.#downstream !== undefined && this.#upstream !== undefined;
+  }
+
+  get upstreamConnected(): boolean {
+    return this.#connectedAt !== undefined;
   }
 
   get connectMs(): number | undefined {
     return this.#connectedAt === undefined ? undefined : this.#connectedAt - this.#startedAt;
   }
 
-  /** Ends the connection with an error: every leg still open is reset, never closed cleanly. */
+  /** Sets a target learned after creation (from a relay header). Once only. */
+  setTarget(target: Endpoint): void {
+    if (this.#target !== undefined) throw new Error(`connection ${this.id}: the target is already set`);
+    this.#target = target;
+  }
+
+  /** Adopts the accepted socket (toward the client). */
+  attachDownstream(downstream: Socket): void {
+    if (this.#downstream !== undefined) throw new Error(`connection ${this.id}: a downstream half is already attached`);
+    if (this.#discardIfFailed(downstream)) return;
+    const leg = this.#adopt(downstream);
+    this.#downstream = leg;
+    downstream.setTimeout(this.#timeouts.idleTimeoutMs);
+    resetIfWeDie(downstream, true);
+    this.#paired();
+  }
+
+  /**
+   * Adopts the upstream half, which may still be connecting. `preamble` runs once it is
+   * connected and paired, before forwarding starts: it writes the relay header and any
+   * client bytes already buffered (`early`). `via` names the next hop in the record.
+   */
+  attachUpstream(upstream: Socket, via: string, preamble?: Preamble): void {
+    if (this.#upstream !== undefined) throw new Error(`connection ${this.id}: an upstream half is already attached`);
+    if (this.#discardIfFailed(upstream)) return;
+    const leg = this.#adopt(upstream);
+    this.#upstream = leg;
+    this.#via = via;
+    this.#preamble = preamble;
+    if (upstream.connecting) {
+      upstream.setTimeout(this.#timeouts.connectTimeoutMs);
+      upstream.once('connect', onUpstreamConnect);
+    } else {
+      this.upstreamConnect();
+    }
+    this.#paired();
+  }
+
+  /** @internal The upstream half is connected (or came connected). */
+  upstreamConnect(): void {
+    const up = this.#upstream;
+    if (this.#failure !== undefined || up === undefined || this.#connectedAt !== undefined) return;
+    this.#connectedAt = performance.now();
+    up.setTimeout(this.#timeouts.idleTimeoutMs);
+    resetIfWeDie(up, true);
+    this.#begin();
+  }
+
+  #adopt(socket: Socket): Leg {
+    const leg = socket as Leg;
+    leg[kConn] = this;
+    this.#openLegs++;
+    socket.on('error', onLegError);
+    socket.on('timeout', onLegTimeout);
+    socket.on('close', onLegClose);
+    socket.setNoDelay(true);
+    return leg;
+  }
+
+  /** A half that comes after the connection failed is reset at once: never forward into it. */
+  #discardIfFailed(socket: Socket): boolean {
+    if (this.#failure === undefined) return false;
+    socket.on('error', noop);
+    resetSocket(socket);
+    return true;
+  }
+
+  /** Arms the pairing timer while one half waits, clears it once both are there. */
+  #paired(): void {
+    if (this.paired) {
+      if (this.#pairTimer !== undefined) clearTimeout(this.#pairTimer);
+      this.#pairTimer = undefined;
+      this.#begin();
+      return;
+    }
+    const ms = this.#timeouts.pairTimeoutMs;
+    if (ms !== undefined && this.#pairTimer === undefined) {
+      this.#pairTimer = setTimeout(pairTimedOut, ms, this);
+      this.#pairTimer.unref();
+    }
+  }
+
+  /** @internal The pairing timer fired. */
+  pairTimedOut(): void {
+    this.#pairTimer = undefined;
+    if (this.paired || this.#failure !== undefined) return;
+    const missing = this.#downstream === undefined ? 'downstream (accepted)' : 'upstream (next leg)';
+    this.fail(new UnpairedError(`the ${missing} half did not come within ${this.#timeouts.pairTimeoutMs ?? 0} ms`));
+  }
+
+  #begin(): void {
+    const down = this.#downstream;
+    const up = this.#upstream;
+    if (this.#failure !== undefined || this.#forwarding !== undefined || down === undefined || up === undefined) return;
+    if (this.#connectedAt === undefined) return;
+    const forwarding = this.#forwarder.open(down, up, this);
+    this.#forwarding = forwarding;
+    try {
+      this.#preamble?.(forwarding.takeEarly());
+    } catch (err) {
+      this.fail(err instanceof Error ? err : new Error(String(err)));
+      return;
+    }
+    forwarding.start();
+  }
+
+  /** @internal ForwardingSink: FIN in one direction only; pass it on and keep the other open. */
+  forwardingEnded(direction: Direction): void {
+    const to = direction === 'up' ? this.#upstream : this.#downstream;
+    if (to === undefined) return;
+    // The peer may now close cleanly, so its close() must send FIN again, not RST.
+    resetIfWeDie(to, false);
+    to.end();
+  }
+
+  /** @internal ForwardingSink: a reset seen as EOF is passed on as a reset. */
+  forwardingReset(direction: Direction, reason: string): void {
+    this.fail(new PeerResetError(`${direction === 'up' ? 'downstream' : 'upstream'} leg was reset (${reason})`));
+  }
+
+  /** Ends the connection with an error: every half still open is reset, never closed cleanly. */
   fail(err: Error): void {
     this.#failure ??= err;
-    resetSocket(this.downstream);
-    if (this.upstream !== undefined) resetSocket(this.upstream);
+    if (this.#pairTimer !== undefined) clearTimeout(this.#pairTimer);
+    this.#pairTimer = undefined;
+    if (this.#downstream !== undefined) resetSocket(this.#downstream);
+    if (this.#upstream !== undefined) resetSocket(this.#upstream);
+    if (this.#openLegs === 0 && !this.#recorded) {
+      this.#record(undefined);
+      return;
+    }
     if (this.#graceTimer === undefined && !this.#recorded) {
       this.#graceTimer = setTimeout(abandonConnection, CLOSE_GRACE_MS, this);
       this.#graceTimer.unref();
@@ -184,46 +320,47 @@ export class SplitConnection {
    */
   abandon(): void {
     if (this.#recorded) return;
-    const legs = this.upstream === undefined ? [this.downstream] : [this.downstream, this.upstream];
-    const unclosed = legs.filter((leg) => (leg as Leg)[kClosed] !== true);
+    const legs = [this.#downstream, this.#upstream].filter((leg) => leg !== undefined);
+    const unclosed = legs.filter((leg) => leg[kClosed] !== true);
     if (unclosed.length === 0) return;
     this.#failure ??= new LegError('the connection did not close');
-    const names = unclosed.map((leg) => (leg === this.downstream ? 'downstream' : 'upstream')).join(',');
-    for (const leg of unclosed) (leg as Leg)[kClosed] = true;
+    const names = unclosed.map((leg) => (leg === this.#downstream ? 'downstream' : 'upstream')).join(',');
+    for (const leg of unclosed) leg[kClosed] = true;
     this.#openLegs = 0;
     this.#record(names);
   }
 
-  get upstreamConnected(): boolean {
-    return this.#connectedAt !== undefined;
-  }
-
-  markFirstByte(): void {
-    this.#firstByteAt ??= performance.now();
-  }
-
-  /** Called once per leg, on its 'close'. */
+  /** @internal Called once per leg, on its 'close'. */
   legClosed(): void {
     if (--this.#openLegs > 0 || this.#recorded) return;
+    // A lone half that closed before its partner came (e.g. a pooled leg the server closed).
+    this.#failure ??= this.paired ? undefined : new UnpairedError('a half closed before its partner came');
+    if (this.#pairTimer !== undefined) clearTimeout(this.#pairTimer);
     this.#record(undefined);
+  }
+
+  /** @internal Names a leg in messages. */
+  which(leg: Socket): 'downstream' | 'upstream' {
+    return leg === this.#downstream ? 'downstream' : 'upstream';
   }
 
   #record(unclosed: string | undefined): void {
     this.#recorded = true;
     if (this.#graceTimer !== undefined) clearTimeout(this.#graceTimer);
     const now = performance.now();
-    const down = this.downstream;
+    const stats = this.#forwarding ?? NO_FORWARDING;
+    const target = this.#target;
     const record: ConnectionRecord = {
       id: this.id,
       kind: this.kind,
       client: this.client,
-      target: this.target === undefined ? '-' : `${this.target.host}:${this.target.port}`,
-      via: this.via,
-      up: Math.max(0, down.bytesRead - this.headerBytes),
-      down: down.bytesWritten,
+      target: target === undefined ? '-' : `${target.host}:${target.port}`,
+      via: this.#via,
+      up: stats.upBytes,
+      down: stats.downBytes,
       ms: round(now - this.#startedAt),
       connectMs: this.#connectedAt === undefined ? undefined : round(this.#connectedAt - this.#startedAt),
-      ttfbMs: this.#firstByteAt === undefined ? undefined : round(this.#firstByteAt - this.#startedAt),
+      ttfbMs: stats.firstByteAt === undefined ? undefined : round(stats.firstByteAt - this.#startedAt),
       outcome: this.#failure === undefined ? 'ok' : errorCode(this.#failure),
       ...(this.#failure === undefined ? {} : { error: this.#failure.message }),
       ...(unclosed === undefined ? {} : { unclosed }),
@@ -242,34 +379,12 @@ function abandonConnection(conn: SplitConnection): void {
   conn.abandon();
 }
 
-function startForwarding(leg: Leg): void {
-  leg.on('data', onLegData);
-  leg.on('drain', onLegDrain);
-  // A FIN that came while the next leg was still connecting has already emitted 'end'
-  // (net.Socket emits it at EOF even with no reader): pass it on now.
-  if (leg.readableEnded) onLegEnd.call(leg);
-  else leg.on('end', onLegEnd);
-  leg.resume();
+function pairTimedOut(conn: SplitConnection): void {
+  conn.pairTimedOut();
 }
 
-function onLegData(this: Leg, chunk: Buffer): void {
-  if (!this[kPeer].write(chunk)) this.pause();
-}
-
-function onLegDrain(this: Leg): void {
-  this[kPeer].resume();
-}
-
-function onLegEnd(this: Leg): void {
-  const reset = pendingSocketError(this);
-  if (reset !== undefined) {
-    this[kConn].fail(new PeerResetError(`${this === this[kConn].downstream ? 'downstream' : 'upstream'} leg was reset (${reset})`));
-    return;
-  }
-  // FIN in one direction only: pass it on and keep the other direction open. The peer
-  // may now close cleanly, so its close() must send FIN again, not RST.
-  resetIfWeDie(this[kPeer], false);
-  this[kPeer].end();
+function onUpstreamConnect(this: Leg): void {
+  this[kConn].upstreamConnect();
 }
 
 /**
@@ -288,16 +403,12 @@ function resetIfWeDie(socket: Socket, on: boolean): void {
   }
 }
 
-function onFirstByte(this: Leg): void {
-  this[kConn].markFirstByte();
-}
-
 function onLegError(this: Leg, err: Error): void {
   const conn = this[kConn];
-  const which = this === conn.downstream ? 'downstream' : 'upstream';
+  const which = conn.which(this);
   const code = (err as NodeJS.ErrnoException).code;
   if (err instanceof TcpsplitError) conn.fail(err);
-  else if (this !== conn.downstream && !conn.upstreamConnected) {
+  else if (which === 'upstream' && !conn.upstreamConnected) {
     conn.fail(new ConnectError(`cannot connect the next leg: ${err.message}`, { cause: err }));
   }
   else if (code === 'ECONNRESET' || code === 'EPIPE') conn.fail(new PeerResetError(`${which} leg was reset`, { cause: err }));
@@ -307,7 +418,7 @@ function onLegError(this: Leg, err: Error): void {
 function onLegTimeout(this: Leg): void {
   const conn = this[kConn];
   if (this.connecting) conn.fail(new ConnectTimeoutError(`next leg did not connect within the connect timeout`));
-  else conn.fail(new IdleTimeoutError(`no traffic on the ${this === conn.downstream ? 'downstream' : 'upstream'} leg within the idle timeout`));
+  else conn.fail(new IdleTimeoutError(`no traffic on the ${conn.which(this)} leg within the idle timeout`));
 }
 
 function onLegClose(this: Leg): void {

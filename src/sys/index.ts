@@ -14,8 +14,14 @@
  * - rlimit.ts the open-files limit (getrlimit/setrlimit RLIMIT_NOFILE) and open fd count
  * - socket-factory.ts TCP fds with options set before bind/listen/connect, handed to Node
  * - bpf.ts    the bpf(2) call (maps, program load with the verifier log) and eBPF encoding
+ * - original-dst.ts an intercepted connection's original destination (SO_ORIGINAL_DST,
+ *             IP6T_SO_ORIGINAL_DST, or the local address under TPROXY)
+ * - capability.ts the effective capability set (CAP_NET_ADMIN before --intercept)
  * - reuseport-steering.ts ReuseportGroup: SK_REUSEPORT program + REUSEPORT_SOCKARRAY that
  *             steers each connection to the listener steer() (src/net/steer.ts) names
+ * - nfqueue.ts NfQueue: an NFQUEUE reader over nfnetlink_queue (bind, copy, ACCEPT verdicts)
+ * - tcp-info.ts TCP_INFO's RTT (a client's handshake RTT right after connect)
+ * - saved-syn.ts TCP_SAVE_SYN / TCP_SAVED_SYN: the SYN that made an accepted socket (its ISN)
  *
  * Everything here is synchronous and blocks the calling thread: call it from a
  * worker_thread when it may wait (ppoll), or with non-blocking fds.
@@ -38,3 +44,11 @@ export {
   type ConnectTarget, type ConnectionFdOptions, type ListenerFdOptions, type SockoptName, type SocketOptions,
 } from './socket-factory.js';
 export { ReuseportGroup, socketCookie, steeringProgram } from './reuseport-steering.js';
+export { NfQueue, NF_ACCEPT, NF_DROP, type NfQueueOptions, type QueuedPacket } from './nfqueue.js';
+export { tcpRtt, type TcpRtt } from './tcp-info.js';
+export { enableSaveSyn, takeSavedSyn } from './saved-syn.js';
+export {
+  decodeSockaddr, isIpv4Peer, originalDestinationOfFd, redirectedDestination, transparentDestination, unmapIpv4,
+  type OriginalDestination,
+} from './original-dst.js';
+export { CAP_NET_ADMIN, hasEffectiveCapability } from './capability.js';

@@ -22,7 +22,7 @@ import { isIP } from 'node:net';
 import type { Endpoint } from '../config/relay-config.js';
 import type { Logger } from '../observe/logger.js';
 import { errorCode, SysCallError } from '../errors.js';
-import { boundPort, close, createListenerFd, errnoName, ReuseportGroup, socketCookie } from '../sys/index.js';
+import { boundPort, close, createListenerFd, errnoName, ReuseportGroup, socketCookie, type SocketOptions } from '../sys/index.js';
 import type { WireError } from './messages.js';
 
 interface Slot {
@@ -35,6 +35,8 @@ interface Slot {
 interface Listener {
   readonly host: string;
   port: number;
+  /** Set before bind on every worker's fd (IP_TRANSPARENT for an intercept listener under TPROXY). */
+  readonly socketOptions: SocketOptions | undefined;
   readonly group: ReuseportGroup | undefined;
   readonly slots: (Slot | undefined)[];
 }
@@ -62,12 +64,12 @@ export class ListenerFds {
   }
 
   /** Worker `index`'s listening fd for `key`, made now if needed. Rejects with an FdRequestError. */
-  async fdFor(index: number, key: string, endpoint: Endpoint): Promise<number> {
+  async fdFor(index: number, key: string, endpoint: Endpoint, socketOptions?: SocketOptions): Promise<number> {
     let listener = this.#listeners.get(key);
     if (listener === undefined) {
       const host = await resolveHost(endpoint.host);
       // Another worker may have asked for the same key while the name resolved.
-      listener = this.#listeners.get(key) ?? this.#add(key, host, endpoint.port);
+      listener = this.#listeners.get(key) ?? this.#add(key, host, endpoint.port, socketOptions);
     }
     const slot = listener.slots[index];
     if (slot !== undefined && !slot.handed) {
@@ -110,8 +112,8 @@ export class ListenerFds {
     this.#listeners.clear();
   }
 
-  #add(key: string, host: string, port: number): Listener {
-    const listener: Listener = { host, port, group: this.#group(), slots: Array<Slot | undefined>(this.#workers).fill(undefined) };
+  #add(key: string, host: string, port: number, socketOptions: SocketOptions | undefined): Listener {
+    const listener: Listener = { host, port, socketOptions, group: this.#group(), slots: Array<Slot | undefined>(this.#workers).fill(undefined) };
     this.#listeners.set(key, listener);
     return listener;
   }
@@ -135,6 +137,7 @@ export class ListenerFds {
     let fd: number;
     try {
       fd = createListenerFd({
+        ...listener.socketOptions,
         host: listener.host, port: listener.port, reusePort: true, backlog: this.#backlog,
         // Node listens dual-stack on '::'; so does a worker's fd.
         ...(listener.host === '::' ? { v6Only: false } : {}),

@@ -6,6 +6,7 @@
 import type { AddressInfo } from 'node:net';
 import type { Endpoint, RelayConfig } from '../config/relay-config.js';
 import type { MetricsSnapshot } from '../observe/metrics.js';
+import type { SocketOptions } from '../sys/index.js';
 import { ALL_ERRORS, TcpsplitError, errorCode } from '../errors.js';
 
 /** The data a worker starts with (workerData). */
@@ -27,6 +28,7 @@ export interface WireError {
 export interface Addresses {
   readonly forward: AddressInfo[];
   readonly accept: AddressInfo | undefined;
+  readonly intercept: AddressInfo | undefined;
 }
 
 export interface WorkerSnapshot {
@@ -49,7 +51,7 @@ export type ToWorker =
 export type FromWorker =
   | { readonly type: 'ready'; readonly addresses: Addresses }
   | { readonly type: 'failed'; readonly error: WireError }
-  | { readonly type: 'listen'; readonly id: number; readonly key: string; readonly endpoint: Endpoint }
+  | { readonly type: 'listen'; readonly id: number; readonly key: string; readonly endpoint: Endpoint; readonly socketOptions?: SocketOptions }
   | { readonly type: 'closed'; readonly key: string }
   | { readonly type: 'reply'; readonly id: number; readonly error?: WireError; readonly value?: WorkerSnapshot };
 

@@ -79,7 +79,7 @@ export class Supervisor {
   readonly #reloadCounter = this.#metrics.counter('tcpsplit_config_reloads_total', 'Config reloads on SIGHUP, by result (ok, error).');
   readonly #restartCounter = this.#metrics.counter('tcpsplit_worker_restarts_total', 'Worker threads that died and were replaced.');
   #metricsServer: HttpServer | undefined;
-  #addresses: Addresses = { forward: [], accept: undefined };
+  #addresses: Addresses = { forward: [], accept: undefined, intercept: undefined };
   #reloads: Promise<void> = Promise.resolve();
   #stopping = false;
   /** Until every worker first listens, a dying one fails the start instead of being replaced. */
@@ -154,7 +154,7 @@ export class Supervisor {
   }
 
   /** Bound addresses, as Relay.addresses() gives them: forwards in config order, accept, metrics. */
-  addresses(): { forward: AddressInfo[]; accept: AddressInfo | undefined; metrics: AddressInfo | undefined } {
+  addresses(): { forward: AddressInfo[]; accept: AddressInfo | undefined; intercept: AddressInfo | undefined; metrics: AddressInfo | undefined } {
     return { ...this.#addresses, metrics: this.#metricsServer === undefined ? undefined : serverAddress(this.#metricsServer) };
   }
 
@@ -316,7 +316,7 @@ export class Supervisor {
             void worker.terminate();
             return;
           case 'listen':
-            this.#fds.fdFor(index, message.key, message.endpoint).then(
+            this.#fds.fdFor(index, message.key, message.endpoint, message.socketOptions).then(
               (fd) => { post(worker, { type: 'listener', id: message.id, fd }); },
               (err: unknown) => { post(worker, { type: 'listener', id: message.id, error: err instanceof FdRequestError ? err.wire : toWire(err) }); },
             );

@@ -15,7 +15,7 @@ import { Relay } from '../relay/relay.js';
 import type { ListenerSource } from '../relay/listener-set.js';
 import { SharedConnectionSlots } from '../relay/connection-slots.js';
 import { SharedReplayGuard } from '../protocol/shared-replay-guard.js';
-import { listenOnFd } from '../sys/index.js';
+import { listenOnFd, type SocketOptions } from '../sys/index.js';
 import { errorCode } from '../errors.js';
 import { fromWire, toWire, wireConfig, type FromWorker, type ToWorker, type WorkerData } from './messages.js';
 
@@ -43,11 +43,11 @@ const pendingListens = new Map<number, { resolve: (fd: number) => void; reject: 
 
 /** The supervisor makes (or hands over) this worker's fd for `key`; the Server adopts it with the backlog. */
 const listenerSource: ListenerSource = {
-  async listen(server: Server, key: string, endpoint: Endpoint): Promise<void> {
+  async listen(server: Server, key: string, endpoint: Endpoint, socketOptions: SocketOptions | undefined): Promise<void> {
     const id = nextId++;
     const fd = await new Promise<number>((resolve, reject) => {
       pendingListens.set(id, { resolve, reject });
-      send({ type: 'listen', id, key, endpoint });
+      send({ type: 'listen', id, key, endpoint, ...(socketOptions === undefined ? {} : { socketOptions }) });
     });
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
@@ -82,8 +82,8 @@ port.on('message', (message: ToWorker) => {
       return;
     case 'snapshot': {
       const r = relayOrThrow();
-      const { forward, accept } = r.addresses();
-      send({ type: 'reply', id: message.id, value: { index: data.index, threadId, metrics: r.metrics.registry.snapshot(), open: r.activeConnections, addresses: { forward, accept } } });
+      const { forward, accept, intercept } = r.addresses();
+      send({ type: 'reply', id: message.id, value: { index: data.index, threadId, metrics: r.metrics.registry.snapshot(), open: r.activeConnections, addresses: { forward, accept, intercept } } });
       return;
     }
   }
@@ -117,9 +117,11 @@ try {
     replayGuard: SharedReplayGuard.attach(data.replayBuffer),
     connectionSlots: SharedConnectionSlots.attach(data.slotsBuffer, data.workers, data.index),
     listenerSource,
+    // One nftables table per instance: worker 0 installs it and removes it at its drain.
+    installInterception: data.index === 0,
   });
-  const { forward, accept } = relay.addresses();
-  send({ type: 'ready', addresses: { forward, accept } });
+  const { forward, accept, intercept } = relay.addresses();
+  send({ type: 'ready', addresses: { forward, accept, intercept } });
 } catch (err) {
   send({ type: 'failed', error: toWire(err) });
   logger.flush();

@@ -1,0 +1,226 @@
+/**
+ * The iptables rules that queue SYNs for early SYN: in chains of tcpsplit's own, jumped
+ * to from one rule in each built-in chain used, removed on close and, after a crash, at
+ * the next start (removeStale, which install() runs first).
+ *
+ * Why iptables and not nftables: this kernel has no nft `queue` expression
+ * (CONFIG_NFT_QUEUE unset: an nft queue rule fails with ENOENT), while the xt NFQUEUE
+ * target works through nft_compat. The xt `bpf` match picks the queue (syn-steer-bpf.ts).
+ *
+ * Per family (iptables for IPv4, ip6tables for IPv6), in table `mangle`:
+ *
+ *   PREROUTING  -m comment --comment "tcpsplit <instance> early SYN" -j TCPSPLIT-<name>
+ *   TCPSPLIT-<name>    -p tcp --syn -d CIDR [--dport A:B] [-i IFACE] -j TCPSPLIT-<name>-Q   (one per capture rule)
+ *   TCPSPLIT-<name>-Q  -m bpf --bytecode <steer == k> -j NFQUEUE --queue-num base+k --queue-bypass   (one per worker)
+ *
+ * mangle PREROUTING runs before nat PREROUTING (REDIRECT), so the queued SYN still has
+ * its original destination, and it sees forwarded and local (loopback) SYNs alike.
+ * `--queue-bypass`: while no reader is bound (tcpsplit down, a worker restarting) SYNs
+ * pass as if the rule were not there. Capture is limited to the destinations asked.
+ */
+import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { SynRulesError } from '../errors.js';
+import { Cidr } from '../net/cidr.js';
+import { MAX_STEER_WORKERS } from '../net/steer.js';
+import { formatBytecode, steeringProgram } from './syn-steer-bpf.js';
+
+/** A destination to capture SYNs for; the shape of an `--intercept` rule or a `-L` listener. */
+export interface SynCaptureRule {
+  /** CIDR text, e.g. '198.18.3.0/24', 'fd00::/64', '198.18.3.2/32'. */
+  readonly cidr: string;
+  /** Inclusive destination port range; undefined: every port. */
+  readonly ports?: { readonly first: number; readonly last: number } | undefined;
+}
+
+export interface SynRulesOptions {
+  /** Names the chains; the same instance's stale rules are removed at install. [A-Za-z0-9_]{1,32}. */
+  readonly instance: string;
+  /** Worker count N: queue base+k receives the SYNs steer() gives worker k. */
+  readonly workers: number;
+  /** The first queue number (a host with several relays gives each its own range). */
+  readonly queueBase: number;
+  readonly capture: readonly SynCaptureRule[];
+  /** Only SYNs arriving on this interface. */
+  readonly iface?: string;
+  /** Built-in chains of `mangle` that jump to ours (default PREROUTING). */
+  readonly hooks?: readonly ('PREROUTING' | 'INPUT' | 'FORWARD')[];
+}
+
+const TABLE = 'mangle';
+const INSTANCE = /^[A-Za-z0-9_]{1,32}$/;
+const IFNAME = /^[A-Za-z0-9_.-]{1,15}$/;
+/** iptables chain names hold 28 characters: 'TCPSPLIT-' + 17 + '-Q'. */
+const NAME_ROOM = 17;
+const COMMAND_TIMEOUT_MS = 15_000;
+
+/** The chain names for an instance; long instances keep a prefix and a hash, so names stay stable. */
+export function chainNames(instance: string): { main: string; steer: string } {
+  if (!INSTANCE.test(instance)) throw new SynRulesError(`early-SYN rules: instance '${instance}' is not 1..32 of [A-Za-z0-9_]`);
+  const name = instance.length <= NAME_ROOM
+    ? instance
+    : `${instance.slice(0, NAME_ROOM - 9)}_${createHash('sha256').update(instance).digest('hex').slice(0, 8)}`;
+  return { main: `TCPSPLIT-${name}`, steer: `TCPSPLIT-${name}-Q` };
+}
+
+function commandFor(family: 4 | 6): string {
+  return family === 4 ? 'iptables' : 'ip6tables';
+}
+
+interface Result { code: number | null; stdout: string; stderr: string }
+
+function run(cmd: string, args: readonly string[]): Promise<Result> {
+  return new Promise((resolve, reject) => {
+    // Relays started by systemd or sudo may lack the sbin directories in PATH.
+    const env = { ...process.env, PATH: `${process.env.PATH ?? ''}:/usr/sbin:/sbin` };
+    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (c: Buffer) => { stdout += c.toString(); });
+    child.stderr.on('data', (c: Buffer) => { stderr += c.toString(); });
+    const timer = setTimeout(() => { child.kill('SIGKILL'); }, COMMAND_TIMEOUT_MS);
+    child.once('error', (e) => {
+      clearTimeout(timer);
+      reject(new SynRulesError(`cannot run ${cmd}: ${e.message} (install the Debian package iptables)`, { cause: e }));
+    });
+    child.once('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+async function runChecked(cmd: string, args: readonly string[]): Promise<string> {
+  const r = await run(cmd, args);
+  if (r.code !== 0) throw new SynRulesError(`${cmd} ${args.join(' ')} failed (exit ${r.code ?? 'signal'}): ${r.stderr.trim()}`);
+  return r.stdout;
+}
+
+/** The arguments of each rule, in install order, for one family (exported for tests and docs). */
+export function ruleArgs(options: SynRulesOptions, family: 4 | 6): string[][] {
+  const { main, steer } = chainNames(options.instance);
+  const comment = ['-m', 'comment', '--comment', `tcpsplit ${options.instance} early SYN`];
+  const rules: string[][] = [];
+  for (const rule of options.capture) {
+    let cidr: Cidr;
+    try {
+      cidr = Cidr.parse(rule.cidr);
+    } catch (err) {
+      throw new SynRulesError(`early-SYN rules: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+    }
+    if (cidr.family !== family) continue;
+    const args = ['-A', main, '-p', 'tcp', '--syn', '-d', cidr.toString()];
+    if (rule.ports !== undefined) {
+      const { first, last } = rule.ports;
+      if (!Number.isInteger(first) || !Number.isInteger(last) || first < 1 || last > 65535 || first > last) {
+        throw new SynRulesError(`early-SYN rules: bad port range ${first}-${last}`);
+      }
+      args.push('--dport', first === last ? `${first}` : `${first}:${last}`);
+    }
+    if (options.iface !== undefined) args.push('-i', options.iface);
+    rules.push([...args, ...comment, '-j', steer]);
+  }
+  if (rules.length === 0) return [];
+  for (let k = 0; k < options.workers; k++) {
+    rules.push(['-A', steer, '-m', 'bpf', '--bytecode', formatBytecode(steeringProgram(family, options.workers, k)),
+      ...comment, '-j', 'NFQUEUE', '--queue-num', String(options.queueBase + k), '--queue-bypass']);
+  }
+  for (const hook of options.hooks ?? ['PREROUTING']) rules.push(['-I', hook, '1', ...comment, '-j', main]);
+  return rules;
+}
+
+function validate(options: SynRulesOptions): void {
+  chainNames(options.instance);
+  const { workers, queueBase } = options;
+  if (!Number.isInteger(workers) || workers < 1 || workers > MAX_STEER_WORKERS) {
+    throw new SynRulesError(`early-SYN rules: workers must be an integer in 1..${MAX_STEER_WORKERS}, got ${workers}`);
+  }
+  if (!Number.isInteger(queueBase) || queueBase < 0 || queueBase + workers - 1 > 0xffff) {
+    throw new SynRulesError(`early-SYN rules: queues ${queueBase}..${queueBase + workers - 1} are not within 0..65535`);
+  }
+  if (options.iface !== undefined && !IFNAME.test(options.iface)) {
+    throw new SynRulesError(`early-SYN rules: '${options.iface}' is not an interface name`);
+  }
+}
+
+/**
+ * Removes every rule and chain of `instance`, in both families: the jumps from built-in
+ * chains first, then our chains. Returns how many rules and chains it removed (0: none
+ * were there). Touches nothing that does not name our chains.
+ */
+export async function removeSynRules(instance: string): Promise<number> {
+  const { main, steer } = chainNames(instance);
+  let removed = 0;
+  for (const family of [4, 6] as const) {
+    const cmd = commandFor(family);
+    const listing = await run(cmd, ['-w', '5', '-t', TABLE, '-S']);
+    if (listing.code !== 0) {
+      if (listing.code === null || /not found|No such file/i.test(listing.stderr)) continue;
+      throw new SynRulesError(`${cmd} -t ${TABLE} -S failed: ${listing.stderr.trim()}`);
+    }
+    const lines = listing.stdout.split('\n');
+    const jumps = lines.filter((l) => l.startsWith('-A ') && l.endsWith(` -j ${main}`) && !l.startsWith(`-A ${main} `) && !l.startsWith(`-A ${steer} `));
+    for (const line of jumps) {
+      await runChecked(cmd, ['-w', '5', '-t', TABLE, ...splitRule(line.replace(/^-A /, '-D '))]);
+      removed++;
+    }
+    for (const chain of [main, steer]) {
+      if (!lines.includes(`-N ${chain}`)) continue;
+      await runChecked(cmd, ['-w', '5', '-t', TABLE, '-F', chain]);
+    }
+    for (const chain of [main, steer]) {
+      if (!lines.includes(`-N ${chain}`)) continue;
+      await runChecked(cmd, ['-w', '5', '-t', TABLE, '-X', chain]);
+      removed++;
+    }
+  }
+  return removed;
+}
+
+/** `-S` output back into argv: words, with "double-quoted" comments kept whole. */
+function splitRule(line: string): string[] {
+  const out: string[] = [];
+  for (const m of line.matchAll(/"((?:[^"\\]|\\.)*)"|(\S+)/g)) out.push(m[1] !== undefined ? m[1].replace(/\\(.)/g, '$1') : (m[2] ?? ''));
+  return out;
+}
+
+/** Installed rules; close() removes them. */
+export class SynRules {
+  readonly options: SynRulesOptions;
+  /** Rules and chains of an earlier run of this instance removed before installing. */
+  readonly staleRemoved: number;
+  #closed = false;
+
+  private constructor(options: SynRulesOptions, staleRemoved: number) {
+    this.options = options;
+    this.staleRemoved = staleRemoved;
+  }
+
+  /** Removes this instance's stale rules, then installs. A failure removes what was installed. */
+  static async install(options: SynRulesOptions): Promise<SynRules> {
+    validate(options);
+    const stale = await removeSynRules(options.instance);
+    const { main, steer } = chainNames(options.instance);
+    try {
+      for (const family of [4, 6] as const) {
+        const rules = ruleArgs(options, family);
+        if (rules.length === 0) continue;
+        const cmd = commandFor(family);
+        await runChecked(cmd, ['-w', '5', '-t', TABLE, '-N', main]);
+        await runChecked(cmd, ['-w', '5', '-t', TABLE, '-N', steer]);
+        for (const args of rules) await runChecked(cmd, ['-w', '5', '-t', TABLE, ...args]);
+      }
+    } catch (err) {
+      await removeSynRules(options.instance).catch(() => undefined);
+      throw err;
+    }
+    return new SynRules(options, stale);
+  }
+
+  /** Removes the rules (idempotent). */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    await removeSynRules(this.options.instance);
+  }
+}
