@@ -164,7 +164,7 @@ void test('bad YAML files throw ConfigError naming the file and key', async () =
 });
 
 void test('an empty YAML file is an empty config', () => {
-  assert.deepEqual(parseConfigText('', 'x.yaml'), { forwards: [], peers: [], routes: [], allow: [], deny: [] });
+  assert.deepEqual(parseConfigText('', 'x.yaml'), { forwards: [], peers: [], routes: [], allow: [], deny: [], intercepts: [] });
   assert.deepEqual(parseConfigText('# nothing\n', 'x.yaml').forwards, []);
 });
 
