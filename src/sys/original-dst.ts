@@ -16,6 +16,7 @@ import { OriginalDestinationError } from '../errors.js';
 import { errnoName } from './errno.js';
 import { lastErrno, libcFunction } from './libc.js';
 import { socketFd } from './tcp-socket.js';
+import { unmapIpv4 } from '../net/ip-address.js';
 
 const SOL_IP = 0;
 const SOL_IPV6 = 41;
@@ -39,9 +40,7 @@ export function isIpv4Peer(remoteAddress: string): boolean {
 }
 
 /** `::ffff:198.18.3.2` -> `198.18.3.2`; anything else unchanged. */
-export function unmapIpv4(address: string): string {
-  return /^::ffff:\d+\.\d+\.\d+\.\d+$/i.test(address) ? address.slice(7) : address;
-}
+export { unmapIpv4 };
 
 /** SO_ORIGINAL_DST or IP6T_SO_ORIGINAL_DST on a raw fd, by the flow's family. */
 export function originalDestinationOfFd(fd: number, ipv4: boolean): OriginalDestination {
