@@ -6,7 +6,7 @@ export interface LoggerOptions {
   /** More fields on every line (a worker thread adds `worker: k`). */
   readonly base?: Readonly<Record<string, unknown>>;
   /** Lines whose merge object this returns true for are not written. */
-  readonly drop?: (fields: object) => boolean;
+  readonly drop?: (fields: object, level: number) => boolean;
 }
 
 /**
@@ -22,9 +22,9 @@ export function createLogger(level: LevelWithSilent = 'info', name = 'tcpsplit',
       name, level, base: { pid: process.pid, ...options.base },
       ...(drop === undefined ? {} : {
         hooks: {
-          logMethod(args, method) {
+          logMethod(args, method, level) {
             const first: unknown = args[0];
-            if (typeof first === 'object' && first !== null && drop(first)) return;
+            if (typeof first === 'object' && first !== null && drop(first, level)) return;
             method.apply(this, args);
           },
         },

@@ -82,6 +82,7 @@ export class Supervisor {
   #addresses: Addresses = { forward: [], accept: undefined, intercept: undefined };
   #reloads: Promise<void> = Promise.resolve();
   #stopping = false;
+  #onDraining: (open: number) => void = () => undefined;
   /** Until every worker first listens, a dying one fails the start instead of being replaced. */
   #started = false;
   #nextId = 1;
@@ -244,12 +245,32 @@ export class Supervisor {
     this.#reloadCounter(1, labelsFor('result', 'error'));
   }
 
-  /** Every worker stops accepting and drains (Relay.drain); then the workers end and the metrics listener closes. */
+  /**
+   * Every worker stops accepting and drains (Relay.drain); then the workers end and the
+   * metrics listener closes. The one `drain` line is logged once every worker has closed
+   * its listeners, so from that line on new connections are refused.
+   */
   async drain(drainTimeoutMs?: number): Promise<void> {
     this.#stopping = true;
-    await Promise.allSettled(this.#workerSlots.map((s) => this.#request(s, (id) => ({
+    const running = this.#workerSlots.filter((s) => s.ready);
+    const draining = new Promise<number>((resolve) => {
+      let waiting = running.length;
+      let open = 0;
+      const timer = setTimeout(() => { resolve(open); }, 3000);
+      this.#onDraining = (n) => {
+        open += n;
+        if (--waiting === 0) { clearTimeout(timer); resolve(open); }
+      };
+      if (waiting === 0) { clearTimeout(timer); resolve(0); }
+    });
+    const done = Promise.allSettled(running.map((s) => this.#request(s, (id) => ({
       type: 'drain', id, ...(drainTimeoutMs === undefined ? {} : { timeoutMs: drainTimeoutMs }),
     }))));
+    const open = await draining;
+    this.#logger.info({ event: 'drain', open, drainTimeoutMs: drainTimeoutMs ?? this.#config.drainTimeoutMs, workers: running.length },
+      'listeners closed; draining open connections');
+    this.#logger.flush();
+    await done;
     await this.#terminateAll();
     this.#fds.closeAll();
     const server = this.#metricsServer;
@@ -323,6 +344,9 @@ export class Supervisor {
             return;
           case 'closed':
             this.#fds.closed(index, message.key);
+            return;
+          case 'draining':
+            this.#onDraining(message.open);
             return;
           case 'reply': {
             const waiting = slot.pending.get(message.id);

@@ -23,6 +23,8 @@ import { fromWire, toWire, wireConfig, type FromWorker, type ToWorker, type Work
 const RELAY_WIDE_EVENTS = new Set(['listen', 'unlisten', 'ffi']);
 /** The supervisor logs these once, for all workers: the reload's outcome, the open-files budget. */
 const SUPERVISOR_EVENTS = new Set(['reload', 'fd-limit']);
+/** pino's info level: the drain's start is the supervisor's line once every worker has closed its listeners. */
+const INFO = 30;
 
 const port = parentPort;
 if (port === null) throw new Error('worker-main.ts runs only as a worker thread (src/worker/supervisor.ts starts it)');
@@ -31,7 +33,10 @@ const config = wireConfig(data.config);
 const dropped = data.index === 0 ? SUPERVISOR_EVENTS : new Set([...SUPERVISOR_EVENTS, ...RELAY_WIDE_EVENTS]);
 const logger = createLogger(config.logLevel, 'tcpsplit-relay', {
   base: { worker: data.index },
-  drop: (fields: object) => dropped.has((fields as { event?: unknown }).event as string),
+  drop: (fields: object, level: number) => {
+    const event = (fields as { event?: unknown }).event as string;
+    return dropped.has(event) || (event === 'drain' && level === INFO);
+  },
 });
 
 function send(message: FromWorker): void {
@@ -76,7 +81,11 @@ port.on('message', (message: ToWorker) => {
       return;
     case 'drain':
       answer(message.id, async () => {
-        await relayOrThrow().drain(message.timeoutMs);
+        const r = relayOrThrow();
+        const drained = r.drain(message.timeoutMs);
+        await listenersClosed(r);
+        send({ type: 'draining', open: r.activeConnections });
+        await drained;
         await new Promise<void>((resolve) => { logger.flush(() => { resolve(); }); });
       });
       return;
@@ -88,6 +97,20 @@ port.on('message', (message: ToWorker) => {
     }
   }
 });
+
+/**
+ * Resolves once the relay's listeners are closed (its drain closes them first; the
+ * supervisor logs the drain's start when every worker is there, so that a connect made
+ * after that line is refused, not accepted by a worker still listening and then reset).
+ */
+async function listenersClosed(r: Relay): Promise<void> {
+  const deadline = Date.now() + 2000;
+  for (;;) {
+    const { forward, accept, intercept } = r.addresses();
+    if ((forward.length === 0 && accept === undefined && intercept === undefined) || Date.now() > deadline) return;
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+}
 
 function relayOrThrow(): Relay {
   if (relay === undefined) throw new Error('the relay in this worker has not started');
