@@ -3,6 +3,7 @@
  * and refused, fed byte by byte and in one piece. docs/protocol.md section 13.
  */
 import { test } from 'node:test';
+import { readFileSync } from 'node:fs';
 import assert from 'node:assert/strict';
 import { encodeHeader } from '../src/protocol/header-encoder.js';
 import { encodeAuthFrame, encodeTargetFrame } from '../src/protocol/pool-frame-encoder.js';
@@ -15,6 +16,7 @@ import {
   BadFrameError, BadMagicError, BadVersionError, HeaderAuthError, HeaderReplayError, HeaderStaleError, BadPortError,
   BadAddressTypeError, TcpsplitError,
 } from '../src/errors.js';
+import { HeaderAuth } from '../src/protocol/header-auth.js';
 import { AUTH, NOW, OTHER_AUTH, SKEW_MS, freshNonce, newGuard } from './protocol-fixtures.js';
 
 type Outcome<T> = { kind: 'ok'; value: T; at: number } | { kind: 'error'; error: TcpsplitError; at: number } | { kind: 'more' };
@@ -167,4 +169,21 @@ void test('a forged or stale AUTH frame does not use up its nonce', () => {
   assert.equal(first(encodeAuthFrame(AUTH, NOW - 2 * SKEW_MS, nonce).bytes, false, guard).kind, 'error');
   assert.equal(guard.size, 0);
   assert.equal(first(encodeAuthFrame(AUTH, NOW, nonce).bytes, false, guard).kind, 'ok');
+});
+
+void test('the worked example in docs/protocol.md section 13 is what the encoders produce, and decodes', () => {
+  const doc = readFileSync(new URL('../../docs/protocol.md', import.meta.url), 'utf8');
+  const block = (marker: string): string => {
+    const start = doc.indexOf(`<!-- ${marker} -->`);
+    assert.ok(start >= 0, `docs/protocol.md has no <!-- ${marker} --> block`);
+    const body = doc.indexOf('\n', doc.indexOf('```', start)) + 1;
+    return doc.slice(body, doc.indexOf('```', body)).replace(/\s+/g, '');
+  };
+  const auth = new HeaderAuth(Buffer.from(Array.from({ length: 32 }, (_, i) => i)));
+  const frame = encodeAuthFrame(auth, NOW, Buffer.from('a0a1a2a3a4a5a6a7a8a9aaabacadaeaf', 'hex'));
+  assert.equal(block('example:auth-frame'), frame.bytes.toString('hex'));
+  const target = encodeTargetFrame({ host: 'example.com', port: 443 }, auth, frame.tag, NOW + 5000, undefined,
+    Buffer.from('b0b1b2b3b4b5b6b7b8b9babbbcbdbebf', 'hex'));
+  assert.equal(block('example:target-frame'), target.toString('hex'));
+  assert.equal(target.length, 77);
 });
