@@ -12,7 +12,8 @@ import { once } from 'node:events';
 import { encodeAuthFrame } from '../src/protocol/pool-frame-encoder.js';
 import { PeerPool } from '../src/pool/peer-pool.js';
 import { DEFAULT_POOL_TUNING } from '../src/pool/pool-options.js';
-import { dialOpener } from '../src/pool/opener.js';
+import { dialOpener, socketFactoryOpener } from '../src/pool/opener.js';
+import { relayLegSocketOptions, DEFAULT_TURBO_TUNING } from '../src/turbo/turbo-options.js';
 import { deadReason } from '../src/pool/liveness.js';
 import { getSocketIntOption, socketFd } from '../src/sys/index.js';
 import { ConfigError } from '../src/errors.js';
@@ -253,4 +254,33 @@ void test('deadReason: alive, ended and destroyed sockets', async (t) => {
   await waitFor(() => deadReason(s) !== undefined);
   s.destroy();
   assert.equal(deadReason(s), 'destroyed');
+});
+
+void test('the socket-factory opener: pooled legs get Turbo-Start buffers set before connect', async (t) => {
+  const rs = await rsRelay();
+  const opener = socketFactoryOpener(relayLegSocketOptions({ ...DEFAULT_TURBO_TUNING, socketBufferBytes: 1024 * 1024 }));
+  const pool = new PeerPool(peerAt(rs.port), { ...DEFAULT_POOL_TUNING, lowWatermark: 2, highWatermark: 2, auth: AUTH, opener });
+  t.after(async () => { pool.close(); await rs.close(); });
+  pool.start();
+  await waitFor(() => pool.stats().size === 2 && rs.idled() === 2);
+  const taken = pool.take();
+  assert.ok(taken !== undefined);
+  const fd = socketFd(taken.socket);
+  assert.ok(fd !== undefined);
+  // The kernel stores twice the value set (capped by net.core.rmem_max).
+  assert.ok(getSocketIntOption(fd, 'SO_RCVBUF') >= 1024 * 1024);
+  assert.equal(getSocketIntOption(fd, 'TCP_NODELAY'), 1);
+  assert.equal(getSocketIntOption(fd, 'SO_KEEPALIVE'), 1);
+  taken.socket.destroy();
+});
+
+void test('R_S closes an authenticated idle connection that outlives its backstop (a sender gone without a FIN)', async (t) => {
+  const rs = await rsRelay({ idleBackstopMs: 100, headerTimeoutMs: 50 });
+  t.after(async () => { await rs.close(); });
+  const s = await raw(rs.port);
+  s.write(encodeAuthFrame(AUTH).bytes);
+  await closed(s);
+  assert.deepEqual(rs.outcomes, ['TCPSPLIT_ERR_IDLE_CLOSED']);
+  assert.equal(rs.idled(), 1);
+  assert.equal(rs.source.idleCount(), 0);
 });
