@@ -94,6 +94,12 @@ export const SynRulesError = define('SynRulesError', 'TCPSPLIT_ERR_SYN_RULES');
 export const TurboRouteError = define('TurboRouteError', 'TCPSPLIT_ERR_TURBO_ROUTE');
 
 // ---- lab -------------------------------------------------------------------
+// ---- transparent interception (src/intercept, docs/intercept.md) -----------
+export const InterceptError = define('InterceptError', 'TCPSPLIT_ERR_INTERCEPT');
+export const InterceptPermissionError = define('InterceptPermissionError', 'TCPSPLIT_ERR_INTERCEPT_PERMISSION');
+export const OriginalDestinationError = define('OriginalDestinationError', 'TCPSPLIT_ERR_ORIGINAL_DST');
+
+// ---- lab -------------------------------------------------------------------
 export const LabError = define('LabError', 'TCPSPLIT_ERR_LAB');
 export const LabConfigError = define('LabConfigError', 'TCPSPLIT_ERR_LAB_CONFIG');
 export const LabToolMissingError = define('LabToolMissingError', 'TCPSPLIT_ERR_LAB_TOOL_MISSING');
@@ -111,6 +117,7 @@ export const ALL_ERRORS = [
   DrainTimeoutError, ListenError, OverloadError, PendingEvictedError, FdLimitError, UnpairedError,
   SysCallError, FfiUnavailableError, SocketOptionsError, BpfLoadError, NfqueueError,
   SynRulesError, TurboRouteError,
+  InterceptError, InterceptPermissionError, OriginalDestinationError,
   LabError, LabConfigError, LabToolMissingError, LabNotRootError, LabBusyError, LabNotUpError,
 ] as const;
 
