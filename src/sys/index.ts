@@ -20,7 +20,7 @@
  * - reuseport-steering.ts ReuseportGroup: SK_REUSEPORT program + REUSEPORT_SOCKARRAY that
  *             steers each connection to the listener steer() (src/net/steer.ts) names
  * - nfqueue.ts NfQueue: an NFQUEUE reader over nfnetlink_queue (bind, copy, ACCEPT verdicts)
- * - tcp-info.ts TCP_INFO's RTT (a client's handshake RTT right after connect)
+ * - tcp-info.ts TCP_INFO: the handshake RTT, the state (pool liveness), snd_cwnd (Turbo-Start)
  * - saved-syn.ts TCP_SAVE_SYN / TCP_SAVED_SYN: the SYN that made an accepted socket (its ISN)
  *
  * Everything here is synchronous and blocks the calling thread: call it from a
@@ -45,7 +45,7 @@ export {
 } from './socket-factory.js';
 export { ReuseportGroup, socketCookie, steeringProgram } from './reuseport-steering.js';
 export { NfQueue, NF_ACCEPT, NF_DROP, type NfQueueOptions, type QueuedPacket } from './nfqueue.js';
-export { tcpRtt, type TcpRtt } from './tcp-info.js';
+export { TcpState, tcpInfo, tcpRtt, type TcpInfo, type TcpRtt } from './tcp-info.js';
 export { enableSaveSyn, takeSavedSyn } from './saved-syn.js';
 export {
   decodeSockaddr, isIpv4Peer, originalDestinationOfFd, redirectedDestination, transparentDestination, unmapIpv4,
