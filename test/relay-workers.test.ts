@@ -109,6 +109,30 @@ describe('relay workers', () => {
     assert.equal(await scrapeMetric(metricsPort, 'tcpsplit_header_rejects_total'), 50, 'fifty replays refused, counted once each');
   });
 
+  it('--workers is restart-only: a SIGHUP that changes it is refused whole, once, and the relay keeps serving', async () => {
+    const target = await origin((s) => { s.end('ok'); });
+    const dir = mkdtempSync(join(tmpdir(), 'tcpsplit-workers-'));
+    cleanups.push(() => { rmSync(dir, { recursive: true, force: true }); });
+    const file = join(dir, 'relay.yaml');
+    const yaml = (workers: number, level: string): string => `forward: ["127.0.0.1:0:127.0.0.1:${target.port}"]\nworkers: ${workers}\nlog-level: ${level}\n`;
+    writeFileSync(file, yaml(2, 'info'));
+    // No --workers flag from TCPSPLIT_TEST_WORKERS: a flag would override the file's value.
+    const relay = new RelayProcess(['--config', file], { env: { TCPSPLIT_TEST_WORKERS: '' } });
+    cleanups.push(() => relay.stop());
+    const [port] = (await relay.ready()).forward;
+    assert.ok(port !== undefined);
+    writeFileSync(file, yaml(3, 'debug'));
+    relay.child.kill('SIGHUP');
+    const refused = await relay.waitFor((l) => l.event === 'reload' && l['code'] === 'TCPSPLIT_ERR_RESTART_REQUIRED');
+    assert.match(String(refused.msg), /--workers 2 -> 3: takes effect only at a restart/);
+    await new Promise((r) => setTimeout(r, 200));
+    assert.equal(relay.lines.filter((l) => l.event === 'reload').length, 1, 'one line for the relay, not one per worker');
+    const c = connect({ port, host: '127.0.0.1' });
+    const got = await receiveAll(c);
+    assert.deepEqual([got.outcome, got.bytes], ['end', 2], 'still serving with the running config');
+    assert.equal(relay.lines.some((l) => l.event === 'accept'), false, 'the log level did not change either');
+  });
+
   describe('in one process: a supervisor with two workers', () => {
     const PAYLOAD = randomBytes(4 * 1024 * 1024);
     const HALF = PAYLOAD.length / 2;

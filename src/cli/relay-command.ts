@@ -36,9 +36,6 @@ export async function runRelayCommand(argv: string[]): Promise<number> {
   const backlogWarning = somaxconnWarning(config.backlog);
   if (backlogWarning !== undefined) logger.warn({ event: 'config-warning', backlog: config.backlog }, backlogWarning);
   const relay = await Supervisor.start(config, { logger });
-  const { forward, accept, intercept, metrics } = relay.addresses();
-  logger.info({ event: 'ready', forward, accept, intercept, metrics, workers: relay.workers }, 'relay ready');
-  logger.flush();
   onStatus = () => {
     void relay.status().then(({ open, answered }) => {
       const now = relay.addresses();
@@ -100,5 +97,10 @@ export async function runRelayCommand(argv: string[]): Promise<number> {
       logger.flush();
       process.exit(70); // EX_SOFTWARE
     });
+    // Last, with every handler in place: whoever waits for this line may signal at once
+    // (a SIGHUP before its handler would end the process).
+    const { forward, accept, intercept, metrics } = relay.addresses();
+    logger.info({ event: 'ready', forward, accept, intercept, metrics, workers: relay.workers }, 'relay ready');
+    logger.flush();
   });
 }

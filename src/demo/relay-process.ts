@@ -39,7 +39,7 @@ export class RelayProcess {
     const { env } = options;
     const spawner = options.spawner ?? (env === undefined ? plainSpawn
       : (cmd: string, a: string[]) => spawn(cmd, a, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] }));
-    this.child = spawner(process.execPath, [CLI, 'relay', ...workersArgs(args), ...args]);
+    this.child = spawner(process.execPath, [CLI, 'relay', ...workersArgs(args, { ...process.env, ...env }), ...args]);
     this.exited = once(this.child, 'exit').then(([code]) => code as number | null);
     const stderr = this.child.stderr;
     if (stderr === null) throw new Error('relay process needs a piped stderr');
