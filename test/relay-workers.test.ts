@@ -226,6 +226,19 @@ describe('relay workers', () => {
     });
   });
 
+  it('--workers 1: a worker terminated right after start is replaced at once, on the same port (port 0 included)', async () => {
+    const o = await origin((s) => { s.end('ok'); });
+    const { config } = await loadRelayConfig(['-L', `127.0.0.1:0:127.0.0.1:${o.port}`, '--workers', '1', '--log-level', 'error'], {});
+    const one = await Supervisor.start(config, { logger: silentLogger() });
+    cleanups.push(() => one.close());
+    const port = one.addresses().forward[0]?.port ?? 0;
+    const fetchOk = async (): Promise<Received> => receiveAll(connect({ port, host: '127.0.0.1' }));
+    assert.deepEqual((await fetchOk()).bytes, 2);
+    const { replacedInMs } = await one.killWorker(0);
+    assert.ok(replacedInMs < 1000, `replaced in ${replacedInMs} ms: a first death waits for no backoff`);
+    assert.deepEqual(await fetchOk(), { bytes: 2, sha256: sha256(Buffer.from('ok')), outcome: 'end' }, 'the same port serves again');
+  });
+
   it('load: 2,000 concurrent connections through two workers arrive whole, and fds return to baseline', async (t) => {
     const BODY = randomBytes(32 * 1024);
     const CONNECTIONS = 2000;

@@ -95,11 +95,12 @@ export class ListenerFds {
    * cookie (the number may already belong to another socket).
    */
   workerGone(index: number): void {
-    for (const [key, listener] of this.#listeners) {
+    // The listeners stay known, with their ports, even if this was their last fd (one
+    // worker): the replacement asks for the same keys and must get the same ports.
+    for (const listener of this.#listeners.values()) {
       const slot = listener.slots[index];
       listener.slots[index] = undefined;
       if (slot !== undefined) closeIfSame(slot);
-      this.#forgetIfEmpty(key, listener);
     }
   }
 
@@ -138,7 +139,9 @@ export class ListenerFds {
     try {
       fd = createListenerFd({
         ...listener.socketOptions,
-        host: listener.host, port: listener.port, reusePort: true, backlog: this.#backlog,
+        // One worker needs no port sharing, and without SO_REUSEPORT a second relay on the
+        // same port still fails with EADDRINUSE (a replacement binds after its predecessor closed).
+        host: listener.host, port: listener.port, reusePort: this.#workers > 1, backlog: this.#backlog,
         // Node listens dual-stack on '::'; so does a worker's fd.
         ...(listener.host === '::' ? { v6Only: false } : {}),
       });

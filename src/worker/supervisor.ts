@@ -61,6 +61,8 @@ interface Slot {
   threadId: number;
   ready: boolean;
   startedAt: number;
+  /** Whether this incarnation replaced one that had died within RESTART_BACKOFF_MS of starting. */
+  quickDeaths: number;
   /** The last metrics this worker sent: what it had counted, should it die before the next scrape. */
   lastMetrics: MetricsSnapshot | undefined;
   /** Requests sent to this worker, by id. */
@@ -315,7 +317,7 @@ export class Supervisor {
       replayBuffer: this.#replay.buffer, slotsBuffer: this.#slots.buffer,
     };
     const worker = new Worker(WORKER_ENTRY, { workerData: data });
-    const slot: Slot = this.#workerSlots[index] ?? { index, worker, threadId: worker.threadId, ready: false, startedAt: 0, lastMetrics: undefined, pending: new Map() };
+    const slot: Slot = this.#workerSlots[index] ?? { index, worker, threadId: worker.threadId, ready: false, startedAt: 0, quickDeaths: 0, lastMetrics: undefined, pending: new Map() };
     slot.worker = worker;
     slot.threadId = worker.threadId;
     slot.ready = false;
@@ -381,9 +383,11 @@ export class Supervisor {
         if (this.#stopping || !this.#started) return;
         this.#restartCounter(1);
         const lived = performance.now() - slot.startedAt;
+        // The first death is replaced at once; a replacement that dies young again waits.
+        slot.quickDeaths = lived < RESTART_BACKOFF_MS ? slot.quickDeaths + 1 : 0;
         this.#logger.error({ event: 'worker-exit', worker: index, code, threadId: worker.threadId },
           `worker ${index} exited (code ${code}); its connections were reset; starting a replacement`);
-        this.#replace(index, lived < RESTART_BACKOFF_MS ? RESTART_BACKOFF_MS : 0);
+        this.#replace(index, slot.quickDeaths >= 2 ? RESTART_BACKOFF_MS : 0);
       });
     });
   }
