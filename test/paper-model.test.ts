@@ -121,3 +121,12 @@ void test('model: download time adds the slowest leg\'s slow-start rounds; 10 KB
   const capped = transferAfterFirstByteMs(1e6 - 240, [{ rttMs: 0, rateBitsPerSec: 8e6, slowStart: false }]);
   close(capped, 1000, '1 MB at 8 Mbit/s');
 });
+
+void test('model: ssh forwards whole channel packets (32 KB): a 10 KB response fits in one rc-rs round, from 100 KB on the first byte waits one more r2', () => {
+  const r = { r1Ms: 32.7, r2Ms: 215, r3Ms: 26, riMs: 273.7 };
+  const ssh = configuration('ssh').path;
+  close(predict(r, ssh, 10 * 1024).ttfbMs, 2 * 273.7, 'ssh 10 KB');
+  close(predict(r, ssh, 100 * 1024).ttfbMs, 2 * 273.7 + 215, 'ssh 100 KB');
+  close(predict(r, ssh, 10 << 20).ttfbMs, 2 * 273.7 + 215, 'ssh 10 MB');
+  close(predict(r, configuration('split').path, 10 << 20).ttfbMs, 2 * 273.7, 'split forwards bytes as they come');
+});

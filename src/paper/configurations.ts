@@ -35,7 +35,8 @@ export const CONFIGURATIONS = [
   {
     name: 'ssh', paperName: 'Baseline', links: PATH_LINKS,
     description: 'OpenSSH `ssh -L` on rc to sshd on rs, the session set up before the runs',
-    path: { kind: 'split', rcLeg: 'pooled', rcTarget: 'at-accept', rsTarget: 'first-bytes', dataWaitsForRs: true, turboRcRs: false },
+    // OpenSSH's CHAN_TCP_PACKET_DEFAULT: a forwarded channel's packets carry up to 32 KB.
+    path: { kind: 'split', rcLeg: 'pooled', rcTarget: 'at-accept', rsTarget: 'first-bytes', dataWaitsForRs: true, turboRcRs: false, wholePacketBytes: 32 * 1024 },
   },
   {
     name: 'split', paperName: 'KTCP +TP', links: PATH_LINKS,

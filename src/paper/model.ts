@@ -40,6 +40,13 @@ export interface DirectPath {
  *   has said so (ssh: data follows SSH_MSG_CHANNEL_OPEN_CONFIRMATION, sent once sshd's
  *   connect to the server completed).
  * - turboRcRs: the rc-rs leg skips slow start (Turbo-Start); first byte unchanged.
+ * - wholePacketBytes: R_C forwards the response only in whole packets of up to this many
+ *   bytes (ssh: a channel packet, 32 KB for a forward, carries one MAC, checked before
+ *   any byte of it is forwarded). Its first packet crosses rc-rs in slow-start rounds
+ *   from the initial window, since the session's window restarts after idle (RFC 5681
+ *   §4.1, Linux's tcp_slow_start_after_idle): each round beyond the first adds r2 to
+ *   the first byte. Only a download's size tells how big that first packet is, so
+ *   predict() adds it; timeline() shows the first byte of a file that fits in one round.
  */
 export interface SplitPath {
   readonly kind: 'split';
@@ -48,6 +55,7 @@ export interface SplitPath {
   readonly rsTarget: 'syn' | 'first-bytes';
   readonly dataWaitsForRs: boolean;
   readonly turboRcRs: boolean;
+  readonly wholePacketBytes?: number;
 }
 
 export type PathModel = DirectPath | SplitPath;
@@ -206,6 +214,7 @@ export interface Prediction {
 /** The model's first byte and download time for one configuration and file size. */
 export function predict(rtts: PathRtts, path: PathModel, sizeBytes: number, rates: PathRates = NO_RATE_CAPS, t: TransferParams = DEFAULT_TRANSFER): Prediction {
   const tl = timeline(rtts, path);
+  const ttfbMs = tl.ttfbMs + firstPacketHoldMs(rtts, path, sizeBytes, t);
   let legs: Leg[];
   if (path.kind === 'direct') {
     legs = path.via === 'internet'
@@ -218,7 +227,14 @@ export function predict(rtts: PathRtts, path: PathModel, sizeBytes: number, rate
       { rttMs: rtts.r3Ms, rateBitsPerSec: rates.rsServer, slowStart: true },
     ];
   }
-  return { connectMs: tl.connectMs, ttfbMs: tl.ttfbMs, totalMs: tl.ttfbMs + transferAfterFirstByteMs(sizeBytes, legs, t) };
+  return { connectMs: tl.connectMs, ttfbMs, totalMs: ttfbMs + transferAfterFirstByteMs(sizeBytes, legs, t) };
+}
+
+/** The extra rc-rs rounds before R_C holds the response's first whole packet (SplitPath.wholePacketBytes). */
+export function firstPacketHoldMs(rtts: PathRtts, path: PathModel, sizeBytes: number, t: TransferParams = DEFAULT_TRANSFER): number {
+  if (path.kind !== 'split' || path.wholePacketBytes === undefined || path.turboRcRs) return 0;
+  const first = Math.min(sizeBytes + t.headerBytes, path.wholePacketBytes);
+  return (slowStartRounds(Math.ceil(first / t.mssBytes), t.initialWindowSegments) - 1) * rtts.r2Ms;
 }
 
 function minRate(rates: readonly number[]): number {

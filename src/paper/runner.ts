@@ -44,7 +44,7 @@ export interface Sample {
   readonly total: number;
   /** The worst p99 emulator lateness (ms) of the links this download crossed, over its packets. */
   readonly lateP99Ms: number;
-  /** What that lateness could add to the first byte at most (ms): traversals x p99. */
+  /** What that lateness could add at most (ms): latenessBoundMs(). */
   readonly lateBoundMs: number;
   readonly flagged: boolean;
 }
@@ -68,17 +68,21 @@ export interface PaperRun {
 const HTTP_PORT = 80;
 const PING_COUNT = 5;
 
-/** A download's first byte crosses each of its links 4 times (2 RTTs' worth) in every configuration's timeline, at most. */
-const TTFB_TRAVERSALS_PER_LINK = 4;
-
 /**
- * A download is flagged when its emulator lateness could have moved its first byte by
- * more than this share of the model's prediction, and by more than FLAG_FLOOR_MS: 12
- * traversals (3 links) at 0.25 ms each, the p99 beyond which the lab's own timing tests
- * call a run starved (test/helpers/lab.ts, TRAVERSAL_LATE_CAP_MS).
+ * A download is flagged when its emulator lateness could have moved its time by more
+ * than FLAG_SHARE of the model's download time and more than FLAG_FLOOR_MS. The bound:
+ * the p99 lateness of its links (per traversal) x 2 traversals per link per round trip
+ * x the round trips the model counts (its download time over the path's RTT). The
+ * floor is 12 traversals (2 round trips over 3 links) at 0.25 ms, the p99 beyond which
+ * the lab's own timing tests call a run starved (test/helpers/lab.ts).
  */
 export const FLAG_SHARE = 0.01;
 export const FLAG_FLOOR_MS = 3;
+
+export function latenessBoundMs(lateP99Ms: number, links: number, modelTotalMs: number, pathRttMs: number): number {
+  const roundTrips = pathRttMs > 0 ? modelTotalMs / pathRttMs : 2;
+  return lateP99Ms * 2 * links * roundTrips;
+}
 
 export function rttsOf(profile: LabProfile): PathRtts {
   const rtt = (l: LinkName): number => profile[l].up.delayMs + profile[l].down.delayMs;
@@ -187,12 +191,13 @@ export async function runPaper(options: PaperRunOptions): Promise<PaperRun> {
           const since = mark(lab, conf.links);
           const t = await download(name, size);
           const lateP99Ms = lateP99Since(lab, conf.links, since);
-          const lateBoundMs = lateP99Ms * TTFB_TRAVERSALS_PER_LINK * conf.links.length;
-          const modelTtfbMs = predict(rtts, conf.path, size.bytes).ttfbMs;
+          const model = predict(rtts, conf.path, size.bytes);
+          const pathRttMs = conf.path.kind === 'direct' && conf.path.via === 'internet' ? rtts.riMs : rtts.r1Ms + rtts.r2Ms + rtts.r3Ms;
+          const lateBoundMs = latenessBoundMs(lateP99Ms, conf.links.length, model.totalMs, pathRttMs);
           const sample: Sample = {
             config: name, sizeBytes: size.bytes, run,
             connect: t.connectMs / 1000, ttfb: t.ttfbMs / 1000, total: t.totalMs / 1000,
-            lateP99Ms, lateBoundMs, flagged: lateBoundMs > Math.max(FLAG_FLOOR_MS, FLAG_SHARE * modelTtfbMs),
+            lateP99Ms, lateBoundMs, flagged: lateBoundMs > Math.max(FLAG_FLOOR_MS, FLAG_SHARE * model.totalMs),
           };
           samples.push(sample);
           options.onProgress?.({ kind: 'sample', done: samples.length, total, sample });
