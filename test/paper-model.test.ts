@@ -1,5 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import fc from 'fast-check';
 import { CONFIGURATIONS, configuration, type ConfigName } from '../src/paper/configurations.js';
 import { idealTtfbMs, predict, slowStartRounds, timeline, transferAfterFirstByteMs, type PathRtts } from '../src/paper/model.js';
 
@@ -129,4 +130,25 @@ void test('model: ssh forwards whole channel packets (32 KB): a 10 KB response f
   close(predict(r, ssh, 100 * 1024).ttfbMs, 2 * 273.7 + 215, 'ssh 100 KB');
   close(predict(r, ssh, 10 << 20).ttfbMs, 2 * 273.7 + 215, 'ssh 10 MB');
   close(predict(r, configuration('split').path, 10 << 20).ttfbMs, 2 * 273.7, 'split forwards bytes as they come');
+});
+
+void test('model: closed forms for any RTTs: split and ssh 2R, early SYN R + max(r1, r2, r3), with the pool R + max(r1, r3)', () => {
+  fc.assert(fc.property(
+    fc.double({ min: 0, max: 1000, noNaN: true }), fc.double({ min: 0, max: 1000, noNaN: true }), fc.double({ min: 0, max: 1000, noNaN: true }),
+    (r1, r2, r3) => {
+      const r = { r1Ms: r1, r2Ms: r2, r3Ms: r3, riMs: 0 };
+      const R = r1 + r2 + r3;
+      const near = (a: number, b: number): boolean => Math.abs(a - b) <= 1e-9 * Math.max(1, R);
+      return near(ttfb(r, 'split'), 2 * R) && near(ttfb(r, 'ssh'), 2 * R) && near(ttfb(r, 'nosplit'), 2 * R) &&
+        near(ttfb(r, 'split+es'), R + Math.max(r1, r2, r3)) && near(ttfb(r, 'split+es+cp'), R + Math.max(r1, r3)) &&
+        near(ttfb(r, 'full'), ttfb(r, 'split+es+cp'));
+    }));
+});
+
+void test('model: early SYN at R_C only, with the target in the header (R_S learns it from the first bytes): R + max(r1, r2 + r3)', () => {
+  for (const [r1, r2, r3] of [[32.7, 215, 26], [10, 40, 60], [50, 20, 5]] as const) {
+    const tl = timeline({ r1Ms: r1, r2Ms: r2, r3Ms: r3, riMs: 0 },
+      { kind: 'split', rcLeg: 'at-syn', rcTarget: 'at-syn', rsTarget: 'first-bytes', dataWaitsForRs: false, turboRcRs: false });
+    close(tl.ttfbMs, r1 + r2 + r3 + Math.max(r1, r2 + r3), `header-borne ${String([r1, r2, r3])}`);
+  }
 });
