@@ -6,26 +6,30 @@ import { CONFIGURATIONS, runnableConfigs } from '../src/paper/configurations.js'
 import { quantile, spread, validateResults } from '../src/paper/results.js';
 import { parseSize, parseSizes, sizeLabel } from '../src/paper/sizes.js';
 
+function parse(args: string[], now?: Date): Exclude<ReturnType<typeof parsePaperArgs>, 'help' | { readonly render: string }> {
+  const p = parsePaperArgs(args, now);
+  assert.ok(p !== 'help' && !('render' in p));
+  return p;
+}
+
 void test('paper cli: --quick is 3 runs of 10 KB and 1 MB at RTTs x 0.1 with every runnable configuration; defaults are the paper\'s', () => {
-  const quick = parsePaperArgs(['--quick']);
-  assert.ok(quick !== 'help');
+  const quick = parse(['--quick']);
   assert.equal(quick.runs, 3);
   assert.deepEqual(quick.sizes.map((s) => s.bytes), [10240, 1048576]);
   assert.equal(quick.delayScale, 0.1);
   assert.deepEqual(quick.configs, runnableConfigs());
   assert.equal(quick.cc, 'cubic');
-  const full = parsePaperArgs([], new Date('2026-12-01T10:00:00.123Z'));
-  assert.ok(full !== 'help');
+  const full = parse([], new Date('2026-12-01T10:00:00.123Z'));
   assert.equal(full.runs, 10);
   assert.deepEqual(full.sizes.map((s) => s.file), ['10kb', '100kb', '1mb', '10mb']);
   assert.equal(full.delayScale, 1);
   assert.match(full.out, /paper-results\/2026-12-01T100000Z$/);
   assert.equal(parsePaperArgs(['-h']), 'help');
+  assert.deepEqual(parsePaperArgs(['--render', '/tmp/x']), { render: '/tmp/x' });
 });
 
 void test('paper cli: --configs keeps the table\'s order and refuses, by name, a configuration whose issue has not landed', () => {
-  const a = parsePaperArgs(['--configs', 'split,e2e', '--cc', 'bbr', '--runs', '5']);
-  assert.ok(a !== 'help');
+  const a = parse(['--configs', 'split,e2e', '--cc', 'bbr', '--runs', '5']);
   assert.deepEqual(a.configs, ['e2e', 'split']);
   assert.equal(a.cc, 'bbr');
   for (const c of CONFIGURATIONS) {

@@ -2,7 +2,7 @@
  * `tcpsplit lab paper`: the paper's §4 evaluation in the lab, beside the RTT model
  * (src/paper). Writes results.json, samples.json, report.md and Figures 3 and 4.
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import cliProgress from 'cli-progress';
@@ -14,7 +14,7 @@ import { CONFIGURATIONS, isConfigName, runnableConfigs, type ConfigName, type Co
 import { CONGESTION_CONTROLS, type CongestionControl } from '../paper/congestion.js';
 import { renderFigure } from '../paper/figures.js';
 import { formatReport, formatTable } from '../paper/report.js';
-import { summarize, type Results } from '../paper/results.js';
+import { summarize, validateResults, type Results } from '../paper/results.js';
 import { runPaper, type PaperRun, type ProgressEvent } from '../paper/runner.js';
 import { PAPER_SIZES, QUICK_SIZES, parseSizes, sizeLabel, type FileSize } from '../paper/sizes.js';
 
@@ -42,6 +42,7 @@ Options:
   --cc cubic|bbr        congestion control on every host (default cubic, as the paper's hosts)
   --out DIR             default ./paper-results/<timestamp>
   --prefix P            lab name prefix (default ${PAPER_PREFIX})
+  --render DIR          rewrite DIR's report.md and figures from its results.json (no lab, no root)
   -h, --help
 
 Writes DIR/results.json (the shape scripts rely on; times in seconds), samples.json (every
@@ -61,7 +62,7 @@ interface PaperArgs {
   readonly linkFlags: readonly string[];
 }
 
-export function parsePaperArgs(args: string[], now = new Date()): PaperArgs | 'help' {
+export function parsePaperArgs(args: string[], now = new Date()): PaperArgs | 'help' | { readonly render: string } {
   let values;
   try {
     ({ values } = parseArgs({
@@ -70,12 +71,14 @@ export function parsePaperArgs(args: string[], now = new Date()): PaperArgs | 'h
         help: { type: 'boolean', short: 'h' }, quick: { type: 'boolean' }, runs: { type: 'string' }, sizes: { type: 'string' },
         configs: { type: 'string' }, profile: { type: 'string' }, link: { type: 'string', multiple: true },
         'delay-scale': { type: 'string' }, cc: { type: 'string' }, out: { type: 'string' }, prefix: { type: 'string' },
+        render: { type: 'string' },
       },
     }));
   } catch (err) {
     throw new LabConfigError(`${err instanceof Error ? err.message : String(err)} (see tcpsplit lab paper --help)`);
   }
   if (values.help === true) return 'help';
+  if (values.render !== undefined) return { render: resolve(values.render) };
   const quick = values.quick === true;
   const runsText = values.runs ?? (quick ? '3' : '10');
   const runs = Number(runsText);
@@ -116,6 +119,11 @@ export async function writeOutputs(dir: string, run: PaperRun, results: Results)
   mkdirSync(dir, { recursive: true });
   writeFileSync(join(dir, 'results.json'), `${JSON.stringify(results, null, 2)}\n`);
   writeFileSync(join(dir, 'samples.json'), `${JSON.stringify({ meta: results.meta, samples: run.samples }, null, 2)}\n`);
+  await renderOutputs(dir, results);
+}
+
+/** The figures and report.md from `results` (also `--render DIR`, from a run's results.json). */
+export async function renderOutputs(dir: string, results: Results): Promise<void> {
   const fig3 = await renderFigure(results, 'ttfb');
   const fig4 = await renderFigure(results, 'total');
   writeFileSync(join(dir, 'fig3-ttfb.svg'), fig3.svg);
@@ -158,6 +166,14 @@ function progressSink(total: () => number): { onProgress: (e: ProgressEvent) => 
 export async function runPaperCommand(args: string[]): Promise<number> {
   const parsed = parsePaperArgs(args);
   if (parsed === 'help') { process.stdout.write(PAPER_HELP); return 0; }
+  if ('render' in parsed) {
+    const results = JSON.parse(readFileSync(join(parsed.render, 'results.json'), 'utf8')) as unknown;
+    const errors = validateResults(results);
+    if (errors.length > 0) throw new LabConfigError(`--render: ${parsed.render}/results.json does not fit the shape: ${errors.slice(0, 5).join('; ')}`);
+    await renderOutputs(parsed.render, results as Results);
+    process.stdout.write(`${formatTable(results as Results)}\n\nRewrote ${parsed.render}/: report.md, fig3-ttfb.{svg,png}, fig4-download.{svg,png}\n`);
+    return 0;
+  }
   let profile = loadProfile(parsed.profileName);
   if (parsed.delayScale !== 1) profile = scaleDelays(profile, parsed.delayScale);
   for (const flag of parsed.linkFlags) profile = applyLinkFlag(profile, flag);
