@@ -152,3 +152,10 @@ void test('model: early SYN at R_C only, with the target in the header (R_S lear
     close(tl.ttfbMs, r1 + r2 + r3 + Math.max(r1, r2 + r3), `header-borne ${String([r1, r2, r3])}`);
   }
 });
+
+void test('model: ssh\'s held first packet is counted once in the download time', () => {
+  const r = { r1Ms: 32.7, r2Ms: 215, r3Ms: 26, riMs: 273.7 };
+  // 100 KB + 240 B = 72 segments: 4 rounds on rc-rs, the first of which is also the held packet's.
+  close(predict(r, configuration('ssh').path, 100 * 1024).totalMs, 2 * 273.7 + 3 * 215, 'ssh 100 KB');
+  close(predict(r, configuration('ssh').path, 10 * 1024).totalMs, 2 * 273.7, 'ssh 10 KB');
+});

@@ -157,7 +157,7 @@ function progressSink(total: () => number): { onProgress: (e: ProgressEvent) => 
       if (e.kind === 'setup') { process.stderr.write(`${stamp()} ${e.message}\n`); return; }
       const s = e.sample;
       const left = e.done === 0 ? 0 : ((Date.now() - started) / e.done) * (e.total - e.done) / 1000;
-      process.stderr.write(`${stamp()} ${String(e.done)}/${String(e.total)} ${s.config} ${sizeLabel(s.sizeBytes)} run ${String(s.run)}: first byte ${(s.ttfb * 1000).toFixed(1)} ms, done ${(s.total * 1000).toFixed(1)} ms${s.flagged ? `, FLAGGED (lateness p99 ${s.lateP99Ms.toFixed(2)} ms)` : ''}; ~${left.toFixed(0)} s left\n`);
+      process.stderr.write(`${stamp()} ${String(e.done)}/${String(e.total)} ${s.config} ${sizeLabel(s.sizeBytes)} run ${String(s.run)}: first byte ${(s.ttfb * 1000).toFixed(1)} ms, done ${(s.total * 1000).toFixed(1)} ms${s.flagged ? `, FLAGGED (lateness p90 ${s.lateP90Ms.toFixed(2)}, p99 ${s.lateP99Ms.toFixed(2)} ms)` : ''}; ~${left.toFixed(0)} s left\n`);
     },
     stop: () => undefined,
   };

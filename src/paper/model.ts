@@ -227,7 +227,8 @@ export function predict(rtts: PathRtts, path: PathModel, sizeBytes: number, rate
       { rttMs: rtts.r3Ms, rateBitsPerSec: rates.rsServer, slowStart: true },
     ];
   }
-  return { connectMs: tl.connectMs, ttfbMs, totalMs: ttfbMs + transferAfterFirstByteMs(sizeBytes, legs, t) };
+  // The held first packet (ssh) is part of rc-rs's own slow-start rounds: count them once.
+  return { connectMs: tl.connectMs, ttfbMs, totalMs: Math.max(ttfbMs, tl.ttfbMs + transferAfterFirstByteMs(sizeBytes, legs, t)) };
 }
 
 /** The extra rc-rs rounds before R_C holds the response's first whole packet (SplitPath.wholePacketBytes). */

@@ -120,7 +120,7 @@ export function formatReport(r: Results, figures: { fig3: string; fig4: string }
     '## Measured beside the model',
     '',
     'Δ = measured median − model. The model (docs/model.md) counts link delays only: what the hosts add (curl, nginx, the relays) is in Δ.',
-    `A run is flagged when the emulator's p99 lateness on its links, times its traversals of them (2 per link per round trip, over the model's round trips), exceeds both 1% of the model's download time and 3 ms (0.25 ms a traversal over 2 round trips of 3 links): ${String(flagged)} of ${String(total)} runs were. Lateness grows with throughput (docs/lab.md): large files are flagged more often.`,
+    `A run is flagged when the emulator's p90 lateness on its links, times its traversals of them (2 per link per round trip, over the model's round trips), exceeds both 1% of the model's download time and 3 ms (0.25 ms a traversal over 2 round trips of 3 links): ${String(flagged)} of ${String(total)} runs were. Lateness grows with throughput (docs/lab.md): large files are flagged more often.`,
     '',
     formatTable(r),
     '',
