@@ -36,7 +36,8 @@ export function figureSpec(results: Results, metric: Metric): TopLevelSpec {
     },
     data: { values },
     facet: { column: { field: 'size', type: 'ordinal', sort: sizes, title: 'file size', header: { labelFontSize: 12 } } },
-    resolve: { scale: { y: 'independent' } },
+    // First bytes share one scale across sizes; download times span 10 KB to 10 MB, so each size gets its own.
+    resolve: { scale: { y: metric === 'ttfb' ? 'shared' : 'independent' } },
     spec: {
       width: Math.max(160, 40 * configs.length),
       height: 260,
