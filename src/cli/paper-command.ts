@@ -6,7 +6,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import cliProgress from 'cli-progress';
-import { LabConfigError } from '../errors.js';
+import { LabConfigError, LabError } from '../errors.js';
 import { applyLinkFlag, scaleDelays } from '../lab/link-config.js';
 import { verifyPrefix } from '../lab/lab-state.js';
 import { loadProfile } from '../lab/profile-file.js';
@@ -179,11 +179,21 @@ export async function runPaperCommand(args: string[]): Promise<number> {
   for (const flag of parsed.linkFlags) profile = applyLinkFlag(profile, flag);
   const total = parsed.runs * parsed.sizes.length * parsed.configs.length;
   const sink = progressSink(() => total);
+  // Ctrl-C stops after the download under way, and the lab, relays, sshd and nginx are taken down.
+  const abort = new AbortController();
+  const onSignal = (): void => { abort.abort(new LabError('interrupted: the lab is taken down, nothing is written')); };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
   let run: PaperRun;
   try {
-    run = await runPaper({ profile, configs: parsed.configs, sizes: parsed.sizes, runs: parsed.runs, cc: parsed.cc, prefix: parsed.prefix, onProgress: sink.onProgress });
+    run = await runPaper({
+      profile, configs: parsed.configs, sizes: parsed.sizes, runs: parsed.runs, cc: parsed.cc, prefix: parsed.prefix,
+      onProgress: sink.onProgress, signal: abort.signal,
+    });
   } finally {
     sink.stop();
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
   }
   const results = summarize(run, parsed.cc, parsed.runs);
   await writeOutputs(parsed.out, run, results);

@@ -26,6 +26,8 @@ export interface PaperRunOptions {
   readonly runs: number;
   readonly cc: CongestionControl;
   readonly prefix: string;
+  /** Stops the runs between two downloads; everything is still taken down. */
+  readonly signal?: AbortSignal;
   /** Called after every download (and with messages while setting up). */
   readonly onProgress?: (event: ProgressEvent) => void;
 }
@@ -191,6 +193,7 @@ export async function runPaper(options: PaperRunOptions): Promise<PaperRun> {
         // Rotate the order each round, so that no configuration always goes first.
         const shift = (run - 1 + sizes.indexOf(size)) % configs.length;
         for (const name of [...configs.slice(shift), ...configs.slice(0, shift)]) {
+          options.signal?.throwIfAborted();
           const conf = configuration(name);
           const since = mark(lab, conf.links);
           const t = await download(name, size);
