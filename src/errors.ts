@@ -47,6 +47,9 @@ export const HeaderReplayError = define('HeaderReplayError', 'TCPSPLIT_ERR_REPLA
 export const ReplayCacheFullError = define('ReplayCacheFullError', 'TCPSPLIT_ERR_REPLAY_CACHE_FULL');
 export const HeaderTimeoutError = define('HeaderTimeoutError', 'TCPSPLIT_ERR_HEADER_TIMEOUT');
 export const HeaderTruncatedError = define('HeaderTruncatedError', 'TCPSPLIT_ERR_HEADER_TRUNCATED');
+export const BadFrameError = define('BadFrameError', 'TCPSPLIT_ERR_BAD_FRAME');
+export const IdleLimitError = define('IdleLimitError', 'TCPSPLIT_ERR_IDLE_LIMIT');
+export const IdleClosedError = define('IdleClosedError', 'TCPSPLIT_ERR_IDLE_CLOSED');
 
 // ---- forwarding ------------------------------------------------------------
 export const PolicyDeniedError = define('PolicyDeniedError', 'TCPSPLIT_ERR_POLICY_DENIED');
@@ -87,6 +90,15 @@ export const NfqueueError = define('NfqueueError', 'TCPSPLIT_ERR_NFQUEUE');
 // ---- early SYN (src/intercept) -----------------------------------------------
 export const SynRulesError = define('SynRulesError', 'TCPSPLIT_ERR_SYN_RULES');
 
+// ---- Turbo-Start (src/turbo) ------------------------------------------------
+export const TurboRouteError = define('TurboRouteError', 'TCPSPLIT_ERR_TURBO_ROUTE');
+
+// ---- lab -------------------------------------------------------------------
+// ---- transparent interception (src/intercept, docs/intercept.md) -----------
+export const InterceptError = define('InterceptError', 'TCPSPLIT_ERR_INTERCEPT');
+export const InterceptPermissionError = define('InterceptPermissionError', 'TCPSPLIT_ERR_INTERCEPT_PERMISSION');
+export const OriginalDestinationError = define('OriginalDestinationError', 'TCPSPLIT_ERR_ORIGINAL_DST');
+
 // ---- lab -------------------------------------------------------------------
 export const LabError = define('LabError', 'TCPSPLIT_ERR_LAB');
 export const LabConfigError = define('LabConfigError', 'TCPSPLIT_ERR_LAB_CONFIG');
@@ -100,11 +112,12 @@ export const ALL_ERRORS = [
   ConfigError, KeyError, InsecureAcceptError, RestartRequiredError,
   BadMagicError, BadVersionError, BadFlagsError, BadAddressTypeError, BadAddressError, BadPortError,
   HeaderAuthError, HeaderStaleError, HeaderReplayError, ReplayCacheFullError, HeaderTimeoutError,
-  HeaderTruncatedError,
+  HeaderTruncatedError, BadFrameError, IdleLimitError, IdleClosedError,
   PolicyDeniedError, ResolveError, ConnectTimeoutError, ConnectError, PeerResetError, LegError, IdleTimeoutError,
   DrainTimeoutError, ListenError, OverloadError, PendingEvictedError, FdLimitError, UnpairedError,
   SysCallError, FfiUnavailableError, SocketOptionsError, BpfLoadError, NfqueueError,
-  SynRulesError,
+  SynRulesError, TurboRouteError,
+  InterceptError, InterceptPermissionError, OriginalDestinationError,
   LabError, LabConfigError, LabToolMissingError, LabNotRootError, LabBusyError, LabNotUpError,
 ] as const;
 

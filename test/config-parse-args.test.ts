@@ -49,7 +49,7 @@ const good: readonly Good[] = [
 for (const [argv, expected] of good) {
   void test(`parseRelayArgs accepts ${argv.join(' ')}`, () => {
     const options = parseRelayArgs(argv);
-    const want: RelayOptions = { forwards: [], peers: [], routes: [], allow: [], deny: [], ...expected };
+    const want: RelayOptions = { forwards: [], peers: [], routes: [], allow: [], deny: [], intercepts: [], ...expected };
     assert.deepEqual(options, want);
   });
 }

@@ -44,6 +44,8 @@ Options:
                         queue=1000 (packets) or queue=256kb (bytes) loss=0.1%
                         prefix a key with up. or down. for one direction (up = away from client)
   --delay-scale F       multiply the profile's delays and jitters by F before --link applies (e.g. 0.1)
+  --ipv6                also give every node the IPv6 plan (ULA fd00:7473:N::1 and ::2 on link N,
+                        mirroring 198.18.N.1 and .2); off by default (no IPv6 packets at all)
   --prefix P            name prefix: a letter, then up to 7 of [a-z0-9] (default ${DEFAULT_PREFIX}); labs with different
                         prefixes run side by side
   -h, --help
@@ -114,7 +116,7 @@ async function up(args: string[]): Promise<number> {
     args, strict: true,
     options: {
       ...HELP, prefix: { type: 'string' }, profile: { type: 'string' }, link: { type: 'string', multiple: true },
-      'delay-scale': { type: 'string' },
+      'delay-scale': { type: 'string' }, ipv6: { type: 'boolean' },
     },
   }));
   if (values.help === true) { out(UP_HELP); return 0; }
@@ -128,7 +130,7 @@ async function up(args: string[]): Promise<number> {
   for (const flag of values.link ?? []) profile = applyLinkFlag(profile, flag);
   requireRoot();
   requireTools([...CORE_TOOLS, ...PART_TOOLS]);
-  const pid = await startDaemon(prefix, profile);
+  const pid = await startDaemon(prefix, profile, { ipv6: values.ipv6 === true });
   out(`lab '${prefix}' is up (daemon pid ${pid}, log ${daemonLogPath(prefix)})
 namespaces: ${LAB_NODES.map((n) => namespaceName(prefix, n)).join(' ')}
 

@@ -2,6 +2,8 @@ import { DIRECT, type RelayConfig } from '../config/relay-config.js';
 import { formatEndpoint } from '../config/load-config.js';
 import { BUILTIN_DENY } from '../net/address-policy.js';
 import { nextHopOf } from '../config/config-warnings.js';
+import { formatInterceptRule } from '../intercept/intercept-spec.js';
+import { tableName } from '../intercept/nft-rules.js';
 
 const ep = formatEndpoint;
 
@@ -15,13 +17,18 @@ export function describeConfig(config: RelayConfig, warnings: readonly string[])
     lines.push(`  forward: listen ${ep(f.listen)} -> ${ep(f.target)}, ${via}`);
   }
   if (config.accept !== undefined) lines.push(`  accept: relay connections on ${ep(config.accept)}`);
+  const icpt = config.intercept;
+  if (icpt !== undefined) {
+    lines.push(`  intercept (${icpt.mode}${icpt.iface === undefined ? '' : `, arriving on ${icpt.iface}`}): ${icpt.rules.map(formatInterceptRule).join(', ')}`
+      + ` -> listener ${ep(icpt.listen)}, nftables table inet ${tableName(icpt.instance)}; routed like any target, needs CAP_NET_ADMIN`);
+  }
   for (const p of config.peers) lines.push(`  peer ${p.name}: ${ep(p.endpoint)}`);
   for (const r of config.routes) lines.push(`  route ${r.cidr} -> ${r.via === DIRECT ? 'direct' : `peer ${r.via}`}`);
   lines.push(`  route (default) -> direct`);
   lines.push(`  key: ${config.key !== undefined ? `${config.key.length} bytes` : config.insecure ? 'none (--insecure: headers authenticate nothing)' : 'none'}`);
-  if (config.accept !== undefined) {
+  if (config.accept !== undefined || icpt !== undefined) {
     const builtins = [...new Set(BUILTIN_DENY.map((d) => d.reason))].join(', ');
-    lines.push(`  policy for peers' targets: deny built-in (${builtins}, own addresses)`);
+    lines.push(`  policy for ${icpt === undefined ? "peers'" : 'peers\' and intercepted'} targets: deny built-in (${builtins}, own addresses)`);
     for (const c of config.allow) lines.push(`    allow ${c}`);
     for (const c of config.deny) lines.push(`    deny ${c}`);
     lines.push(`    otherwise ${config.allow.length > 0 ? 'deny (allow-list)' : 'allow'}`);

@@ -31,8 +31,8 @@ export async function runRelayCommand(argv: string[]): Promise<number> {
     logger.warn({ event: 'insecure' }, '--insecure without a key: relay headers authenticate nothing; anyone who can reach --accept can use this relay (lab use only)');
   }
   const relay = await Relay.start(config, { logger });
-  const { forward, accept, metrics } = relay.addresses();
-  logger.info({ event: 'ready', forward, accept, metrics }, 'relay ready');
+  const { forward, accept, intercept, metrics } = relay.addresses();
+  logger.info({ event: 'ready', forward, accept, intercept, metrics }, 'relay ready');
   logger.flush();
   onStatus = () => {
     const now = relay.addresses();

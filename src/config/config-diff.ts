@@ -18,15 +18,16 @@ const OPTION_OF: Readonly<Record<Field, string>> = {
   allow: 'allow', deny: 'deny', metrics: 'metrics', connectTimeoutMs: 'connect-timeout', idleTimeoutMs: 'idle-timeout',
   headerTimeoutMs: 'header-timeout', drainTimeoutMs: 'drain-timeout', keepaliveMs: 'keepalive',
   maxClockSkewMs: 'max-clock-skew', maxConnections: 'max-connections', maxPendingPerSource: 'max-pending-per-source',
-  logLevel: 'log-level',
+  logLevel: 'log-level', intercept: 'intercept',
 };
 
 /**
  * Options a running relay cannot take up: --max-clock-skew sizes the replay guard's
  * memory of nonces, and widening it live would let a header older than that memory be
- * replayed. A reload that changes one is refused whole.
+ * replayed. The intercept rules and their listener are set up once, with privileges a
+ * relay may drop after start. A reload that changes one is refused whole.
  */
-export const RESTART_ONLY: readonly string[] = ['max-clock-skew'];
+export const RESTART_ONLY: readonly string[] = ['max-clock-skew', 'intercept'];
 
 export function diffConfigs(before: RelayConfig, after: RelayConfig): ConfigChange[] {
   const changes: ConfigChange[] = [];

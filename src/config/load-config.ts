@@ -13,6 +13,7 @@ import { parseRelayArgs } from './parse-args.js';
 import { DEFAULTS, DIRECT, type Endpoint, type RelayConfig } from './relay-config.js';
 import { loadRelayKey } from './relay-key.js';
 import type { RelayOptions } from './relay-options.js';
+import { DEFAULT_INTERCEPT_LISTEN, defaultInstance, type InterceptConfig } from '../intercept/intercept-spec.js';
 
 export { RELAY_HELP } from './relay-help.js';
 
@@ -45,6 +46,7 @@ export async function buildRelayConfig(args: RelayOptions, env: NodeJS.ProcessEn
     allow: o.allow,
     deny: o.deny,
     metrics: o.metrics,
+    ...interceptOf(o),
     connectTimeoutMs: o.connectTimeoutMs ?? DEFAULTS.connectTimeoutMs,
     idleTimeoutMs: o.idleTimeoutMs ?? DEFAULTS.idleTimeoutMs,
     headerTimeoutMs: o.headerTimeoutMs ?? DEFAULTS.headerTimeoutMs,
@@ -60,6 +62,23 @@ export async function buildRelayConfig(args: RelayOptions, env: NodeJS.ProcessEn
   return { config, warnings: [...(loadedKey?.warnings ?? []), ...configWarnings(config)] };
 }
 
+/** The intercept part of the config; the companions of --intercept without it are an error. */
+function interceptOf(o: RelayOptions): { intercept?: InterceptConfig } {
+  if (o.intercepts.length === 0) {
+    const stray = ([['intercept-mode', o.interceptMode], ['intercept-iface', o.interceptIface], ['intercept-listen', o.interceptListen],
+      ['instance', o.instance]] as const).filter(([, v]) => v !== undefined).map(([name]) => `--${name}`);
+    if (stray.length > 0) throw new ConfigError(`${stray.join(', ')} without --intercept: give --intercept CIDR[:PORT[-PORT]] too, or drop ${stray.length > 1 ? 'them' : 'it'}`);
+    return {};
+  }
+  const listen = o.interceptListen ?? DEFAULT_INTERCEPT_LISTEN;
+  return {
+    intercept: {
+      rules: o.intercepts, mode: o.interceptMode ?? 'redirect', iface: o.interceptIface, listen,
+      instance: o.instance ?? defaultInstance(listen),
+    },
+  };
+}
+
 /** `later` wins for single values and is appended for lists. */
 export function mergeOptions(earlier: RelayOptions, later: RelayOptions): RelayOptions {
   const merged: RelayOptions = {
@@ -69,6 +88,7 @@ export function mergeOptions(earlier: RelayOptions, later: RelayOptions): RelayO
     routes: [...earlier.routes, ...later.routes],
     allow: [...earlier.allow, ...later.allow],
     deny: [...earlier.deny, ...later.deny],
+    intercepts: [...earlier.intercepts, ...later.intercepts],
   };
   for (const [key, value] of Object.entries(later) as [string, unknown][]) {
     if (value !== undefined && !Array.isArray(value)) Object.assign(merged, { [key]: value });
@@ -78,8 +98,8 @@ export function mergeOptions(earlier: RelayOptions, later: RelayOptions): RelayO
 
 /** The rules that involve more than one option. Throws ConfigError or InsecureAcceptError. */
 export function validateRelayConfig(config: RelayConfig): void {
-  if (config.forwards.length === 0 && config.accept === undefined) {
-    throw new ConfigError('nothing to do: give at least one -L [bind:]port:host:hostport or --accept [bind:]port');
+  if (config.forwards.length === 0 && config.accept === undefined && config.intercept === undefined) {
+    throw new ConfigError('nothing to do: give at least one -L [bind:]port:host:hostport, --accept [bind:]port or --intercept CIDR');
   }
   const peers = new Map<string, Endpoint>();
   for (const { name, endpoint } of config.peers) {
@@ -102,6 +122,7 @@ export function validateRelayConfig(config: RelayConfig): void {
     ...config.forwards.map((f) => ({ what: '-L', at: f.listen })),
     ...(config.accept === undefined ? [] : [{ what: '--accept', at: config.accept }]),
     ...(config.metrics === undefined ? [] : [{ what: '--metrics', at: config.metrics }]),
+    ...(config.intercept === undefined ? [] : [{ what: '--intercept-listen', at: config.intercept.listen }]),
   ].filter((l) => l.at.port !== 0);
   for (let i = 0; i < listeners.length; i++) {
     for (let j = i + 1; j < listeners.length; j++) {

@@ -4,6 +4,8 @@
  * Durations are in milliseconds and say so in their names.
  */
 
+import type { InterceptConfig } from '../intercept/intercept-spec.js';
+
 /** A TCP endpoint. `host` is an IPv4 literal, an IPv6 literal (no brackets) or a DNS name. */
 export interface Endpoint {
   readonly host: string;
@@ -43,6 +45,12 @@ export interface RelayConfig {
   /** `--allow CIDR` / `--deny CIDR`: what this relay connects to on a peer's behalf. */
   readonly allow: readonly string[];
   readonly deny: readonly string[];
+  /**
+   * `--intercept CIDR[:PORT[-PORT]]` and its companions: connections routed through this
+   * host to those destinations are diverted to the relay (docs/intercept.md). Unset
+   * without --intercept.
+   */
+  readonly intercept?: InterceptConfig;
   /** `--metrics [bind:]port`: Prometheus text at /metrics. Bind defaults to 127.0.0.1. */
   readonly metrics: Endpoint | undefined;
   readonly connectTimeoutMs: number;

@@ -23,6 +23,27 @@ Listeners
   --metrics [bind:]port
         Serve Prometheus metrics at /metrics (bind defaults to 127.0.0.1).
 
+Transparent interception (docs/intercept.md; needs CAP_NET_ADMIN)
+  --intercept CIDR[:PORT[-PORT]]
+        Divert TCP connections routed through this host to destinations in CIDR
+        (optionally only those ports) to the relay, which carries each on to its
+        original destination: through a peer if --route says so, else direct.
+        Repeatable; IPv4 and IPv6 (fd00:7473:3::/64:22). The rules live in this
+        relay's own nftables table, tcpsplit_INSTANCE, made at start and removed at
+        exit (and, after a crash, at the next start). Only forwarded traffic
+        (prerouting) is diverted: the relay's own connections never are.
+  --intercept-mode redirect|tproxy
+        redirect (default): nftables REDIRECT; the original destination comes from
+        conntrack (SO_ORIGINAL_DST). tproxy: TPROXY with a transparent listener, a
+        fwmark rule and a local route; the destination address is left untouched.
+  --intercept-iface NAME
+        Only connections arriving on this interface.
+  --intercept-listen [bind:]port
+        Where diverted connections arrive (default [::]:7080, dual stack).
+  --instance NAME
+        Names the nftables table (tcpsplit_NAME), of [a-z0-9_]; default p<port> of
+        --intercept-listen. Two relays on one host need different names.
+
 Next hops
   --peer NAME=HOST:PORT
         A peer relay, NAME of [a-z0-9_-]. Repeatable. Needs a key unless --insecure.

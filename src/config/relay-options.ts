@@ -8,6 +8,9 @@ import {
   BadValue, parseCidr, parseDuration, parseForward, parseListen, parsePeer, parseRoute,
 } from './value-parsers.js';
 import type { Endpoint, ForwardSpec, PeerSpec, RelayConfig, RouteSpec } from './relay-config.js';
+import {
+  parseInstanceName, parseInterceptMode, parseInterceptRule, parseInterfaceName, type InterceptMode, type InterceptRule,
+} from '../intercept/intercept-spec.js';
 
 export type LogLevel = RelayConfig['logLevel'];
 export const LOG_LEVELS: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
@@ -19,6 +22,11 @@ export interface RelayOptions {
   routes: RouteSpec[];
   allow: string[];
   deny: string[];
+  intercepts: InterceptRule[];
+  interceptMode?: InterceptMode;
+  interceptIface?: string;
+  interceptListen?: Endpoint;
+  instance?: string;
   accept?: Endpoint;
   keyFile?: string;
   insecure?: boolean;
@@ -38,7 +46,7 @@ export interface RelayOptions {
 }
 
 export function emptyOptions(): RelayOptions {
-  return { forwards: [], peers: [], routes: [], allow: [], deny: [] };
+  return { forwards: [], peers: [], routes: [], allow: [], deny: [], intercepts: [] };
 }
 
 type DurationKey =
@@ -83,6 +91,20 @@ export const OPTIONS: readonly OptionSpec[] = [
     apply: (o, v) => { o.allow.push(parseCidr(v).toString()); } },
   { name: 'deny', kind: 'list', inFile: true, expected: 'CIDR, e.g. 10.0.0.0/8',
     apply: (o, v) => { o.deny.push(parseCidr(v).toString()); } },
+  { name: 'intercept', kind: 'list', inFile: true, expected: 'CIDR[:PORT[-PORT]], e.g. 198.18.3.0/24 or 198.18.3.0/24:80-443',
+    apply: (o, v) => { o.intercepts.push(parseInterceptRule(v)); } },
+  { name: 'intercept-mode', kind: 'scalar', inFile: true, expected: 'redirect|tproxy',
+    apply: (o, v) => { o.interceptMode = parseInterceptMode(v); } },
+  { name: 'intercept-iface', kind: 'scalar', inFile: true, expected: 'an interface name',
+    apply: (o, v) => { o.interceptIface = parseInterfaceName(v); } },
+  { name: 'intercept-listen', kind: 'scalar', inFile: true, expected: '[bind:]port (not 0)',
+    apply: (o, v) => {
+      const at = parseListen(v, '::');
+      if (at.port === 0) throw new BadValue('the intercept listener needs a fixed port: the rules name it');
+      o.interceptListen = at;
+    } },
+  { name: 'instance', kind: 'scalar', inFile: true, expected: '1..32 of [a-z0-9_]',
+    apply: (o, v) => { o.instance = parseInstanceName(v); } },
   { name: 'metrics', kind: 'scalar', inFile: true, expected: '[bind:]port',
     apply: (o, v) => { o.metrics = parseListen(v, '127.0.0.1'); } },
   duration('connect-timeout', 'connectTimeoutMs', false),

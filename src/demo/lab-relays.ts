@@ -43,3 +43,65 @@ export async function startLabRelays(lab: Lab, dir: string, serverPort: number):
     throw err;
   }
 }
+
+export interface TransparentRelayOptions {
+  /** --intercept-mode of both relays (default redirect). */
+  readonly mode?: 'redirect' | 'tproxy';
+  /**
+   * true: R_C carries intercepted connections to R_S as a peer (the authenticated
+   * header); false (default): R_C connects straight to the original destination and R_S,
+   * a router on the path, intercepts that leg in turn (a split with no header).
+   */
+  readonly peer?: boolean;
+  /** Also intercept the server's IPv6 subnet (the lab must be created with ipv6: true). */
+  readonly ipv6?: boolean;
+  /** Extra arguments per relay (e.g. --log-level debug). */
+  readonly rcArgs?: readonly string[];
+  readonly rsArgs?: readonly string[];
+}
+
+/** The server's subnets: what the transparent relays intercept. */
+export const SERVER_SUBNET = '198.18.3.0/24';
+export const SERVER_SUBNET6 = 'fd00:7473:3::/64';
+
+/**
+ * The paper's relays as routers on the path (section 3): R_C in 'rc' intercepts the
+ * client's connections to the server's subnet as they arrive from the client, R_S in
+ * 'rs' those arriving from rc. A client that connects to the server's own address is
+ * split, with no relay address in sight. Needs root (the lab's namespaces are).
+ */
+export async function startTransparentRelays(lab: Lab, dir: string, options: TransparentRelayOptions = {}): Promise<{
+  readonly rc: RelayProcess;
+  readonly rs: RelayProcess;
+  readonly rcArgs: readonly string[];
+  readonly rsArgs: readonly string[];
+  stop(): Promise<void>;
+}> {
+  const subnets = [SERVER_SUBNET, ...(options.ipv6 === true ? [SERVER_SUBNET6] : [])];
+  const intercept = (iface: string): string[] => [
+    ...subnets.flatMap((s) => ['--intercept', s]), '--intercept-iface', iface, '--intercept-mode', options.mode ?? 'redirect',
+  ];
+  const rsAddr = addressOf('rs', 'rc');
+  let rsArgs = [...intercept('rc'), ...(options.rsArgs ?? [])];
+  let rcArgs = [...intercept('client'), ...(options.rcArgs ?? [])];
+  if (options.peer === true) {
+    const keyFile = join(dir, 'relay.key');
+    writeFileSync(keyFile, randomBytes(32), { mode: 0o600 });
+    rsArgs = [...rsArgs, '--accept', `${rsAddr}:${RS_ACCEPT_PORT}`, '--key-file', keyFile, ...subnets.flatMap((s) => ['--allow', s])];
+    rcArgs = [...rcArgs, '--peer', `rs=${rsAddr}:${RS_ACCEPT_PORT}`, ...subnets.flatMap((s) => ['--route', `${s}=rs`]), '--key-file', keyFile];
+  }
+  const started: RelayProcess[] = [];
+  const stop = async (): Promise<void> => { await Promise.all(started.map((r) => r.stop(5000))); };
+  try {
+    const rs = new RelayProcess(rsArgs, { spawner: (cmd, args) => lab.spawn('rs', cmd, args) });
+    started.push(rs);
+    await rs.ready();
+    const rc = new RelayProcess(rcArgs, { spawner: (cmd, args) => lab.spawn('rc', cmd, args) });
+    started.push(rc);
+    await rc.ready();
+    return { rc, rs, rcArgs, rsArgs, stop };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}

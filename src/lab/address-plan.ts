@@ -85,3 +85,37 @@ export const ROUTERS: readonly LabNode[] = ['rc', 'rs'];
 export function addressOf<N extends LabNode>(node: N, side: AddressSide<N>): string {
   return ADDRESS_PLAN[node][side] as string;
 }
+
+/**
+ * The IPv6 plan, used when a lab is created with `ipv6: true`: ULA addresses
+ * (fd00:7473::/32, "ts"), one /64 per link, ::1 at the end nearer the client and ::2 at
+ * the other, mirroring the IPv4 plan (198.18.N.x is fd00:7473:N::x). They exist only
+ * inside the lab's namespaces.
+ */
+export const LINK_PLAN6: Readonly<Record<LinkName, { readonly subnet: string; readonly prefixLength: 64; readonly a: string; readonly b: string }>> = {
+  'client-rc': { subnet: 'fd00:7473:1::', prefixLength: 64, a: 'fd00:7473:1::1', b: 'fd00:7473:1::2' },
+  'rc-rs': { subnet: 'fd00:7473:2::', prefixLength: 64, a: 'fd00:7473:2::1', b: 'fd00:7473:2::2' },
+  'rs-server': { subnet: 'fd00:7473:3::', prefixLength: 64, a: 'fd00:7473:3::1', b: 'fd00:7473:3::2' },
+  internet: { subnet: 'fd00:7473:4::', prefixLength: 64, a: 'fd00:7473:4::1', b: 'fd00:7473:4::2' },
+};
+
+export const ADDRESS_PLAN6 = {
+  client: { path: 'fd00:7473:1::1', internet: 'fd00:7473:4::1' },
+  rc: { client: 'fd00:7473:1::2', rs: 'fd00:7473:2::1' },
+  rs: { rc: 'fd00:7473:2::2', server: 'fd00:7473:3::1' },
+  server: { path: 'fd00:7473:3::2', internet: 'fd00:7473:4::2' },
+} as const satisfies Record<LabNode, Record<string, string>>;
+
+/** ROUTES for IPv6: [node, destination /64, via]. */
+export const ROUTES6: readonly (readonly [LabNode, string, string])[] = [
+  ['client', 'fd00:7473:2::/64', 'fd00:7473:1::2'],
+  ['client', 'fd00:7473:3::/64', 'fd00:7473:1::2'],
+  ['rc', 'fd00:7473:3::/64', 'fd00:7473:2::2'],
+  ['rs', 'fd00:7473:1::/64', 'fd00:7473:2::1'],
+  ['server', 'fd00:7473:1::/64', 'fd00:7473:3::1'],
+  ['server', 'fd00:7473:2::/64', 'fd00:7473:3::1'],
+];
+
+export function address6Of<N extends LabNode>(node: N, side: AddressSide<N>): string {
+  return (ADDRESS_PLAN6[node] as Record<string, string>)[side as string] ?? '';
+}

@@ -39,7 +39,7 @@ function listen(server: Server, path: string): Promise<void> {
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
-    options: { prefix: { type: 'string' }, 'profile-file': { type: 'string' } },
+    options: { prefix: { type: 'string' }, 'profile-file': { type: 'string' }, ipv6: { type: 'boolean' } },
     strict: true,
   });
   if (values.prefix === undefined || values['profile-file'] === undefined) {
@@ -55,7 +55,7 @@ async function main(): Promise<void> {
   let stop: (signal: string) => void = (signal) => { stopSignal ??= signal; };
   for (const signal of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) process.on(signal, () => { stop(signal); });
 
-  const lab = await Lab.create({ prefix: values.prefix, profile, logger, ownerKind: 'daemon', controlSocket });
+  const lab = await Lab.create({ prefix: values.prefix, profile, logger, ownerKind: 'daemon', controlSocket, ipv6: values.ipv6 === true });
   const server = createServer((socket) => {
     socket.on('error', () => { /* a status reader that went away */ });
     socket.end(`${JSON.stringify(lab.status())}\n`);

@@ -14,7 +14,7 @@ import { spawn, type ChildProcess, type StdioOptions } from 'node:child_process'
 import { LabBusyError, LabError } from '../errors.js';
 import { silentLogger, type Logger } from '../observe/logger.js';
 import { closeTun } from '../sys/index.js';
-import { LAB_NODES, LINK_NAMES, LINK_PLAN, addressOf, type AddressSide, type LabNode, type LinkName, type LinkPlan } from './address-plan.js';
+import { LAB_NODES, LINK_NAMES, LINK_PLAN, address6Of, addressOf, type AddressSide, type LabNode, type LinkName, type LinkPlan } from './address-plan.js';
 import { run, type CommandResult } from './command.js';
 import type { DirectionCounters } from './emulator/counters.js';
 import { LinkEmulator } from './emulator/link-emulator.js';
@@ -33,6 +33,8 @@ export interface LabOptions {
   /** Set by the daemon so that `lab down` may signal it. */
   readonly ownerKind?: 'daemon' | 'process';
   readonly controlSocket?: string;
+  /** Also give the nodes the IPv6 plan (address-plan.ts LINK_PLAN6); off by default. */
+  readonly ipv6?: boolean;
 }
 
 export interface ExecOptions {
@@ -114,7 +116,7 @@ export class Lab {
     let devices: LinkDevices | undefined;
     const links = new Map<LinkName, LinkEmulator>();
     try {
-      devices = await buildTopology(prefix);
+      devices = await buildTopology(prefix, { ipv6: options.ipv6 === true });
       for (const name of LINK_NAMES) {
         const d = devices[name];
         links.set(name, await LinkEmulator.start(name, profile[name], d.a.fd, d.b.fd));
@@ -137,6 +139,11 @@ export class Lab {
   /** An address from the plan, e.g. address('server', 'path') or address('rc', 'client'). */
   address<N extends LabNode>(node: N, side: AddressSide<N>): string {
     return addressOf(node, side);
+  }
+
+  /** The IPv6 plan's address (labs created with `ipv6: true`), e.g. address6('server', 'path'). */
+  address6<N extends LabNode>(node: N, side: AddressSide<N>): string {
+    return address6Of(node, side);
   }
 
   /** Runs a command in a node's namespace and collects its output. */

@@ -13,6 +13,11 @@ export const TOOL_PACKAGES = {
   curl: 'curl',
   iperf3: 'iperf3',
   nginx: 'nginx-light',
+  sshd: 'openssh-server',
+  ssh: 'openssh-client',
+  scp: 'openssh-client',
+  'ssh-keygen': 'openssh-client',
+  nft: 'nftables',
 } as const;
 
 export type Tool = keyof typeof TOOL_PACKAGES;

@@ -12,7 +12,7 @@ import { closeTun, openTun, type TunDevice } from '../sys/index.js';
 import { LabError, SysCallError } from '../errors.js';
 
 const EBUSY = 16;
-import { LINK_NAMES, LINK_PLAN, LAB_NODES, ROUTERS, ROUTES, type LabNode, type LinkName } from './address-plan.js';
+import { LINK_NAMES, LINK_PLAN, LINK_PLAN6, LAB_NODES, ROUTERS, ROUTES, ROUTES6, type LabNode, type LinkName } from './address-plan.js';
 import { runChecked } from './command.js';
 import { addNamespace, deleteNamespace, killProcessesIn, namespaceExists } from './netns.js';
 
@@ -34,20 +34,34 @@ async function ipIn(ns: string, args: readonly string[]): Promise<void> {
   await runChecked('ip', ['-n', ns, ...args]);
 }
 
-async function prepareNamespace(prefix: string, node: LabNode): Promise<void> {
+export interface TopologyOptions {
+  /** Also the IPv6 plan (LINK_PLAN6, ROUTES6); off by default. */
+  readonly ipv6?: boolean;
+}
+
+async function prepareNamespace(prefix: string, node: LabNode, ipv6: boolean): Promise<void> {
   const ns = namespaceName(prefix, node);
   await addNamespace(ns);
   await ipIn(ns, ['link', 'set', 'lo', 'up']);
+  const router = ROUTERS.includes(node) ? 1 : 0;
   await runChecked('ip', ['netns', 'exec', ns, 'sysctl', '-q', '-w',
-    `net.ipv4.ip_forward=${ROUTERS.includes(node) ? 1 : 0}`,
+    `net.ipv4.ip_forward=${router}`,
     'net.ipv4.conf.all.rp_filter=0', 'net.ipv4.conf.default.rp_filter=0',
-    // IPv6 off: no router solicitations or DAD packets on the emulated links.
-    'net.ipv6.conf.all.disable_ipv6=1', 'net.ipv6.conf.default.disable_ipv6=1']);
+    // IPv6 off by default: no router solicitations or DAD packets on the emulated links.
+    // On (ipv6: true), as quiet as it gets: no link-local addresses (addr_gen_mode 1),
+    // no DAD, no router solicitations or advertisements; only the plan's addresses.
+    ...(ipv6 ? [
+      'net.ipv6.conf.all.disable_ipv6=0', 'net.ipv6.conf.default.disable_ipv6=0',
+      'net.ipv6.conf.default.addr_gen_mode=1', 'net.ipv6.conf.default.accept_dad=0', 'net.ipv6.conf.default.dad_transmits=0',
+      'net.ipv6.conf.default.router_solicitations=0', 'net.ipv6.conf.default.accept_ra=0',
+      `net.ipv6.conf.all.forwarding=${router}`, `net.ipv6.conf.default.forwarding=${router}`,
+    ] : ['net.ipv6.conf.all.disable_ipv6=1', 'net.ipv6.conf.default.disable_ipv6=1'])]);
 }
 
 /** Creates everything; on failure closes what it opened and rethrows (then call teardown). */
-export async function buildTopology(prefix: string): Promise<LinkDevices> {
-  for (const node of LAB_NODES) await prepareNamespace(prefix, node);
+export async function buildTopology(prefix: string, options: TopologyOptions = {}): Promise<LinkDevices> {
+  const ipv6 = options.ipv6 === true;
+  for (const node of LAB_NODES) await prepareNamespace(prefix, node, ipv6);
   const opened: TunDevice[] = [];
   try {
     const devices: Partial<Record<LinkName, { a: TunDevice; b: TunDevice }>> = {};
@@ -65,11 +79,15 @@ export async function buildTopology(prefix: string): Promise<LinkDevices> {
         await ipIn(ns, ['link', 'set', pair[end].name, 'name', device]);
         await ipIn(ns, ['link', 'set', device, 'mtu', String(LAB_MTU), 'txqueuelen', String(TUN_TXQUEUELEN), 'up']);
         await ipIn(ns, ['addr', 'add', `${address}/${plan.prefixLength}`, 'dev', device]);
+        if (ipv6) await ipIn(ns, ['-6', 'addr', 'add', `${LINK_PLAN6[link][end]}/64`, 'dev', device, 'nodad']);
       }
       devices[link] = pair;
     }
     for (const [node, subnet, via] of ROUTES) {
       await ipIn(namespaceName(prefix, node), ['route', 'add', subnet, 'via', via]);
+    }
+    if (ipv6) {
+      for (const [node, subnet, via] of ROUTES6) await ipIn(namespaceName(prefix, node), ['-6', 'route', 'add', subnet, 'via', via]);
     }
     return devices as LinkDevices;
   } catch (err) {

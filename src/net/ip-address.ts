@@ -96,3 +96,8 @@ function ipv6ToBigint(text: string): bigint {
   for (const g of groups) value = (value << 16n) | BigInt(Number.parseInt(g, 16));
   return value;
 }
+
+/** '::ffff:a.b.c.d' (an IPv4 peer on a dual-stack socket) as 'a.b.c.d'; anything else as it is. */
+export function unmapIpv4(address: string): string {
+  return /^::ffff:\d+\.\d+\.\d+\.\d+$/i.test(address) ? address.slice(7) : address;
+}

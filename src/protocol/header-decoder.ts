@@ -97,6 +97,16 @@ function checkPrefix(bytes: Buffer): number | undefined {
   if (n <= OFF_FLAGS) return undefined;
   const flags = bytes[OFF_FLAGS] ?? 0;
   if ((flags & ~KNOWN_FLAGS) !== 0) throw new BadFlagsError(`unknown header flags 0x${flags.toString(16)}`);
+  return checkTargetFields(bytes);
+}
+
+/**
+ * The checks on bytes 6.. that a v1 header and a v2 target frame share (the address type,
+ * length, port and DNS name: docs/protocol.md sections 6 and 13). Same contract as
+ * checkPrefix: refuses at the first bad byte, returns the whole length once it is known.
+ */
+export function checkTargetFields(bytes: Buffer): number | undefined {
+  const n = bytes.length;
   if (n <= OFF_ADDR_TYPE) return undefined;
   const type = bytes[OFF_ADDR_TYPE] ?? 0;
   if (type !== AddressType.IPv4 && type !== AddressType.IPv6 && type !== AddressType.DNS) {

@@ -4,10 +4,16 @@ import type { Endpoint } from '../config/relay-config.js';
 import { serverAddress } from '../observe/metrics-server.js';
 import { ListenError } from '../errors.js';
 import { formatEndpoint } from '../config/load-config.js';
+import { createListenerFd, listenOnFd, type SocketOptions } from '../sys/index.js';
 
 export interface WantedListener {
   readonly endpoint: Endpoint;
   readonly make: () => Server;
+  /**
+   * Options the socket needs before bind (IP_TRANSPARENT for TPROXY): the fd is then made
+   * by the sys layer's socket factory and handed to the server. `host` must be an IP literal.
+   */
+  readonly socketOptions?: SocketOptions;
 }
 
 /**
@@ -36,10 +42,10 @@ export class ListenerSet {
   async sync(wanted: ReadonlyMap<string, WantedListener>): Promise<void> {
     const opened: [string, Server][] = [];
     try {
-      for (const [key, { endpoint, make }] of wanted) {
+      for (const [key, { endpoint, make, socketOptions }] of wanted) {
         if (this.#servers.has(key)) continue;
         const server = make();
-        await listen(server, endpoint, key);
+        await listen(server, endpoint, key, socketOptions);
         opened.push([key, server]);
       }
     } catch (err) {
@@ -73,15 +79,29 @@ export class ListenerSet {
   }
 }
 
-async function listen(server: Server, endpoint: Endpoint, what: string): Promise<void> {
+async function listen(server: Server, endpoint: Endpoint, what: string, socketOptions?: SocketOptions): Promise<void> {
   await new Promise<void>((resolve, reject) => {
     const onError = (err: NodeJS.ErrnoException): void => {
       reject(new ListenError(`cannot listen on ${formatEndpoint(endpoint)} (${what.split(' ')[0] ?? what}): ${err.code ?? err.message}`, { cause: err }));
     };
-    server.once('error', onError);
-    server.listen(endpoint.port, endpoint.host, () => {
+    const onListening = (): void => {
       server.off('error', onError);
       resolve();
-    });
+    };
+    server.once('error', onError);
+    if (socketOptions === undefined) {
+      server.listen(endpoint.port, endpoint.host, onListening);
+      return;
+    }
+    let fd: number;
+    try {
+      fd = createListenerFd({ ...socketOptions, host: endpoint.host, port: endpoint.port });
+    } catch (err) {
+      server.off('error', onError);
+      reject(new ListenError(`cannot listen on ${formatEndpoint(endpoint)} (${what.split(' ')[0] ?? what}): ${(err as Error).message}`, { cause: err }));
+      return;
+    }
+    server.once('listening', onListening);
+    listenOnFd(server, fd);
   });
 }

@@ -22,6 +22,8 @@ import { prepareSocketCalls, resetSocket } from '../sys/index.js';
 import { PendingAdmission, type EvictionReason, type PendingLimits } from './admission.js';
 import { FDS_PER_CONNECTION, planFdBudget } from './fd-budget.js';
 import { RateLimitedLog } from '../observe/rate-limited-log.js';
+import { Interception, requireNetAdmin } from '../intercept/interception.js';
+import { InterceptTargetSource, interceptSocketOptions } from '../intercept/intercept-target.js';
 
 /**
  * With --insecure and no key, relays still speak the same framed protocol, signed with
@@ -38,6 +40,8 @@ interface RelayState {
   readonly forwards: ReadonlyMap<string, ForwardTargetSource>;
   /** The peer listener's target source (a key is required with --accept). */
   readonly headers: HeaderTargetSource | undefined;
+  /** The intercept listener's target source (--intercept). */
+  readonly intercept: InterceptTargetSource | undefined;
   readonly legs: LegFactory;
 }
 
@@ -53,6 +57,7 @@ function deriveState(config: RelayConfig, replay: ReplayGuard): RelayState {
     policy: new AddressPolicy({ allow: config.allow, deny: config.deny }),
     forwards: new Map(config.forwards.map((f, i) => [forwardKey(f.listen, i), new ForwardTargetSource(f.target)])),
     headers: auth === undefined ? undefined : new HeaderTargetSource({ auth, replay, headerTimeoutMs: config.headerTimeoutMs }),
+    intercept: config.intercept === undefined ? undefined : new InterceptTargetSource(config.intercept.mode),
     legs: new DialingLegFactory({ keepaliveMs: config.keepaliveMs, auth }),
   };
 }
@@ -68,6 +73,10 @@ function forwardKey(e: Endpoint, index: number): string {
 
 function acceptKey(e: Endpoint): string {
   return `accept ${e.host}:${e.port}`;
+}
+
+function interceptKey(e: Endpoint): string {
+  return `intercept ${e.host}:${e.port}`;
 }
 
 export interface RelayOptions {
@@ -92,6 +101,8 @@ export class Relay {
   readonly #fdConnections: number;
   /** Warn lines anyone can trigger without a key (refused, unauthenticated) go through here. */
   readonly #rejectLog: RateLimitedLog;
+  /** --intercept's nftables rules (src/intercept); set once the intercept listener is up. */
+  #interception: Interception | undefined;
 
   private constructor(config: RelayConfig, options: RelayOptions, fdConnections: number) {
     this.#logger = options.logger;
@@ -109,8 +120,10 @@ export class Relay {
       options.logger.warn({ event: 'ffi', code: FfiUnavailableError.code },
         'socket options through koffi are unavailable: a reset right behind data may pass as a clean end, and a killed relay closes legs with FIN');
     }
+    if (config.intercept !== undefined) requireNetAdmin();
     // Before listening: once a listener is open, connections arrive.
-    const listeners = config.forwards.length + (config.accept === undefined ? 0 : 1) + (config.metrics === undefined ? 0 : 1);
+    const listeners = config.forwards.length + (config.accept === undefined ? 0 : 1) + (config.metrics === undefined ? 0 : 1)
+      + (config.intercept === undefined ? 0 : 1);
     const fd = planFdBudget(listeners);
     if (fd.maxConnections < 1) {
       throw new FdLimitError(`the open-files limit (${fd.soft}, hard ${fd.hard}) leaves no room for a connection: ${fd.baseline} descriptors are taken; raise it (ulimit -n, LimitNOFILE=)`);
@@ -131,6 +144,12 @@ export class Relay {
       if (config.metrics !== undefined) {
         relay.#metricsServer = await startMetricsServer(relay.metrics.registry, config.metrics.host, config.metrics.port);
       }
+      // Last: the rules divert traffic to a listener that must already be there.
+      const intercept = config.intercept;
+      const at = intercept === undefined ? undefined : relay.#listeners.address(interceptKey(intercept.listen));
+      if (intercept !== undefined && at !== undefined) {
+        relay.#interception = await Interception.install(intercept, at.port, options.logger);
+      }
     } catch (err) {
       // Nothing was accepted yet: close quietly (no drain to report).
       relay.#closing = true;
@@ -146,11 +165,12 @@ export class Relay {
   }
 
   /** Bound addresses, by listener: `forward` in config order, then `accept`. */
-  addresses(): { forward: AddressInfo[]; accept: AddressInfo | undefined; metrics: AddressInfo | undefined } {
+  addresses(): { forward: AddressInfo[]; accept: AddressInfo | undefined; intercept: AddressInfo | undefined; metrics: AddressInfo | undefined } {
     const { config } = this.#state;
     return {
       forward: config.forwards.flatMap((f, i) => this.#listeners.address(forwardKey(f.listen, i)) ?? []),
       accept: config.accept === undefined ? undefined : this.#listeners.address(acceptKey(config.accept)),
+      intercept: config.intercept === undefined ? undefined : this.#listeners.address(interceptKey(config.intercept.listen)),
       metrics: this.#metricsServer === undefined ? undefined : serverAddress(this.#metricsServer),
     };
   }
@@ -218,11 +238,15 @@ export class Relay {
   /** Resets every open connection now: the last thing a dying process does (see relay-command). */
   abortAll(reason: Error): void {
     for (const conn of this.#connections) conn.fail(reason);
+    this.#interception?.removeSync();
   }
 
   /** Stops accepting, lets open connections finish for up to `drainTimeoutMs`, then resets the rest. */
   async drain(drainTimeoutMs = this.#state.config.drainTimeoutMs): Promise<void> {
     this.#closing = true;
+    // Before the listener closes: a new connection then passes untouched instead of
+    // being diverted to a closed port and reset.
+    await this.#interceptionStep('stop diverting new connections', (i) => i.stopNew());
     this.#listeners.closeAll();
     this.#logger.info({ event: 'drain', open: this.#connections.size, drainTimeoutMs }, 'listeners closed; draining open connections');
     this.#logger.flush();
@@ -244,7 +268,18 @@ export class Relay {
         for (const conn of [...this.#connections]) conn.abandon();
       }
     }
+    await this.#interceptionStep('remove the interception rules', (i) => i.remove());
     await this.#closeMetrics();
+  }
+
+  /** A failure here must not stop the drain; the next start removes what is left. */
+  async #interceptionStep(what: string, step: (i: Interception) => Promise<void>): Promise<void> {
+    if (this.#interception === undefined) return;
+    try {
+      await step(this.#interception);
+    } catch (err) {
+      this.#logger.error({ event: 'intercept', code: errorCode(err), err }, `could not ${what}; the next start of this instance removes them`);
+    }
   }
 
   /** Closes everything now: open connections are reset. */
@@ -266,6 +301,12 @@ export class Relay {
     });
     const { accept } = state.config;
     if (accept !== undefined) wanted.set(acceptKey(accept), { endpoint: accept, make: () => this.#acceptServer() });
+    const { intercept } = state.config;
+    if (intercept !== undefined) {
+      wanted.set(interceptKey(intercept.listen), {
+        endpoint: intercept.listen, make: () => this.#interceptServer(), socketOptions: interceptSocketOptions(intercept),
+      });
+    }
     return wanted;
   }
 
@@ -339,6 +380,32 @@ export class Relay {
       if (conn === undefined) return;
       if (destination === undefined) {
         conn.fail(new ConfigError('this listener was removed from the config'));
+        return;
+      }
+      this.#openNextLeg(conn, state, destination);
+    });
+  }
+
+  /**
+   * Connections diverted by --intercept: the target is where the client was going
+   * (src/intercept/intercept-target.ts), routed like any other target. The address
+   * policy applies as for a peer's target: the built-in denials keep a diverted flow
+   * from reaching this host's own services.
+   */
+  #interceptServer(): Server {
+    return createServer({ allowHalfOpen: true, noDelay: true }, (socket) => {
+      const state = this.#state;
+      let destination: Destination | undefined;
+      let error: Error | undefined;
+      try {
+        destination = state.intercept?.targetOf(socket);
+      } catch (err) {
+        error = asError(err);
+      }
+      const conn = this.#newConnection('intercept', socket, state, destination?.target);
+      if (conn === undefined) return;
+      if (destination === undefined) {
+        conn.fail(error ?? new ConfigError('--intercept was removed from the config'));
         return;
       }
       this.#openNextLeg(conn, state, destination);

@@ -1,6 +1,7 @@
 import type { Socket } from 'node:net';
 import type { Endpoint } from '../config/relay-config.js';
 import { socketFd, setLinger, resetSocket } from '../sys/index.js';
+import { unmapIpv4 } from '../net/ip-address.js';
 import {
   errorCode, ConnectError, LegError, IdleTimeoutError, ConnectTimeoutError, PeerResetError, TcpsplitError, UnpairedError,
 } from '../errors.js';
@@ -53,7 +54,7 @@ interface Leg extends Socket {
  */
 export const CLOSE_GRACE_MS = 2000;
 
-export type ConnectionKind = 'forward' | 'accept';
+export type ConnectionKind = 'forward' | 'accept' | 'intercept';
 
 export interface ConnectionRecord {
   readonly id: number;
@@ -102,7 +103,7 @@ export interface SplitConnectionOptions {
 
 /** A socket's peer as a record names it; capture it at accept: a closed socket forgets it. */
 export function clientOf(socket: Socket): string {
-  return `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}`;
+  return `${socket.remoteAddress === undefined ? '?' : unmapIpv4(socket.remoteAddress)}:${socket.remotePort ?? '?'}`;
 }
 
 export class SplitConnection implements ForwardingSink {

@@ -8,22 +8,23 @@ import { acceptHeader } from './accept-header.js';
  * Where an accepted connection is going, and who asked. Sources (DESIGN.md, concept 1):
  * - a forward listener's config (-L): known at the SYN;
  * - a relay header (--accept): known only from the first bytes;
- * - next: SO_ORIGINAL_DST (REDIRECT) and getsockname() (TPROXY), both known at the SYN,
- *   each a TargetSource of its own reading the accepted socket through src/sys.
+ * - SO_ORIGINAL_DST (REDIRECT) and getsockname() (TPROXY), both known at the SYN:
+ *   InterceptTargetSource (src/intercept/intercept-target.ts), reading the accepted
+ *   socket through src/sys.
  * A source known at the SYN lets early SYN open the next leg before accept().
  */
 export interface Destination {
   readonly target: Endpoint;
   /**
-   * The target came from a peer (a header), not from our own config: the address policy
-   * applies to it.
+   * The target came from a peer (a header) or an intercepted client, not from our own
+   * config: the address policy applies to it.
    */
   readonly requestedByPeer: boolean;
   /** The header's nonce, carried on to the next relay (loop cut-off). */
   readonly nonce?: Buffer;
 }
 
-export type TargetSourceKind = 'forward' | 'header';
+export type TargetSourceKind = 'forward' | 'header' | 'intercept';
 
 export interface TargetSource {
   readonly kind: TargetSourceKind;

@@ -14,10 +14,13 @@
  * - rlimit.ts the open-files limit (getrlimit/setrlimit RLIMIT_NOFILE) and open fd count
  * - socket-factory.ts TCP fds with options set before bind/listen/connect, handed to Node
  * - bpf.ts    the bpf(2) call (maps, program load with the verifier log) and eBPF encoding
+ * - original-dst.ts an intercepted connection's original destination (SO_ORIGINAL_DST,
+ *             IP6T_SO_ORIGINAL_DST, or the local address under TPROXY)
+ * - capability.ts the effective capability set (CAP_NET_ADMIN before --intercept)
  * - reuseport-steering.ts ReuseportGroup: SK_REUSEPORT program + REUSEPORT_SOCKARRAY that
  *             steers each connection to the listener steer() (src/net/steer.ts) names
  * - nfqueue.ts NfQueue: an NFQUEUE reader over nfnetlink_queue (bind, copy, ACCEPT verdicts)
- * - tcp-info.ts TCP_INFO's RTT (a client's handshake RTT right after connect)
+ * - tcp-info.ts TCP_INFO: the handshake RTT, the state (pool liveness), snd_cwnd (Turbo-Start)
  * - saved-syn.ts TCP_SAVE_SYN / TCP_SAVED_SYN: the SYN that made an accepted socket (its ISN)
  *
  * Everything here is synchronous and blocks the calling thread: call it from a
@@ -42,5 +45,10 @@ export {
 } from './socket-factory.js';
 export { ReuseportGroup, socketCookie, steeringProgram } from './reuseport-steering.js';
 export { NfQueue, NF_ACCEPT, NF_DROP, type NfQueueOptions, type QueuedPacket } from './nfqueue.js';
-export { tcpRtt, type TcpRtt } from './tcp-info.js';
+export { TcpState, tcpInfo, tcpRtt, type TcpInfo, type TcpRtt } from './tcp-info.js';
 export { enableSaveSyn, takeSavedSyn } from './saved-syn.js';
+export {
+  decodeSockaddr, isIpv4Peer, originalDestinationOfFd, redirectedDestination, transparentDestination, unmapIpv4,
+  type OriginalDestination,
+} from './original-dst.js';
+export { CAP_NET_ADMIN, hasEffectiveCapability } from './capability.js';

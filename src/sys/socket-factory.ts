@@ -50,6 +50,7 @@ export const SOCKOPT = {
   SO_REUSEADDR: [1, 2],
   SO_SNDBUF: [1, 7],
   SO_RCVBUF: [1, 8],
+  SO_KEEPALIVE: [1, 9],
   SO_REUSEPORT: [1, 15],
   SO_MARK: [1, 36],
   IP_TRANSPARENT: [0, 19],
