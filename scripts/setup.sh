@@ -17,6 +17,8 @@ missing=()
 for cmd in "${!DEB[@]}"; do
   command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/sbin/$cmd" ] || missing+=("${DEB[$cmd]}")
 done
+# The figures of 'tcpsplit lab paper' are rendered to PNG with this font.
+[ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || missing+=(fonts-dejavu-core)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     log "missing Debian packages: ${missing[*]} (run as root, or install them yourself)"; exit 1

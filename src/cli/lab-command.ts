@@ -12,6 +12,7 @@ import { loadProfile } from '../lab/profile-file.js';
 import { formatAddressPlan, formatProfile, formatStatus } from '../lab/status-format.js';
 import { CORE_TOOLS, PART_TOOLS, requireRoot, requireTools } from '../lab/tools.js';
 import { namespaceName, topologyExists } from '../lab/topology.js';
+import { runPaperCommand } from './paper-command.js';
 
 const LAB_HELP = `tcpsplit lab: an emulated WAN on this machine
 
@@ -26,6 +27,8 @@ Commands (each takes --help):
   tcpsplit lab exec [--prefix P] NODE -- CMD [ARGS...]
   tcpsplit lab status [--prefix P] [--json]
   tcpsplit lab down [--prefix P]
+  tcpsplit lab paper [--quick] [--runs N] [--sizes LIST] [--configs LIST] [--cc cubic|bbr] [--out DIR]
+                                 the paper's evaluation (Figures 3, 4) beside the RTT model
 
 Needs root. Names carry the prefix (default ${DEFAULT_PREFIX}): namespaces ${DEFAULT_PREFIX}-client,
 ${DEFAULT_PREFIX}-rc, ${DEFAULT_PREFIX}-rs, ${DEFAULT_PREFIX}-server. See docs/lab.md.
@@ -232,10 +235,11 @@ export async function runLabCommand(args: string[]): Promise<number> {
     case 'exec': return exec(rest);
     case 'status': return status(rest);
     case 'down': return down(rest);
+    case 'paper': return runPaperCommand(rest);
     case undefined: case '-h': case '--help': case 'help':
       out(LAB_HELP);
       return sub === undefined ? 2 : 0;
     default:
-      throw new LabConfigError(`unknown lab command '${sub}': expected up, exec, status or down (see tcpsplit lab --help)`);
+      throw new LabConfigError(`unknown lab command '${sub}': expected up, exec, status, down or paper (see tcpsplit lab --help)`);
   }
 }

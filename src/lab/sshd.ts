@@ -15,13 +15,16 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { LabError } from '../errors.js';
 import { runChecked } from './command.js';
+import type { LabNode } from './address-plan.js';
 import type { Lab } from './lab.js';
 import { findTool, requireTools } from './tools.js';
 
 export interface SshdOptions {
-  /** Listen addresses (IPv4 or IPv6 literals) in the server namespace. */
+  /** Listen addresses (IPv4 or IPv6 literals) in the node's namespace. */
   readonly addresses: readonly string[];
   readonly port?: number;
+  /** The namespace sshd runs in; default 'server' (the paper's Baseline runs it in 'rs'). */
+  readonly node?: LabNode;
 }
 
 export interface SshServer {
@@ -71,7 +74,7 @@ export async function startSshd(lab: Lab, options: SshdOptions): Promise<SshServ
       // The temp dir's parent (/tmp) is world-writable, which StrictModes refuses.
       'UsePAM no', 'StrictModes no', 'UseDNS no', 'Subsystem sftp internal-sftp', 'LogLevel INFO', '',
     ].join('\n'));
-    child = lab.spawn('server', sshd, ['-D', '-e', '-f', join(dir, 'sshd_config')], { stdio: ['ignore', 'ignore', 'pipe'] });
+    child = lab.spawn(options.node ?? 'server', sshd, ['-D', '-e', '-f', join(dir, 'sshd_config')], { stdio: ['ignore', 'ignore', 'pipe'] });
     const proc = child;
     const log: string[] = [];
     const wanted = options.addresses.length;
