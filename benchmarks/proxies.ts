@@ -9,7 +9,7 @@ import { freePort, waitForListen } from './proc-stats.js';
  * The rows of the comparison: one relay hop each, from 127.0.0.1:port to a backend on
  * 127.0.0.1:targetPort. 'direct' is no hop at all, the ceiling.
  */
-export const PROXY_NAMES = ['direct', 'haproxy', 'haproxy-splice', 'socat', 'tcpsplit', 'tcpsplit-info'] as const;
+export const PROXY_NAMES = ['direct', 'haproxy', 'haproxy-splice', 'socat', 'tcpsplit', 'tcpsplit-info', 'tcpsplit-w1', 'tcpsplit-w2'] as const;
 export type ProxyName = (typeof PROXY_NAMES)[number];
 
 export const PROXY_DESCRIPTIONS: Readonly<Record<ProxyName, string>> = {
@@ -17,8 +17,10 @@ export const PROXY_DESCRIPTIONS: Readonly<Record<ProxyName, string>> = {
   haproxy: 'haproxy, TCP mode, nbthread = cores (the baseline of the ratios)',
   'haproxy-splice': "haproxy as above with 'option splice-auto' (kernel splice for bulk data)",
   socat: 'socat TCP-LISTEN,fork: one forked process per connection',
-  tcpsplit: 'tcpsplit relay -L, --log-level warn (no per-connection log line)',
+  tcpsplit: 'tcpsplit relay -L, --log-level warn (no per-connection log line), default --workers (one per CPU)',
   'tcpsplit-info': 'tcpsplit relay -L at the default --log-level info (one JSON line per connection, to a file)',
+  'tcpsplit-w1': 'tcpsplit as above with --workers 1 (one worker thread)',
+  'tcpsplit-w2': 'tcpsplit as above with --workers 2 (the scaling line compares it with --workers 1)',
 };
 
 /**
@@ -72,9 +74,12 @@ function command(name: Exclude<ProxyName, 'direct'>, dir: string, listenPort: nu
       return ['socat', [`TCP4-LISTEN:${listenPort},bind=127.0.0.1,reuseaddr,fork,backlog=4096`, `TCP4:127.0.0.1:${targetPort}`]];
     case 'tcpsplit':
     case 'tcpsplit-info':
+    case 'tcpsplit-w1':
+    case 'tcpsplit-w2':
       return [process.execPath, [
         RELAY_MAIN, 'relay', '-L', `127.0.0.1:${listenPort}:127.0.0.1:${targetPort}`,
-        ...(name === 'tcpsplit' ? ['--log-level', 'warn'] : []),
+        ...(name === 'tcpsplit-info' ? [] : ['--log-level', 'warn']),
+        ...(name === 'tcpsplit-w1' ? ['--workers', '1'] : name === 'tcpsplit-w2' ? ['--workers', '2'] : []),
       ]];
   }
 }

@@ -173,6 +173,12 @@ export function formatTable(report: RunReport): string {
   out.splice(1, 0, widths.map((w) => '-'.repeat(w)).join('  '));
   const lingering = report.rows.flatMap((r) => (r.connect?.leftOpen ? [`  ${r.name}: ${r.connect.leftOpen} client connections still open 1 s after wrk exited (all runs)`] : []));
   const failures = report.rows.flatMap((r) => Object.entries(r.failures).map(([test, msg]) => `  ${r.name} ${test}: ${msg}`));
+  const w1 = report.rows.find((r) => r.name === 'tcpsplit-w1')?.connect?.requestsPerSec;
+  const w2 = report.rows.find((r) => r.name === 'tcpsplit-w2')?.connect?.requestsPerSec;
+  const scaling = w1 === undefined || w2 === undefined ? [] : [
+    '', `workers: tcpsplit --workers 2 makes ${Math.round(w2)} new connections/s, --workers 1 ${Math.round(w1)}: ${ratio(w2, w1)} `
+      + `(on ${report.machine.cores} cores shared with wrk and nginx)`,
+  ];
   return [
     `tcpsplit relay vs peers, ${report.date}: ${report.machine.cores} cores (${report.machine.cpu}), Linux ${report.machine.kernel}, Node ${report.node}`,
     `iperf3 -t ${report.durationSeconds} -P 1 | wrk -c 50 -t 2 -d ${report.durationSeconds}s -H 'Connection: close' against nginx | ${report.idleConnections} idle connections`,
@@ -182,6 +188,7 @@ export function formatTable(report: RunReport): string {
     `"proxy CPU" is the proxy's CPU time over the test's wall time (1.00 = one core busy).`,
     '',
     ...out,
+    ...scaling,
     ...(lingering.length > 0 ? ['', 'connections left open:', ...lingering] : []),
     ...(failures.length > 0 ? ['', 'failures:', ...failures] : []),
     '',

@@ -6,6 +6,10 @@
 #   TCPSPLIT_TEST_NODES="system"        only the machine's Node
 #   TCPSPLIT_TEST_NODES="node24"        only Node 24
 #   bash scripts/test.sh dist/test/x.test.js ...   only these files
+# Every relay started through RelayProcess gets --workers $TCPSPLIT_TEST_WORKERS: two
+# workers on the machine's Node, one on Node 24 (one pass each, so the suite covers both
+# the cross-worker paths and the single worker without running twice). Set
+# TCPSPLIT_TEST_WORKERS yourself to run both passes with that count.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,10 +19,11 @@ fi
 if [ ${#files[@]} -eq 0 ]; then echo "no test files under dist/test" >&2; exit 1; fi
 
 nodes=()
+workers=()
 for which in ${TCPSPLIT_TEST_NODES:-system node24}; do
   case "$which" in
-    system) nodes+=("$(command -v node)") ;;
-    node24) nodes+=("$(bash scripts/node24.sh)") ;;
+    system) nodes+=("$(command -v node)"); workers+=("${TCPSPLIT_TEST_WORKERS:-2}") ;;
+    node24) nodes+=("$(bash scripts/node24.sh)"); workers+=("${TCPSPLIT_TEST_WORKERS:-1}") ;;
     *) echo "TCPSPLIT_TEST_NODES: unknown '$which' (system, node24)" >&2; exit 2 ;;
   esac
 done
@@ -29,11 +34,13 @@ status=0
 summary=()
 passed=0; failed=0; skipped=0
 count() { awk -v k="# $1" '$1 " " $2 == k { n = $3 } END { print n + 0 }' "$out"; }
-for node in "${nodes[@]}"; do
+for i in "${!nodes[@]}"; do
+  node=${nodes[$i]}
+  w=${workers[$i]}
   version=$("$node" --version)
-  echo "=== node:test on Node $version ($node) ==="
+  echo "=== node:test on Node $version ($node), relays with --workers $w ==="
   start=$SECONDS
-  if "$node" --test --test-reporter=tap --test-concurrency=1 --test-timeout=300000 "${files[@]}" | tee "$out"; then
+  if TCPSPLIT_TEST_WORKERS=$w "$node" --test --test-reporter=tap --test-concurrency=1 --test-timeout=300000 "${files[@]}" | tee "$out"; then
     r=passed
   else
     r=FAILED; status=1
@@ -42,7 +49,7 @@ for node in "${nodes[@]}"; do
   # A run that failed without a failing test (a file that did not load, a crash) still fails.
   if [ "$r" = FAILED ] && [ "$f" -eq 0 ]; then f=1; fi
   passed=$((passed + p)); failed=$((failed + f)); skipped=$((skipped + s))
-  summary+=("Node $version: $r ($p passed, $f failed, $s skipped) in $((SECONDS - start)) s")
+  summary+=("Node $version, --workers $w: $r ($p passed, $f failed, $s skipped) in $((SECONDS - start)) s")
 done
 echo "=== summary ==="
 printf '%s\n' "${summary[@]}"

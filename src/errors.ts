@@ -64,6 +64,7 @@ export const ListenError = define('ListenError', 'TCPSPLIT_ERR_LISTEN');
 export const OverloadError = define('OverloadError', 'TCPSPLIT_ERR_OVERLOAD');
 export const PendingEvictedError = define('PendingEvictedError', 'TCPSPLIT_ERR_PENDING_EVICTED');
 export const FdLimitError = define('FdLimitError', 'TCPSPLIT_ERR_FD_LIMIT');
+export const WorkerExitError = define('WorkerExitError', 'TCPSPLIT_ERR_WORKER_EXIT');
 export const UnpairedError = define('UnpairedError', 'TCPSPLIT_ERR_UNPAIRED');
 
 // ---- kernel calls (src/sys) -----------------------------------------------
@@ -114,7 +115,7 @@ export const ALL_ERRORS = [
   HeaderAuthError, HeaderStaleError, HeaderReplayError, ReplayCacheFullError, HeaderTimeoutError,
   HeaderTruncatedError, BadFrameError, IdleLimitError, IdleClosedError,
   PolicyDeniedError, ResolveError, ConnectTimeoutError, ConnectError, PeerResetError, LegError, IdleTimeoutError,
-  DrainTimeoutError, ListenError, OverloadError, PendingEvictedError, FdLimitError, UnpairedError,
+  DrainTimeoutError, ListenError, OverloadError, PendingEvictedError, FdLimitError, WorkerExitError, UnpairedError,
   SysCallError, FfiUnavailableError, SocketOptionsError, BpfLoadError, NfqueueError,
   SynRulesError, TurboRouteError,
   InterceptError, InterceptPermissionError, OriginalDestinationError,

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadRelayConfig, RELAY_HELP } from '../src/config/load-config.js';
 import { parseConfigText } from '../src/config/config-file.js';
@@ -35,8 +35,22 @@ void test('flags alone: defaults fill in', async () => {
   assert.deepEqual(config, {
     forwards: [{ listen: { host: '127.0.0.1', port: 0 }, target: { host: '127.0.0.1', port: 9 } }],
     peers: [], routes: [], accept: undefined, key: undefined, insecure: false, allow: [], deny: [],
-    metrics: undefined, ...DEFAULTS, configFile: undefined,
+    metrics: undefined, ...DEFAULTS, workers: Math.min(availableParallelism(), 256), configFile: undefined,
   });
+});
+
+void test('--workers and --backlog: whole numbers in range, YAML keys too; bad values are clear errors', async () => {
+  const { config } = await loadRelayConfig(['-L', '0:127.0.0.1:9', '--workers', '3', '--backlog=1024'], noEnv);
+  assert.equal(config.workers, 3);
+  assert.equal(config.backlog, 1024);
+  const yamlPath = await file('workers.yaml', 'forward: ["0:127.0.0.1:9"]\nworkers: 2\nbacklog: 8192\n');
+  const fromFile = await loadRelayConfig(['--config', yamlPath], noEnv);
+  assert.equal(fromFile.config.workers, 2);
+  assert.equal(fromFile.config.backlog, 8192);
+  for (const [flag, value] of [['--workers', '0'], ['--workers', 'two'], ['--workers', '1.5'], ['--workers', '257'], ['--backlog', '0'], ['--backlog', '70000']] as const) {
+    await assert.rejects(loadRelayConfig(['-L', '0:127.0.0.1:9', flag, value], noEnv),
+      (e: unknown) => e instanceof ConfigError && e.message.startsWith(`${flag} '${value}'`) && /expected a whole number from 1 to/.test(e.message), `${flag} ${value}`);
+  }
 });
 
 void test('YAML file: every option, in its YAML forms', async () => {
@@ -150,7 +164,7 @@ void test('bad YAML files throw ConfigError naming the file and key', async () =
 });
 
 void test('an empty YAML file is an empty config', () => {
-  assert.deepEqual(parseConfigText('', 'x.yaml'), { forwards: [], peers: [], routes: [], allow: [], deny: [] });
+  assert.deepEqual(parseConfigText('', 'x.yaml'), { forwards: [], peers: [], routes: [], allow: [], deny: [], intercepts: [] });
   assert.deepEqual(parseConfigText('# nothing\n', 'x.yaml').forwards, []);
 });
 

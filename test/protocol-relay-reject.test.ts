@@ -47,6 +47,7 @@ function relayConfig(overrides: Partial<RelayConfig>): RelayConfig {
     deny: [],
     metrics: undefined,
     ...DEFAULTS,
+    workers: 1,
     configFile: undefined,
     ...overrides,
   };

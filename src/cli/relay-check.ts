@@ -2,6 +2,7 @@ import { DIRECT, type RelayConfig } from '../config/relay-config.js';
 import { formatEndpoint } from '../config/load-config.js';
 import { BUILTIN_DENY } from '../net/address-policy.js';
 import { nextHopOf } from '../config/config-warnings.js';
+import { somaxconnWarning } from '../worker/somaxconn.js';
 import { formatInterceptRule } from '../intercept/intercept-spec.js';
 import { tableName } from '../intercept/nft-rules.js';
 
@@ -36,6 +37,9 @@ export function describeConfig(config: RelayConfig, warnings: readonly string[])
   if (config.metrics !== undefined) lines.push(`  metrics: http://${ep(config.metrics)}/metrics`);
   lines.push(`  timeouts: connect ${config.connectTimeoutMs} ms, idle ${config.idleTimeoutMs} ms, header ${config.headerTimeoutMs} ms, drain ${config.drainTimeoutMs} ms; keepalive ${config.keepaliveMs} ms`);
   lines.push(`  max connections ${config.maxConnections}, max clock skew ${config.maxClockSkewMs} ms, log level ${config.logLevel}`);
+  lines.push(`  workers: ${config.workers} thread${config.workers === 1 ? '' : 's'}, each with its own listeners; backlog ${config.backlog}`);
+  const backlog = somaxconnWarning(config.backlog);
+  if (backlog !== undefined) lines.push(`  warning: ${backlog}`);
   for (const w of warnings) lines.push(`  warning: ${w}`);
   return `${lines.join('\n')}\n`;
 }

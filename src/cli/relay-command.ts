@@ -1,13 +1,16 @@
 import { loadRelayConfig, RELAY_HELP } from '../config/load-config.js';
 import { parseRelayArgs } from '../config/parse-args.js';
 import { createLogger } from '../observe/logger.js';
-import { Relay } from '../relay/relay.js';
+import { Supervisor } from '../worker/supervisor.js';
+import { somaxconnWarning } from '../worker/somaxconn.js';
 import { describeConfig } from './relay-check.js';
 import { errorCode, TcpsplitError } from '../errors.js';
 
 /**
  * `tcpsplit relay`: runs until SIGTERM/SIGINT (drain, then exit), reloads its config on
- * SIGHUP without dropping open connections, and logs a status line on SIGUSR1.
+ * SIGHUP without dropping open connections, and logs a status line on SIGUSR1. The
+ * relay runs in --workers worker threads under a supervisor (src/worker/supervisor.ts);
+ * to the outside it is one relay: one ready line, one metrics endpoint, one status line.
  */
 export async function runRelayCommand(argv: string[]): Promise<number> {
   // First thing: without a SIGUSR1 listener, Node opens its inspector on 127.0.0.1:9229,
@@ -30,15 +33,16 @@ export async function runRelayCommand(argv: string[]): Promise<number> {
   if (config.insecure && config.key === undefined) {
     logger.warn({ event: 'insecure' }, '--insecure without a key: relay headers authenticate nothing; anyone who can reach --accept can use this relay (lab use only)');
   }
-  const relay = await Relay.start(config, { logger });
-  const { forward, accept, intercept, metrics } = relay.addresses();
-  logger.info({ event: 'ready', forward, accept, intercept, metrics }, 'relay ready');
-  logger.flush();
+  const backlogWarning = somaxconnWarning(config.backlog);
+  if (backlogWarning !== undefined) logger.warn({ event: 'config-warning', backlog: config.backlog }, backlogWarning);
+  const relay = await Supervisor.start(config, { logger });
   onStatus = () => {
-    const now = relay.addresses();
-    logger.info({ event: 'status', open: relay.activeConnections, forward: now.forward, accept: now.accept, metrics: now.metrics,
-      logLevel: logger.level }, 'status (SIGUSR1)');
-    logger.flush();
+    void relay.status().then(({ open, answered }) => {
+      const now = relay.addresses();
+      logger.info({ event: 'status', open, workers: relay.workers, answered, forward: now.forward, accept: now.accept, intercept: now.intercept, metrics: now.metrics,
+        logLevel: logger.level }, 'status (SIGUSR1)');
+      logger.flush();
+    });
   };
 
   return new Promise<number>(() => {
@@ -54,7 +58,7 @@ export async function runRelayCommand(argv: string[]): Promise<number> {
         return;
       }
       stopping = true;
-      logger.info({ event: 'stop', signal, open: relay.activeConnections }, 'stopping: no new connections, draining');
+      logger.info({ event: 'stop', signal, workers: relay.workers }, 'stopping: no new connections, draining every worker');
       logger.flush();
       void relay.drain().then(() => {
         logger.info({ event: 'stopped' }, 'relay stopped');
@@ -86,12 +90,17 @@ export async function runRelayCommand(argv: string[]): Promise<number> {
     process.on('SIGTERM', stop);
     process.on('SIGINT', stop);
     process.on('SIGHUP', reload);
-    // A bug must not turn open connections into clean ends: reset every leg, then die.
+    // A bug must not turn open connections into clean ends. The connections live in the
+    // workers, whose legs carry linger {1, 0}: exiting the process closes them as resets.
     process.on('uncaughtException', (err) => {
-      logger.fatal({ event: 'crash', code: errorCode(err), err }, 'uncaught exception: resetting all connections and exiting');
-      relay.abortAll(err);
+      logger.fatal({ event: 'crash', code: errorCode(err), err }, 'uncaught exception in the supervisor: resetting all connections and exiting');
       logger.flush();
       process.exit(70); // EX_SOFTWARE
     });
+    // Last, with every handler in place: whoever waits for this line may signal at once
+    // (a SIGHUP before its handler would end the process).
+    const { forward, accept, intercept, metrics } = relay.addresses();
+    logger.info({ event: 'ready', forward, accept, intercept, metrics, workers: relay.workers }, 'relay ready');
+    logger.flush();
   });
 }

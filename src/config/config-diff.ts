@@ -18,16 +18,19 @@ const OPTION_OF: Readonly<Record<Field, string>> = {
   allow: 'allow', deny: 'deny', metrics: 'metrics', connectTimeoutMs: 'connect-timeout', idleTimeoutMs: 'idle-timeout',
   headerTimeoutMs: 'header-timeout', drainTimeoutMs: 'drain-timeout', keepaliveMs: 'keepalive',
   maxClockSkewMs: 'max-clock-skew', maxConnections: 'max-connections', maxPendingPerSource: 'max-pending-per-source',
-  logLevel: 'log-level', intercept: 'intercept',
+  workers: 'workers', backlog: 'backlog', logLevel: 'log-level', intercept: 'intercept',
 };
 
 /**
  * Options a running relay cannot take up: --max-clock-skew sizes the replay guard's
  * memory of nonces, and widening it live would let a header older than that memory be
  * replayed. The intercept rules and their listener are set up once, with privileges a
- * relay may drop after start. A reload that changes one is refused whole.
+ * relay may drop after start. --workers: the supervisor starts its workers, listeners
+ * and steering program for one count (src/worker/supervisor.ts is built so the count can
+ * change live later). --backlog: it is set when a listener is created, and listeners are
+ * kept across reloads. A reload that changes one is refused whole.
  */
-export const RESTART_ONLY: readonly string[] = ['max-clock-skew', 'intercept'];
+export const RESTART_ONLY: readonly string[] = ['max-clock-skew', 'intercept', 'workers', 'backlog'];
 
 export function diffConfigs(before: RelayConfig, after: RelayConfig): ConfigChange[] {
   const changes: ConfigChange[] = [];

@@ -5,12 +5,13 @@
  * file's list for a repeatable one (-L, --peer, --route, --allow, --deny). A reload
  * (SIGHUP) calls loadRelayConfig again with the same argv, which re-reads the file.
  */
+import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
 import { ConfigError, InsecureAcceptError } from '../errors.js';
 import { readConfigFile } from './config-file.js';
 import { configWarnings } from './config-warnings.js';
 import { parseRelayArgs } from './parse-args.js';
-import { DEFAULTS, DIRECT, type Endpoint, type RelayConfig } from './relay-config.js';
+import { DEFAULTS, DIRECT, MAX_WORKERS, type Endpoint, type RelayConfig } from './relay-config.js';
 import { loadRelayKey } from './relay-key.js';
 import type { RelayOptions } from './relay-options.js';
 import { DEFAULT_INTERCEPT_LISTEN, defaultInstance, type InterceptConfig } from '../intercept/intercept-spec.js';
@@ -55,6 +56,8 @@ export async function buildRelayConfig(args: RelayOptions, env: NodeJS.ProcessEn
     maxPendingPerSource: o.maxPendingPerSource ?? DEFAULTS.maxPendingPerSource,
     keepaliveMs: o.keepaliveMs ?? DEFAULTS.keepaliveMs,
     maxClockSkewMs: o.maxClockSkewMs ?? DEFAULTS.maxClockSkewMs,
+    workers: o.workers ?? Math.min(availableParallelism(), MAX_WORKERS),
+    backlog: o.backlog ?? DEFAULTS.backlog,
     logLevel: o.logLevel ?? DEFAULTS.logLevel,
     configFile,
   };

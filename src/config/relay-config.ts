@@ -70,6 +70,13 @@ export interface RelayConfig {
    * header; a source at the cap loses its own oldest one (src/relay/admission.ts).
    */
   readonly maxPendingPerSource: number;
+  /**
+   * `--workers N`: worker threads started in advance, each with its own listener per
+   * endpoint (SO_REUSEPORT, steered by src/net/steer.ts). Restart-only for now.
+   */
+  readonly workers: number;
+  /** `--backlog N`: each listener's accept queue (listen(2)); the kernel caps it at net.core.somaxconn. */
+  readonly backlog: number;
   readonly logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
   /** The file the config came from, if any: SIGHUP re-reads it. */
   readonly configFile: string | undefined;
@@ -85,4 +92,9 @@ export const DEFAULTS = {
   maxConnections: 8_000,
   maxPendingPerSource: 64,
   logLevel: 'info',
+  /** Holds a burst of 2,000 simultaneous connects (Node's default 511 lost 98 of them; issue 7). */
+  backlog: 4096,
 } as const;
+
+/** The largest --workers: more threads than this only cost memory on any machine tcpsplit targets. */
+export const MAX_WORKERS = 256;

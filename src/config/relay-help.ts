@@ -108,6 +108,21 @@ Timeouts (500ms, 10s, 5m, 1h: the unit is required)
   --max-clock-skew DUR    how far a header's timestamp may be from this clock
                           (default ${seconds(DEFAULTS.maxClockSkewMs)}; changing it needs a restart)
 
+Workers (restart-only: a reload that changes them is refused)
+  --workers N             worker threads, started in advance, 1 to 256 (default: the
+                          number of CPUs, os.availableParallelism()). Each has its own
+                          listener on every -L and --accept port (SO_REUSEPORT), and an
+                          eBPF program sends each connection to the worker that one
+                          function of the client's address and port names, so a client's
+                          connections spread evenly. Workers share the replay guard and
+                          the --max-connections count; a worker that dies resets only its
+                          own connections and is replaced within a second. Metrics,
+                          signals and the log stay one relay's
+  --backlog N             each listener's queue of connections not yet accepted
+                          (default ${DEFAULTS.backlog}, which holds a burst of 2,000 at once;
+                          Node's own 511 dropped some). The kernel caps it at
+                          net.core.somaxconn; the relay warns when N is larger
+
 Other
   --log-level LEVEL       fatal, error, warn, info, debug, trace or silent
                           (default ${DEFAULTS.logLevel})

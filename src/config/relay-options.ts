@@ -7,7 +7,7 @@ import { ConfigError } from '../errors.js';
 import {
   BadValue, parseCidr, parseDuration, parseForward, parseListen, parsePeer, parseRoute,
 } from './value-parsers.js';
-import type { Endpoint, ForwardSpec, PeerSpec, RelayConfig, RouteSpec } from './relay-config.js';
+import { MAX_WORKERS, type Endpoint, type ForwardSpec, type PeerSpec, type RelayConfig, type RouteSpec } from './relay-config.js';
 import {
   parseInstanceName, parseInterceptMode, parseInterceptRule, parseInterfaceName, type InterceptMode, type InterceptRule,
 } from '../intercept/intercept-spec.js';
@@ -39,6 +39,8 @@ export interface RelayOptions {
   maxClockSkewMs?: number;
   maxConnections?: number;
   maxPendingPerSource?: number;
+  workers?: number;
+  backlog?: number;
   logLevel?: LogLevel;
   configFile?: string;
   check?: boolean;
@@ -126,6 +128,10 @@ export const OPTIONS: readonly OptionSpec[] = [
       if (!/^\d+$/.test(v) || n < 1 || n > 1_000_000) throw new BadValue('out of range');
       o.maxPendingPerSource = n;
     } },
+  { name: 'workers', kind: 'scalar', inFile: true, expected: `a whole number from 1 to ${MAX_WORKERS} (worker threads; default: the number of CPUs)`,
+    apply: (o, v) => { o.workers = wholeNumber(v, 1, MAX_WORKERS); } },
+  { name: 'backlog', kind: 'scalar', inFile: true, expected: 'a whole number from 1 to 65535 (each listener\'s accept queue)',
+    apply: (o, v) => { o.backlog = wholeNumber(v, 1, 65535); } },
   { name: 'log-level', kind: 'scalar', inFile: true, expected: LOG_LEVELS.join('|'),
     apply: (o, v) => {
       const level = LOG_LEVELS.find((l) => l === v);
@@ -139,6 +145,13 @@ export const OPTIONS: readonly OptionSpec[] = [
   { name: 'help', short: 'h', kind: 'flag', inFile: false, expected: '',
     apply: (o, v) => { o.help = v === 'true'; } },
 ];
+
+function wholeNumber(v: string, min: number, max: number): number {
+  if (!/^\d+$/.test(v)) throw new BadValue('not a whole number');
+  const n = Number(v);
+  if (n < min || n > max) throw new BadValue('out of range');
+  return n;
+}
 
 const BY_NAME = new Map(OPTIONS.map((spec) => [spec.name, spec]));
 const BY_SHORT = new Map(OPTIONS.flatMap((spec) => (spec.short === undefined ? [] : [[spec.short, spec] as const])));

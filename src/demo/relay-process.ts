@@ -18,6 +18,16 @@ export type Spawner = (cmd: string, args: string[]) => ChildProcess;
 
 const plainSpawn: Spawner = (cmd, args) => spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
 
+/**
+ * `--workers $TCPSPLIT_TEST_WORKERS` when that is set and `args` name no count: how
+ * scripts/test.sh runs every relay test with two workers on one Node and one on the other.
+ */
+export function workersArgs(args: readonly string[], env: NodeJS.ProcessEnv = process.env): string[] {
+  const workers = env['TCPSPLIT_TEST_WORKERS'];
+  if (workers === undefined || workers === '' || args.some((a) => a === '--workers' || a.startsWith('--workers='))) return [];
+  return ['--workers', workers];
+}
+
 /** A `tcpsplit relay` child process, with its JSON log lines collected as they arrive. */
 export class RelayProcess {
   readonly child: ChildProcess;
@@ -29,7 +39,7 @@ export class RelayProcess {
     const { env } = options;
     const spawner = options.spawner ?? (env === undefined ? plainSpawn
       : (cmd: string, a: string[]) => spawn(cmd, a, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] }));
-    this.child = spawner(process.execPath, [CLI, 'relay', ...args]);
+    this.child = spawner(process.execPath, [CLI, 'relay', ...workersArgs(args, { ...process.env, ...env }), ...args]);
     this.exited = once(this.child, 'exit').then(([code]) => code as number | null);
     const stderr = this.child.stderr;
     if (stderr === null) throw new Error('relay process needs a piped stderr');

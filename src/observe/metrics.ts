@@ -52,8 +52,98 @@ function renderLabelsUncached(labels: Labels): string {
   return parts.length === 0 ? '' : `{${parts.join(',')}}`;
 }
 
+/**
+ * A registry's values as plain data, for a worker thread to send to the supervisor
+ * (structured clone), which sums the workers' snapshots into one /metrics page.
+ */
+export interface MetricsSnapshot {
+  readonly series: readonly SeriesSnapshot[];
+}
+
+export interface SeriesSnapshot {
+  readonly name: string;
+  readonly help: string;
+  readonly type: Series['type'];
+  /** Rendered label set -> value; for a gauge, one entry with the value read now. */
+  readonly values: readonly (readonly [string, number])[];
+  readonly histogram?: { readonly bounds: readonly number[]; readonly counts: readonly number[]; readonly sum: number; readonly count: number };
+}
+
+/** One Prometheus text page: the series of `snapshots` summed by name and label set, in first-seen order. */
+export function renderSnapshots(snapshots: readonly MetricsSnapshot[]): string {
+  const merged = mergeSeries(snapshots);
+  const lines: string[] = [];
+  for (const [name, s] of merged) {
+    lines.push(`# HELP ${name} ${s.help}`, `# TYPE ${name} ${s.type}`);
+    if (s.histogram !== undefined) renderHistogram(lines, name, s.histogram);
+    else if (s.values.size === 0) lines.push(`${name} 0`);
+    else for (const [labels, v] of s.values) lines.push(`${name}${labels} ${v}`);
+  }
+  return `${lines.join('\n')}\n`;
+}
+
+/** The sum of `snapshots` as one snapshot (the supervisor keeps dead workers' counters this way, in bounded space). */
+export function mergeSnapshots(snapshots: readonly MetricsSnapshot[]): MetricsSnapshot {
+  return {
+    series: [...mergeSeries(snapshots)].map(([name, s]) => ({
+      name, help: s.help, type: s.type, values: [...s.values],
+      ...(s.histogram === undefined ? {} : { histogram: { ...s.histogram, counts: [...s.histogram.counts] } }),
+    })),
+  };
+}
+
+function mergeSeries(snapshots: readonly MetricsSnapshot[]): Map<string, { help: string; type: Series['type']; values: Map<string, number>; histogram?: Histogram }> {
+  const merged = new Map<string, { help: string; type: Series['type']; values: Map<string, number>; histogram?: Histogram }>();
+  for (const snapshot of snapshots) {
+    for (const s of snapshot.series) {
+      let m = merged.get(s.name);
+      if (m === undefined) {
+        m = { help: s.help, type: s.type, values: new Map() };
+        if (s.histogram !== undefined) {
+          m.histogram = { bounds: s.histogram.bounds, counts: Array<number>(s.histogram.counts.length).fill(0), sum: 0, count: 0 };
+        }
+        merged.set(s.name, m);
+      }
+      for (const [labels, v] of s.values) m.values.set(labels, (m.values.get(labels) ?? 0) + v);
+      const h = m.histogram;
+      if (h !== undefined && s.histogram !== undefined) {
+        s.histogram.counts.forEach((c, i) => { h.counts[i] = (h.counts[i] ?? 0) + c; });
+        h.sum += s.histogram.sum;
+        h.count += s.histogram.count;
+      }
+    }
+  }
+  return merged;
+}
+
+function renderHistogram(lines: string[], name: string, h: Histogram): void {
+  let cumulative = 0;
+  h.bounds.forEach((le, i) => {
+    cumulative += h.counts[i] ?? 0;
+    lines.push(`${name}_bucket{le="${le}"} ${cumulative}`);
+  });
+  lines.push(`${name}_bucket{le="+Inf"} ${h.count}`, `${name}_sum ${h.sum}`, `${name}_count ${h.count}`);
+}
+
 export class Metrics {
   readonly #series = new Map<string, Series>();
+
+  /** Every series' values now (gauges read), as plain data. */
+  snapshot(): MetricsSnapshot {
+    const series: SeriesSnapshot[] = [];
+    for (const [name, s] of this.#series) {
+      const base = { name, help: s.help, type: s.type };
+      if (s.histogram !== undefined) {
+        const h = s.histogram;
+        series.push({ ...base, values: [], histogram: { bounds: h.bounds, counts: [...h.counts], sum: h.sum, count: h.count } });
+      } else if (s.read !== undefined) {
+        series.push({ ...base, values: [['', s.read()]] });
+      } else {
+        series.push({ ...base, values: [...s.values] });
+      }
+    }
+    return { series };
+  }
 
   counter(name: string, help: string): (by?: number, labels?: Labels) => void {
     const series: Series = { help, type: 'counter', values: new Map() };
@@ -99,15 +189,8 @@ export class Metrics {
     const lines: string[] = [];
     for (const [name, s] of this.#series) {
       lines.push(`# HELP ${name} ${s.help}`, `# TYPE ${name} ${s.type}`);
-      if (s.histogram !== undefined) {
-        const h = s.histogram;
-        let cumulative = 0;
-        h.bounds.forEach((le, i) => {
-          cumulative += h.counts[i] ?? 0;
-          lines.push(`${name}_bucket{le="${le}"} ${cumulative}`);
-        });
-        lines.push(`${name}_bucket{le="+Inf"} ${h.count}`, `${name}_sum ${h.sum}`, `${name}_count ${h.count}`);
-      } else if (s.read !== undefined) lines.push(`${name} ${s.read()}`);
+      if (s.histogram !== undefined) renderHistogram(lines, name, s.histogram);
+      else if (s.read !== undefined) lines.push(`${name} ${s.read()}`);
       else if (s.values.size === 0) lines.push(`${name} 0`);
       else for (const [labels, v] of s.values) lines.push(`${name}${labels} ${v}`);
     }

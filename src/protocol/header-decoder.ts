@@ -1,6 +1,6 @@
 import type { Endpoint } from '../config/relay-config.js';
 import type { HeaderAuth } from './header-auth.js';
-import type { ReplayGuard } from './replay-guard.js';
+import type { ReplayCheck } from './replay-guard.js';
 import { decodeAddress, dnsNameProblem } from './target-address.js';
 import {
   BadAddressTypeError, BadFlagsError, BadMagicError, BadPortError, BadVersionError, HeaderAuthError, BadAddressError,
@@ -34,13 +34,13 @@ export interface DecodedHeader {
  */
 export class HeaderDecoder {
   readonly #auth: HeaderAuth;
-  readonly #replay: ReplayGuard;
+  readonly #replay: ReplayCheck;
   #chunks: Buffer[] = [];
   #buffered = 0;
   #needed = FIXED_LENGTH;
   #done = false;
 
-  constructor(auth: HeaderAuth, replay: ReplayGuard) {
+  constructor(auth: HeaderAuth, replay: ReplayCheck) {
     this.#auth = auth;
     this.#replay = replay;
   }

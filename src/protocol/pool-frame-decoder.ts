@@ -1,5 +1,5 @@
 import type { HeaderAuth } from './header-auth.js';
-import type { ReplayGuard } from './replay-guard.js';
+import type { ReplayCheck } from './replay-guard.js';
 import { HeaderDecoder, checkTargetFields, type DecodedHeader } from './header-decoder.js';
 import { decodeAddress } from './target-address.js';
 import { targetTag } from './pool-frame-encoder.js';
@@ -59,12 +59,12 @@ function checkMagic(bytes: Buffer): void {
  */
 export class FirstFrameDecoder {
   readonly #auth: HeaderAuth;
-  readonly #replay: ReplayGuard;
+  readonly #replay: ReplayCheck;
   readonly #bytes = new Bytes();
   #v1: HeaderDecoder | undefined;
   #done = false;
 
-  constructor(auth: HeaderAuth, replay: ReplayGuard) {
+  constructor(auth: HeaderAuth, replay: ReplayCheck) {
     this.#auth = auth;
     this.#replay = replay;
   }
@@ -130,12 +130,12 @@ export class FirstFrameDecoder {
  */
 export class TargetFrameDecoder {
   readonly #auth: HeaderAuth;
-  readonly #replay: ReplayGuard;
+  readonly #replay: ReplayCheck;
   readonly #authTag: Buffer;
   readonly #bytes = new Bytes();
   #done = false;
 
-  constructor(auth: HeaderAuth, replay: ReplayGuard, authTag: Buffer) {
+  constructor(auth: HeaderAuth, replay: ReplayCheck, authTag: Buffer) {
     this.#auth = auth;
     this.#replay = replay;
     this.#authTag = authTag;

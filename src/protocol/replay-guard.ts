@@ -1,5 +1,14 @@
 import { ConfigError, HeaderReplayError, HeaderStaleError, ReplayCacheFullError } from '../errors.js';
 
+/**
+ * What the header decoder needs of a replay guard: ReplayGuard here (one thread), or
+ * SharedReplayGuard (shared-replay-guard.ts) across the workers of one relay.
+ */
+export interface ReplayCheck {
+  /** Throws HeaderStaleError, HeaderReplayError or ReplayCacheFullError; otherwise records the nonce. */
+  check(timestampMs: number, nonce: Buffer): void;
+}
+
 export interface ReplayGuardOptions {
   /** A header's timestamp may differ from this clock by at most this much. */
   readonly maxClockSkewMs: number;
@@ -19,7 +28,7 @@ export interface ReplayGuardOptions {
  * Nonces are kept as their first 48 bits (a JS number), ~20 bytes an entry: a false
  * "replay" needs a 2^-48 collision among live entries (< 4e-9 per header at 1M entries).
  */
-export class ReplayGuard {
+export class ReplayGuard implements ReplayCheck {
   readonly #skewMs: number;
   readonly #maxEntries: number;
   readonly #now: () => number;

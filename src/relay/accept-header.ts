@@ -1,6 +1,6 @@
 import type { Socket } from 'node:net';
 import type { HeaderAuth } from '../protocol/header-auth.js';
-import type { ReplayGuard } from '../protocol/replay-guard.js';
+import type { ReplayCheck } from '../protocol/replay-guard.js';
 import { HeaderDecoder, type DecodedHeader } from '../protocol/header-decoder.js';
 import { HeaderTimeoutError, HeaderTruncatedError, PeerResetError } from '../errors.js';
 import { pendingSocketError } from '../sys/index.js';
@@ -13,7 +13,7 @@ import { pendingSocketError } from '../sys/index.js';
 export function acceptHeader(
   socket: Socket,
   auth: HeaderAuth,
-  replay: ReplayGuard,
+  replay: ReplayCheck,
   timeoutMs: number,
   done: (err: Error | undefined, header?: DecodedHeader) => void,
 ): void {

@@ -8,7 +8,7 @@ import type { Endpoint, RelayConfig } from '../config/relay-config.js';
 import { AddressPolicy } from '../net/address-policy.js';
 import { describeChanges, diffConfigs, RESTART_ONLY } from '../config/config-diff.js';
 import { HeaderAuth } from '../protocol/header-auth.js';
-import { ReplayGuard } from '../protocol/replay-guard.js';
+import { ReplayGuard, type ReplayCheck } from '../protocol/replay-guard.js';
 import { Router } from './router.js';
 import { SplitConnection, clientOf, type ConnectionKind, type ConnectionRecord } from './split-connection.js';
 import { DialingLegFactory, openNextLeg, type LegFactory, type NextLeg } from './leg-factory.js';
@@ -17,7 +17,8 @@ import {
   ConfigError, DrainTimeoutError, FdLimitError, FfiUnavailableError, errorCode, InsecureAcceptError, OverloadError, PeerResetError,
   PendingEvictedError, RestartRequiredError,
 } from '../errors.js';
-import { ListenerSet, type WantedListener } from './listener-set.js';
+import { ListenerSet, nodeListenerSource, type ListenerSource, type WantedListener } from './listener-set.js';
+import type { ConnectionSlots } from './connection-slots.js';
 import { prepareSocketCalls, resetSocket } from '../sys/index.js';
 import { PendingAdmission, type EvictionReason, type PendingLimits } from './admission.js';
 import { FDS_PER_CONNECTION, planFdBudget } from './fd-budget.js';
@@ -45,7 +46,7 @@ interface RelayState {
   readonly legs: LegFactory;
 }
 
-function deriveState(config: RelayConfig, replay: ReplayGuard): RelayState {
+function deriveState(config: RelayConfig, replay: ReplayCheck): RelayState {
   const key = config.key ?? (config.insecure ? INSECURE_KEY : undefined);
   const auth = key === undefined ? undefined : new HeaderAuth(key);
   if (config.accept !== undefined && key === undefined) {
@@ -81,6 +82,20 @@ function interceptKey(e: Endpoint): string {
 
 export interface RelayOptions {
   readonly logger: Logger;
+  /**
+   * What a worker thread injects (src/worker/worker-main.ts) so that the relay's workers
+   * act as one: the replay guard (and with it the loop cut-off) shared by all workers,
+   * the listener fds the supervisor made, and the relay-wide connection count. Unset,
+   * the relay is one process on its own, as before.
+   */
+  readonly replayGuard?: ReplayCheck;
+  readonly listenerSource?: ListenerSource;
+  readonly connectionSlots?: ConnectionSlots;
+  /**
+   * Whether this relay installs (and at its drain removes) the --intercept rules: one
+   * table per instance, so with workers only worker 0 does (default true).
+   */
+  readonly installInterception?: boolean;
 }
 
 /** The relay daemon: forward listeners (-L), the peer listener (--accept), metrics. */
@@ -88,7 +103,8 @@ export class Relay {
   readonly metrics: RelayMetrics;
   readonly #logger: Logger;
   #state: RelayState;
-  readonly #replay: ReplayGuard;
+  readonly #replay: ReplayCheck;
+  readonly #slots: ConnectionSlots | undefined;
   readonly #listeners: ListenerSet;
   #reloads: Promise<void> = Promise.resolve();
   readonly #connections = new Set<SplitConnection>();
@@ -106,8 +122,9 @@ export class Relay {
 
   private constructor(config: RelayConfig, options: RelayOptions, fdConnections: number) {
     this.#logger = options.logger;
-    this.#listeners = new ListenerSet(options.logger);
-    this.#replay = new ReplayGuard({ maxClockSkewMs: config.maxClockSkewMs });
+    this.#listeners = new ListenerSet(options.logger, options.listenerSource ?? nodeListenerSource(config.backlog));
+    this.#replay = options.replayGuard ?? new ReplayGuard({ maxClockSkewMs: config.maxClockSkewMs });
+    this.#slots = options.connectionSlots;
     this.#state = deriveState(config, this.#replay);
     this.#fdConnections = fdConnections;
     this.#rejectLog = new RateLimitedLog(options.logger);
@@ -147,7 +164,7 @@ export class Relay {
       // Last: the rules divert traffic to a listener that must already be there.
       const intercept = config.intercept;
       const at = intercept === undefined ? undefined : relay.#listeners.address(interceptKey(intercept.listen));
-      if (intercept !== undefined && at !== undefined) {
+      if (intercept !== undefined && at !== undefined && options.installInterception !== false) {
         relay.#interception = await Interception.install(intercept, at.port, options.logger);
       }
     } catch (err) {
@@ -318,12 +335,17 @@ export class Relay {
   #pendingLimits(config: RelayConfig): PendingLimits {
     // Unauthenticated connections get a quarter of the connection limit: a flood of them
     // cannot starve forwards and verified peers.
-    return { maxPending: Math.max(1, Math.floor(this.#connectionLimit(config) / 4)), maxPendingPerSource: config.maxPendingPerSource };
+    const share = this.#slots?.pendingShare ?? 1;
+    return {
+      maxPending: Math.max(1, Math.floor((this.#connectionLimit(config) / 4) * share)),
+      maxPendingPerSource: Math.max(1, Math.ceil(config.maxPendingPerSource * share)),
+    };
   }
 
   #newConnection(kind: ConnectionKind, socket: Socket, state: RelayState, target: Endpoint | undefined): SplitConnection | undefined {
     const { config } = state;
-    if (this.#closing || this.#connections.size >= this.#connectionLimit(config)) {
+    const limit = this.#connectionLimit(config);
+    if (this.#closing || this.#connections.size >= limit || this.#slots?.tryTake(limit) === false) {
       // A reset (SO_LINGER 0), never a clean FIN: a refused client must not mistake
       // this for an empty, complete response.
       socket.on('error', noop);
@@ -343,7 +365,7 @@ export class Relay {
       pairTimeoutMs: (kind === 'accept' ? config.headerTimeoutMs : 0) + 2 * config.connectTimeoutMs + PAIR_MARGIN_MS,
     };
     const conn = SplitConnection.accepted(socket, {
-      id: this.#nextId++, kind, timeouts, onClose: this.#onConnectionClosed, ...(target === undefined ? {} : { target }),
+      id: this.#slots?.nextId() ?? this.#nextId++, kind, timeouts, onClose: this.#onConnectionClosed, ...(target === undefined ? {} : { target }),
     });
     this.#connections.add(conn);
     this.metrics.accepted(1, labelsFor('listener', kind));
@@ -354,6 +376,7 @@ export class Relay {
 
   readonly #onConnectionClosed = (conn: SplitConnection, record: ConnectionRecord): void => {
     this.#connections.delete(conn);
+    this.#slots?.release();
     this.metrics.closed(1, labelsFor('outcome', record.outcome));
     this.metrics.bytes(record.up, UP);
     this.metrics.bytes(record.down, DOWN);

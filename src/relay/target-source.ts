@@ -1,7 +1,7 @@
 import type { Socket } from 'node:net';
 import type { Endpoint } from '../config/relay-config.js';
 import type { HeaderAuth } from '../protocol/header-auth.js';
-import type { ReplayGuard } from '../protocol/replay-guard.js';
+import type { ReplayCheck } from '../protocol/replay-guard.js';
 import { acceptHeader } from './accept-header.js';
 
 /**
@@ -55,7 +55,7 @@ export class ForwardTargetSource implements TargetSource {
 
 export interface HeaderSourceOptions {
   readonly auth: HeaderAuth;
-  readonly replay: ReplayGuard;
+  readonly replay: ReplayCheck;
   readonly headerTimeoutMs: number;
 }
 

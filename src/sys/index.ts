@@ -39,7 +39,7 @@ export { MAX_IFNAME_LENGTH, closeTun, openTun, type OpenTunOptions, type TunDevi
 export { socketFd, takeSocketError, setLinger, prepareSocketCalls, pendingSocketError, resetSocket } from './tcp-socket.js';
 export { getOpenFilesLimit, setOpenFilesLimit, raiseOpenFilesLimit, procOpenFilesLimit, openFdCount, type OpenFilesLimit } from './rlimit.js';
 export {
-  DEFAULT_BACKLOG, SOCKOPT, connectSocket, createConnectionFd, createListenerFd, getCongestion, getSocketIntOption,
+  DEFAULT_BACKLOG, SOCKOPT, boundPort, connectSocket, createConnectionFd, createListenerFd, getCongestion, getSocketIntOption,
   listenOnFd, setSocketOption,
   type ConnectTarget, type ConnectionFdOptions, type ListenerFdOptions, type SockoptName, type SocketOptions,
 } from './socket-factory.js';

@@ -71,6 +71,7 @@ const PROTO = {
   listen: 'int listen(int fd, int backlog)',
   getsockopt: 'int getsockopt(int fd, int level, int name, _Out_ void *val, _Inout_ uint32_t *len)',
   setsockopt: 'int setsockopt(int fd, int level, int name, const void *val, uint32_t len)',
+  getsockname: 'int getsockname(int fd, _Out_ void *addr, _Inout_ uint32_t *len)',
 } as const;
 
 /** Options set on a fresh socket, before bind/listen/connect. Unset means the kernel default. */
@@ -176,6 +177,16 @@ export function createListenerFd(options: ListenerFdOptions): number {
       throw sysCallError(`listen(fd ${fd}, ${backlog})`, lastErrno());
     }
   });
+}
+
+/** The port a socket is bound to (getsockname): what port 0 became. */
+export function boundPort(fd: number): number {
+  const addr = Buffer.alloc(28);
+  const len = [28];
+  if ((libcFunction(PROTO.getsockname)(fd, addr, len) as number) < 0) {
+    throw sysCallError(`getsockname(fd ${fd})`, lastErrno());
+  }
+  return addr.readUInt16BE(2);
 }
 
 /**

@@ -1,0 +1,459 @@
+/**
+ * The supervisor: one relay to the outside, N worker threads inside (issue 7 §1, the
+ * paper's thread pool as Node does it).
+ *
+ * Why threads and not processes (measured in docs/workers.md): one fd table, so the
+ * supervisor's sys layer makes every listener fd (SO_REUSEPORT + the SK_REUSEPORT
+ * steering program, keyed worker k -> its fd) and a worker adopts it by number; shared
+ * memory (SharedArrayBuffer + Atomics) for what must hold across workers (the replay
+ * guard, which is also the loop cut-off, and the connection count); and an idle worker
+ * thread costs a fraction of a process.
+ *
+ * Workers are started in advance (nothing is created per connection). A worker that
+ * dies loses only its own connections, reset by the kernel as its handles close (legs
+ * carry linger {1, 0}); the supervisor frees what it held in shared memory and starts a
+ * replacement at once, with fresh listener fds in the same steering slots. Signals and
+ * metrics are the supervisor's: it broadcasts reload and drain, sums the workers'
+ * metrics snapshots on one endpoint, and adds up their status.
+ *
+ * The worker count is fixed per run (--workers is restart-only), but nothing here
+ * assumes it beyond the slot array and the steering map's size: growing means a larger
+ * map and program swapped into each group, and new slots started like replacements.
+ */
+import { Worker } from 'node:worker_threads';
+import type { AddressInfo } from 'node:net';
+import type { Server as HttpServer } from 'node:http';
+import type { RelayConfig } from '../config/relay-config.js';
+import { describeChanges, diffConfigs, RESTART_ONLY } from '../config/config-diff.js';
+import type { Logger } from '../observe/logger.js';
+import { labelsFor, mergeSnapshots, Metrics, renderSnapshots, type MetricsSnapshot } from '../observe/metrics.js';
+import { serverAddress, startMetricsServer } from '../observe/metrics-server.js';
+import { SharedReplayGuard } from '../protocol/shared-replay-guard.js';
+import { SharedConnectionSlots } from '../relay/connection-slots.js';
+import { FdLimitError, RestartRequiredError, WorkerExitError } from '../errors.js';
+import { FDS_PER_CONNECTION, planFdBudget } from '../relay/fd-budget.js';
+import { FdRequestError, ListenerFds } from './listener-fds.js';
+import { fromWire, toWire, type Addresses, type FromWorker, type ToWorker, type WorkerData, type WorkerSnapshot } from './messages.js';
+
+const WORKER_ENTRY = new URL('./worker-main.js', import.meta.url);
+
+/** A replacement that itself dies within this long waits this long before the next try (a crash loop must not spin). */
+const RESTART_BACKOFF_MS = 1000;
+/** A worker that does not answer a metrics or status request within this is left out of the sum. */
+const SNAPSHOT_TIMEOUT_MS = 2000;
+
+export interface SupervisorStatus {
+  readonly open: number;
+  readonly workers: number;
+  /** Workers that answered within the timeout (a restarting one does not). */
+  readonly answered: number;
+  /** Open connections, and connections accepted since the worker started, per worker. */
+  readonly perWorker: readonly { readonly index: number; readonly threadId: number; readonly open: number; readonly accepted: number }[];
+}
+
+export interface SupervisorOptions {
+  readonly logger: Logger;
+}
+
+interface Slot {
+  readonly index: number;
+  worker: Worker;
+  threadId: number;
+  ready: boolean;
+  startedAt: number;
+  /** Whether this incarnation replaced one that had died within RESTART_BACKOFF_MS of starting. */
+  quickDeaths: number;
+  /** The last metrics this worker sent: what it had counted, should it die before the next scrape. */
+  lastMetrics: MetricsSnapshot | undefined;
+  /** Requests sent to this worker, by id. */
+  readonly pending: Map<number, { resolve: (v: WorkerSnapshot | undefined) => void; reject: (e: Error) => void }>;
+}
+
+export class Supervisor {
+  readonly workers: number;
+  readonly #logger: Logger;
+  #config: RelayConfig;
+  readonly #replay: SharedReplayGuard;
+  readonly #slots: SharedConnectionSlots;
+  readonly #fds: ListenerFds;
+  readonly #workerSlots: Slot[] = [];
+  readonly #metrics = new Metrics();
+  readonly #reloadCounter = this.#metrics.counter('tcpsplit_config_reloads_total', 'Config reloads on SIGHUP, by result (ok, error).');
+  readonly #restartCounter = this.#metrics.counter('tcpsplit_worker_restarts_total', 'Worker threads that died and were replaced.');
+  #metricsServer: HttpServer | undefined;
+  #addresses: Addresses = { forward: [], accept: undefined, intercept: undefined };
+  #reloads: Promise<void> = Promise.resolve();
+  #stopping = false;
+  #onDraining: (open: number) => void = () => undefined;
+  /** Until every worker first listens, a dying one fails the start instead of being replaced. */
+  #started = false;
+  #nextId = 1;
+  /**
+   * Counters of workers that died, as last scraped, so the relay's sums do not go
+   * backwards when a worker is replaced (what it counted since the last scrape is lost).
+   */
+  #retired: MetricsSnapshot = { series: [] };
+
+  private constructor(config: RelayConfig, options: SupervisorOptions) {
+    this.workers = config.workers;
+    this.#logger = options.logger;
+    this.#config = config;
+    this.#replay = new SharedReplayGuard({ maxClockSkewMs: config.maxClockSkewMs });
+    this.#slots = new SharedConnectionSlots(config.workers);
+    this.#fds = new ListenerFds(config.workers, config.backlog, options.logger);
+    this.#metrics.gauge('tcpsplit_workers', 'Worker threads running now.', () => this.#workerSlots.filter((s) => s.ready).length);
+  }
+
+  /** Starts every worker and waits until all listen; on any failure stops them all and throws that error. */
+  static async start(config: RelayConfig, options: SupervisorOptions): Promise<Supervisor> {
+    // As Relay.start does (each worker repeats it, with the limit already raised): refuse
+    // to start when the open-files limit leaves no room, before threads need descriptors
+    // to load their modules.
+    const listeners = config.forwards.length + (config.accept === undefined ? 0 : 1) + (config.metrics === undefined ? 0 : 1);
+    const fd = planFdBudget(listeners * config.workers);
+    if (fd.maxConnections < 1) {
+      throw new FdLimitError(`the open-files limit (${fd.soft}, hard ${fd.hard}) leaves no room for a connection: ${fd.baseline} descriptors are taken; raise it (ulimit -n, LimitNOFILE=)`);
+    }
+    if (fd.soft > fd.softBefore) {
+      options.logger.info({ event: 'fd-limit', from: fd.softBefore, to: fd.soft }, 'raised the open-files soft limit to the hard limit');
+    }
+    const supervisor = new Supervisor(config, options);
+    try {
+      const ready = Array.from({ length: config.workers }, (_, index) => supervisor.#spawn(index));
+      const results = await Promise.allSettled(ready);
+      const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+      if (failed !== undefined) throw failed.reason;
+      supervisor.#sizeFdBudget();
+      supervisor.#started = true;
+      if (config.metrics !== undefined) {
+        supervisor.#metricsServer = await startMetricsServer(supervisor, config.metrics.host, config.metrics.port);
+      }
+    } catch (err) {
+      supervisor.#stopping = true;
+      await supervisor.#terminateAll();
+      supervisor.#fds.closeAll();
+      throw err;
+    }
+    options.logger.info({ event: 'workers', workers: config.workers, steering: supervisor.#fds.steering, backlog: config.backlog },
+      `${config.workers} worker thread${config.workers === 1 ? '' : 's'} listening`);
+    return supervisor;
+  }
+
+  /**
+   * The open-files budget is one for the process: sized once every worker listens (their
+   * listeners and threads counted), and shared as a cap on the relay-wide connection count.
+   */
+  #sizeFdBudget(): void {
+    const fd = planFdBudget(0);
+    this.#slots.setFdCap(fd.maxConnections);
+    const config = this.#config;
+    if (config.maxConnections > fd.maxConnections) {
+      this.#logger.warn({
+        event: 'fd-limit', code: FdLimitError.code, requested: config.maxConnections, maxConnections: fd.maxConnections,
+        openFilesLimit: fd.soft, hardLimit: fd.hard,
+      }, `--max-connections ${config.maxConnections} lowered to ${fd.maxConnections}: the open-files limit is ${fd.soft} (hard ${fd.hard}), `
+        + `${fd.baseline} are taken and each split connection needs ${FDS_PER_CONNECTION}; raise the limit (ulimit -n, LimitNOFILE=) to allow more`);
+    }
+  }
+
+  /** Bound addresses, as Relay.addresses() gives them: forwards in config order, accept, metrics. */
+  addresses(): { forward: AddressInfo[]; accept: AddressInfo | undefined; intercept: AddressInfo | undefined; metrics: AddressInfo | undefined } {
+    return { ...this.#addresses, metrics: this.#metricsServer === undefined ? undefined : serverAddress(this.#metricsServer) };
+  }
+
+  /** Open connections over all workers, how many workers answered, and each one's share. */
+  async status(): Promise<SupervisorStatus> {
+    const snapshots = await this.#snapshots();
+    return {
+      open: snapshots.reduce((n, s) => n + s.open, 0),
+      workers: this.workers,
+      answered: snapshots.length,
+      perWorker: snapshots.map((s) => ({
+        index: s.index, threadId: s.threadId, open: s.open,
+        accepted: s.metrics.series.find((x) => x.name === 'tcpsplit_connections_accepted_total')?.values.reduce((n, [, v]) => n + v, 0) ?? 0,
+      })),
+    };
+  }
+
+  /** One /metrics page: every worker's series summed, with the supervisor's own (reloads, restarts, workers). */
+  async render(): Promise<string> {
+    const own = this.#metrics.snapshot();
+    const ownNames = new Set(own.series.map((s) => s.name));
+    const workers: MetricsSnapshot[] = (await this.#snapshots()).map((s) => ({ series: s.metrics.series.filter((x) => !ownNames.has(x.name)) }));
+    const retired = { series: this.#retired.series.filter((x) => !ownNames.has(x.name)) };
+    return renderSnapshots([...workers, retired, own]);
+  }
+
+  /**
+   * Every worker takes the new config, without dropping a connection (Relay.reload in
+   * each). Restart-only changes are refused here first, so that no worker applies a
+   * config another refuses. The metrics listener, the supervisor's, moves like the
+   * relay's did: bound before the old one closes. One log line says what changed.
+   */
+  reload(config: RelayConfig): Promise<void> {
+    const run = this.#reloads.then(() => this.#reload(config));
+    this.#reloads = run.catch(() => undefined);
+    return run;
+  }
+
+  async #reload(config: RelayConfig): Promise<void> {
+    if (this.#stopping) {
+      this.#logger.warn({ event: 'reload' }, 'reload ignored: the relay is draining');
+      return;
+    }
+    const changes = diffConfigs(this.#config, config);
+    let metricsServer = this.#metricsServer;
+    try {
+      const restart = changes.filter((c) => RESTART_ONLY.includes(c.option));
+      if (restart.length > 0) {
+        throw new RestartRequiredError(`--${restart.map((c) => `${c.option} ${c.change}`).join(', --')}: takes effect only at a restart; `
+          + 'nothing was reloaded (restart the relay, or put it back to reload the rest)');
+      }
+      const metricsMoved = changes.some((c) => c.option === 'metrics');
+      if (metricsMoved && config.metrics !== undefined) {
+        metricsServer = await startMetricsServer(this, config.metrics.host, config.metrics.port);
+      }
+      // A worker being replaced is skipped: it starts with the config in force when it spawns.
+      const running = this.#workerSlots.filter((s) => s.ready);
+      const results = await Promise.allSettled(running.map((s) => this.#request(s, (id) => ({ type: 'reload', id, config: workerConfig(config) }))));
+      const failed = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
+      if (failed.length > 0) {
+        if (metricsServer !== this.#metricsServer) await closeServer(metricsServer);
+        if (failed.length < results.length) {
+          this.#logger.error({ event: 'reload', failed: failed.length, workers: results.length },
+            'workers disagree: some took the new config and some did not; restart the relay to be sure which runs');
+        }
+        throw failed[0]?.reason;
+      }
+      if (metricsMoved) {
+        await closeServer(this.#metricsServer);
+        this.#metricsServer = config.metrics === undefined ? undefined : metricsServer;
+      }
+      this.#logger.level = config.logLevel;
+      this.#config = config;
+    } catch (err) {
+      this.#reloadCounter(1, labelsFor('result', 'error'));
+      throw err;
+    }
+    this.#reloadCounter(1, labelsFor('result', 'ok'));
+    await this.#refreshAddresses();
+    const metrics = this.#metricsServer === undefined ? undefined : serverAddress(this.#metricsServer);
+    this.#logger.info({ event: 'reload', changed: changes.map((c) => c.option), listeners: this.#fds.keys(), metrics },
+      `config reloaded: ${describeChanges(changes)}`);
+  }
+
+  /** Counts a reload that failed before it reached the workers (the file did not load). */
+  reloadFailed(): void {
+    this.#reloadCounter(1, labelsFor('result', 'error'));
+  }
+
+  /**
+   * Every worker stops accepting and drains (Relay.drain); then the workers end and the
+   * metrics listener closes. The one `drain` line is logged once every worker has closed
+   * its listeners, so from that line on new connections are refused.
+   */
+  async drain(drainTimeoutMs?: number): Promise<void> {
+    this.#stopping = true;
+    const running = this.#workerSlots.filter((s) => s.ready);
+    const draining = new Promise<number>((resolve) => {
+      let waiting = running.length;
+      let open = 0;
+      const timer = setTimeout(() => { resolve(open); }, 3000);
+      this.#onDraining = (n) => {
+        open += n;
+        if (--waiting === 0) { clearTimeout(timer); resolve(open); }
+      };
+      if (waiting === 0) { clearTimeout(timer); resolve(0); }
+    });
+    const done = Promise.allSettled(running.map((s) => this.#request(s, (id) => ({
+      type: 'drain', id, ...(drainTimeoutMs === undefined ? {} : { timeoutMs: drainTimeoutMs }),
+    }))));
+    const open = await draining;
+    this.#logger.info({ event: 'drain', open, drainTimeoutMs: drainTimeoutMs ?? this.#config.drainTimeoutMs, workers: running.length },
+      'listeners closed; draining open connections');
+    this.#logger.flush();
+    await done;
+    await this.#terminateAll();
+    this.#fds.closeAll();
+    const server = this.#metricsServer;
+    this.#metricsServer = undefined;
+    await closeServer(server);
+  }
+
+  /** Closes everything now: open connections are reset. */
+  async close(): Promise<void> {
+    await this.drain(0);
+  }
+
+  /**
+   * Ends worker `index` as a crash would (its connections are reset) and lets the
+   * supervisor replace it; resolves when the replacement is ready. For tests and for
+   * an operator's drill.
+   */
+  async killWorker(index: number): Promise<{ replacedInMs: number }> {
+    const slot = this.#workerSlots[index];
+    if (slot === undefined) throw new RangeError(`no worker ${index}`);
+    const before = slot.worker;
+    const killedAt = performance.now();
+    await before.terminate();
+    while (slot.worker === before || !slot.ready) {
+      if (this.#stopping) throw new WorkerExitError('the relay is stopping: no replacement');
+      if (performance.now() - killedAt > 10_000) throw new WorkerExitError(`worker ${index} was not replaced within 10 s`);
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    return { replacedInMs: performance.now() - killedAt };
+  }
+
+  /** How connections are steered: 'program' (steer() names the worker), 'kernel-hash', or 'none yet'. */
+  get steering(): string {
+    return this.#fds.steering;
+  }
+
+  /** Starts worker `index` (first start or replacement) and resolves once it listens. */
+  #spawn(index: number): Promise<void> {
+    const data: WorkerData = {
+      index, workers: this.workers,
+      config: workerConfig(this.#config),
+      replayBuffer: this.#replay.buffer, slotsBuffer: this.#slots.buffer,
+    };
+    const worker = new Worker(WORKER_ENTRY, { workerData: data });
+    const slot: Slot = this.#workerSlots[index] ?? { index, worker, threadId: worker.threadId, ready: false, startedAt: 0, quickDeaths: 0, lastMetrics: undefined, pending: new Map() };
+    slot.worker = worker;
+    slot.threadId = worker.threadId;
+    slot.ready = false;
+    slot.startedAt = performance.now();
+    this.#workerSlots[index] = slot;
+    return new Promise<void>((resolve, reject) => {
+      let settled = false;
+      worker.on('message', (message: FromWorker) => {
+        switch (message.type) {
+          case 'ready':
+            slot.ready = true;
+            if (index === 0 || this.#addresses.forward.length + (this.#addresses.accept === undefined ? 0 : 1) === 0) this.#addresses = message.addresses;
+            settled = true;
+            resolve();
+            return;
+          case 'failed':
+            settled = true;
+            reject(fromWire(message.error));
+            void worker.terminate();
+            return;
+          case 'listen':
+            this.#fds.fdFor(index, message.key, message.endpoint, message.socketOptions).then(
+              (fd) => { post(worker, { type: 'listener', id: message.id, fd }); },
+              (err: unknown) => { post(worker, { type: 'listener', id: message.id, error: err instanceof FdRequestError ? err.wire : toWire(err) }); },
+            );
+            return;
+          case 'closed':
+            this.#fds.closed(index, message.key);
+            return;
+          case 'draining':
+            this.#onDraining(message.open);
+            return;
+          case 'reply': {
+            const waiting = slot.pending.get(message.id);
+            slot.pending.delete(message.id);
+            if (message.error !== undefined) waiting?.reject(fromWire(message.error));
+            else waiting?.resolve(message.value);
+            return;
+          }
+        }
+      });
+      worker.on('error', (err) => {
+        this.#logger.error({ event: 'worker-error', worker: index, err }, `worker ${index}: ${err.message}`);
+      });
+      worker.on('exit', (code) => {
+        if (worker !== slot.worker) return;
+        slot.ready = false;
+        for (const waiting of slot.pending.values()) waiting.reject(new WorkerExitError(`worker ${index} exited (code ${code})`));
+        slot.pending.clear();
+        // Shared state the dead thread held: the replay guard's lock, connection slots, listener fds.
+        this.#replay.releaseIfHeldBy(worker.threadId);
+        this.#slots.forget(index);
+        this.#fds.workerGone(index);
+        if (!settled) {
+          settled = true;
+          reject(new WorkerExitError(`worker ${index} exited (code ${code}) before it was ready`));
+        }
+        if (slot.lastMetrics !== undefined) {
+          const counted = { series: slot.lastMetrics.series.filter((x) => x.type !== 'gauge') };
+          this.#retired = mergeSnapshots([this.#retired, counted]);
+        }
+        slot.lastMetrics = undefined;
+        if (this.#stopping || !this.#started) return;
+        this.#restartCounter(1);
+        const lived = performance.now() - slot.startedAt;
+        // The first death is replaced at once; a replacement that dies young again waits.
+        slot.quickDeaths = lived < RESTART_BACKOFF_MS ? slot.quickDeaths + 1 : 0;
+        this.#logger.error({ event: 'worker-exit', worker: index, code, threadId: worker.threadId },
+          `worker ${index} exited (code ${code}); its connections were reset; starting a replacement`);
+        this.#replace(index, slot.quickDeaths >= 2 ? RESTART_BACKOFF_MS : 0);
+      });
+    });
+  }
+
+  #replace(index: number, delayMs: number): void {
+    const started = performance.now();
+    setTimeout(() => {
+      if (this.#stopping) return;
+      this.#spawn(index).then(
+        () => {
+          this.#logger.info({ event: 'worker-restart', worker: index, ms: Math.round(performance.now() - started) }, `worker ${index} replaced`);
+        },
+        (err: unknown) => {
+          this.#logger.error({ event: 'worker-restart', worker: index, err }, `worker ${index} could not be replaced: ${String(err)}`);
+        },
+      );
+    }, delayMs).unref();
+  }
+
+  #request(slot: Slot, make: (id: number) => ToWorker, timeoutMs?: number): Promise<WorkerSnapshot | undefined> {
+    if (!slot.ready) return Promise.reject(new WorkerExitError(`worker ${slot.index} is not running`));
+    const id = this.#nextId++;
+    return new Promise((resolve, reject) => {
+      let timer: NodeJS.Timeout | undefined;
+      if (timeoutMs !== undefined) {
+        timer = setTimeout(() => {
+          slot.pending.delete(id);
+          reject(new WorkerExitError(`worker ${slot.index} did not answer within ${timeoutMs} ms`));
+        }, timeoutMs);
+      }
+      slot.pending.set(id, {
+        resolve: (v) => { clearTimeout(timer); resolve(v); },
+        reject: (e) => { clearTimeout(timer); reject(e); },
+      });
+      post(slot.worker, make(id));
+    });
+  }
+
+  async #snapshots(): Promise<WorkerSnapshot[]> {
+    const results = await Promise.allSettled(this.#workerSlots.map(async (s) => {
+      const snapshot = await this.#request(s, (id) => ({ type: 'snapshot', id }), SNAPSHOT_TIMEOUT_MS);
+      if (snapshot !== undefined && snapshot.threadId === s.threadId) s.lastMetrics = snapshot.metrics;
+      return snapshot;
+    }));
+    return results.flatMap((r) => (r.status === 'fulfilled' && r.value !== undefined ? [r.value] : []));
+  }
+
+  async #refreshAddresses(): Promise<void> {
+    const [first] = await this.#snapshots();
+    if (first !== undefined) this.#addresses = first.addresses;
+  }
+
+  async #terminateAll(): Promise<void> {
+    await Promise.allSettled(this.#workerSlots.map((s) => s.worker.terminate()));
+  }
+}
+
+/** The metrics endpoint is the supervisor's: workers only keep their counters. */
+function workerConfig(config: RelayConfig): RelayConfig {
+  return { ...config, metrics: undefined };
+}
+
+function post(worker: Worker, message: ToWorker): void {
+  worker.postMessage(message);
+}
+
+async function closeServer(server: HttpServer | undefined): Promise<void> {
+  if (server !== undefined) await new Promise<void>((r) => { server.close(() => { r(); }); server.closeAllConnections(); });
+}
