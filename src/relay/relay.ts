@@ -192,7 +192,7 @@ export class Relay {
     this.#fdConnections = fdConnections;
     this.#rejectLog = new RateLimitedLog(options.logger);
     this.#pending = new PendingAdmission(this.#onEvict);
-    this.metrics = new RelayMetrics(() => this.#connections.size, () => this.#pending.size);
+    this.metrics = new RelayMetrics(() => this.#connections.size - this.#idle.size, () => this.#pending.size);
     this.metrics.pools(() => this.#poolCounts(), () => this.#idle.size);
   }
 
@@ -298,8 +298,9 @@ export class Relay {
     return relay;
   }
 
+  /** Split connections open now; peers' idle pooled connections (no client yet) are not counted (see idleAccepted). */
   get activeConnections(): number {
-    return this.#connections.size;
+    return this.#connections.size - this.#idle.size;
   }
 
   /** Bound addresses, by listener: `forward` in config order, then `accept`. */
