@@ -526,7 +526,7 @@ export class Relay {
     if (record.ttfbMs !== undefined) this.metrics.firstByteSeconds(record.ttfbMs / 1000);
     if (record.outcome === 'ok') this.#logger.info(record, 'connection closed');
     // A pooled connection its sender retired unused: routine, not a failure worth a warning.
-    else if (record.outcome === IdleClosedError.code) this.#logger.debug(record, 'idle pooled connection closed');
+    else if (record.outcome === IdleClosedError.code) this.#logger.info(record, 'idle pooled connection closed');
     // A peer connection whose header never verified (target unset): anyone can cause these.
     else if (conn.kind === 'accept' && conn.target === undefined) this.#rejectLog.warn(record.outcome, record, 'connection failed');
     else this.#logger.warn(record, 'connection failed');
