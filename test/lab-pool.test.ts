@@ -1,0 +1,142 @@
+/**
+ * The pool and Turbo-Start in the emulated WAN (root, netns), issue 9: scaled RTTs
+ * client-rc 10 ms, rc-rs 60 ms, rs-server 8 ms; relays as processes with --workers from
+ * TCPSPLIT_TEST_WORKERS. Asserts what docs/model.md predicts, with the emulator's measured
+ * lateness as the tolerance (assertFloor), as the other lab tests do.
+ */
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Lab, startNginx, addressOf } from '../src/lab/index.js';
+import { profileFromDelays } from '../src/lab/link-config.js';
+import { RelayProcess } from '../src/demo/relay-process.js';
+import { curlArgs, parseCurlTiming } from '../src/demo/curl-timing.js';
+import type { LinkName } from '../src/lab/address-plan.js';
+import { needsRoot, assertFloor, assertNoLabLeft, markLateness, samplesOf, type Samples } from './helpers/lab.js';
+
+const PREFIX = 'tpl';
+const R1 = 10;
+const R2 = 60;
+const R3 = 8;
+const PATH: readonly LinkName[] = ['client-rc', 'rc-rs', 'rs-server'];
+/** As test/lab-relay.test.ts: curl and nginx (2.5 ms), and both relays' own work (7 ms), on the fastest of ten. */
+const HOST_MS = 2.5 + 7;
+const RC_PORT = 8080;
+const RS_PORT = 7000;
+
+const cleanups: (() => Promise<void> | void)[] = [];
+after(async () => { for (const c of cleanups.reverse()) await c(); });
+
+test('lab (root, netns): the pool saves one rc-rs round trip of TTFB; Turbo-Start gives cwnd 100 toward the peer and 10 on Internet-facing legs; R_S restarted, no request fails', { skip: needsRoot }, async (t) => {
+  const profile = profileFromDelays({ 'client-rc': R1 / 2, 'rc-rs': R2 / 2, 'rs-server': R3 / 2 });
+  const lab = await Lab.create({ prefix: PREFIX, profile });
+  cleanups.push(async () => { await lab.destroy(); assertNoLabLeft(PREFIX); });
+  const dir = mkdtempSync(join(tmpdir(), 'tcpsplit-lab-pool-'));
+  cleanups.push(() => { rmSync(dir, { recursive: true, force: true }); });
+  const web = await startNginx(lab, { files: { 'small.bin': 10_000, 'slow.bin': 2_000_000 }, port: 80 });
+  cleanups.push(() => web.stop());
+
+  const keyFile = join(dir, 'relay.key');
+  writeFileSync(keyFile, randomBytes(32), { mode: 0o600 });
+  const rsAddr = addressOf('rs', 'rc');
+  const rcAddr = addressOf('rc', 'client');
+  const serverAddr = addressOf('server', 'path');
+  const rsArgs = ['--accept', `${rsAddr}:${RS_PORT}`, '--key-file', keyFile, '--allow', '198.18.3.0/24'];
+  const startRs = async (): Promise<RelayProcess> => {
+    const rs = new RelayProcess(rsArgs, { spawner: (cmd, args) => lab.spawn('rs', cmd, args) });
+    cleanups.push(() => rs.stop());
+    await rs.ready();
+    return rs;
+  };
+  let rs = await startRs();
+  // R_C's pool is switched by its YAML file and SIGHUP (a reload), as an operator would.
+  const rcFile = join(dir, 'rc.yaml');
+  writeFileSync(rcFile, 'pool: off\n');
+  const rc = new RelayProcess(['--config', rcFile, '-L', `${rcAddr}:${RC_PORT}:${serverAddr}:80`, '--peer', `rs=${rsAddr}:${RS_PORT}`,
+    '--route', '198.18.3.0/24=rs', '--key-file', keyFile], { spawner: (cmd, args) => lab.spawn('rc', cmd, args) });
+  cleanups.push(() => rc.stop());
+  await rc.ready();
+  const url = (file: string): string => `http://${rcAddr}:${RC_PORT}/${file}`;
+  const ttfbs = async (n: number): Promise<Samples> => {
+    const runs: number[] = [];
+    for (let i = 0; i < n; i++) {
+      runs.push(parseCurlTiming(await lab.exec('client', 'curl', curlArgs(url('small.bin'), 30)), 'small.bin').ttfbMs);
+      await sleep(20);
+    }
+    return samplesOf(runs);
+  };
+
+  // Turbo-Start: R_C (root in its namespace) applied a route to R_S's address, and removed none other.
+  const routes = await lab.exec('rc', 'ip', ['-4', 'route', 'show', 'proto', '241']);
+  assert.match(routes.stdout, new RegExp(`^${rsAddr.replaceAll('.', '\\.')} .*initcwnd 100 initrwnd 100`, 'm'), routes.stdout);
+  t.diagnostic(`rc's Turbo-Start route: ${routes.stdout.trim()}`);
+
+  // Without the pool: the three handshakes in series, 2 R (docs/model.md, "split").
+  let since = markLateness(lab);
+  const off = await ttfbs(10);
+  const splitModel = 2 * (R1 + R2 + R3);
+  t.diagnostic(`pool off: first byte ${off.summary} (model 2R = ${splitModel} ms)`);
+  assertFloor(lab, { what: 'pool off first byte (2R)', samples: off, lowerMs: splitModel, expectedMs: splitModel, traversals: 12, links: PATH, extraMs: HOST_MS, since });
+
+  writeFileSync(rcFile, 'pool: on\n');
+  rc.child.kill('SIGHUP');
+  await rc.waitFor((l) => l['event'] === 'reload');
+  await sleep(1500); // the pools fill (one rc-rs handshake; the AUTH frames verified at R_S)
+
+  // With the pool: R_C's leg is up before the client's SYN, and the target leaves with the
+  // request at accept: TTFB = 2 r1 + r2 + 2 r3 (docs/model.md: the events with L_C = -inf and
+  // K = A = 1.5 r1), one rc-rs round trip (r2) less than 2R.
+  since = markLateness(lab);
+  const on = await ttfbs(10);
+  const poolModel = 2 * R1 + R2 + 2 * R3;
+  t.diagnostic(`pool on: first byte ${on.summary} (model 2 r1 + r2 + 2 r3 = ${poolModel} ms); saved ${(off.minMs - on.minMs).toFixed(1)} ms (model r2 = ${R2} ms)`);
+  assertFloor(lab, { what: 'pool on first byte (2 r1 + r2 + 2 r3)', samples: on, lowerMs: poolModel, expectedMs: poolModel, traversals: 10, links: PATH, extraMs: HOST_MS, since });
+  // The saving itself: r2, within what each side's floor may be late by.
+  const saved = off.minMs - on.minMs;
+  assert.ok(saved >= R2 - HOST_MS && saved <= R2 + HOST_MS + 5, `the pool saved ${saved.toFixed(1)} ms, model ${R2} ms`);
+
+  // Turbo-Start on live legs, read by ss in each namespace during a slow download (so the
+  // legs are open): rc -> rs (pooled and dialled peer legs) at cwnd 100; rs -> server and
+  // rc -> client (Internet-facing) at the default 10.
+  const slow = lab.exec('client', 'curl', ['-sS', '-o', '/dev/null', '--limit-rate', '200k', '--max-time', '30', url('slow.bin')]);
+  await sleep(1500);
+  const cwnds = async (node: 'rc' | 'rs', dst: string): Promise<number[]> => {
+    const r = await lab.exec(node, 'ss', ['-tinH', 'dst', dst]);
+    return [...r.stdout.matchAll(/\bcwnd:(\d+)/g)].map((m) => Number(m[1]));
+  };
+  const toPeer = await cwnds('rc', rsAddr);
+  const toServer = await cwnds('rs', serverAddr);
+  const toClient = await cwnds('rc', addressOf('client', 'path'));
+  await slow;
+  t.diagnostic(`tcpi_snd_cwnd: rc -> rs ${JSON.stringify(toPeer)}; rs -> server ${JSON.stringify(toServer)}; rc -> client ${JSON.stringify(toClient)}`);
+  assert.ok(toPeer.length > 0 && toPeer.every((c) => c >= 100), `rc -> rs: ${JSON.stringify(toPeer)}`);
+  assert.ok(toServer.length > 0 && toServer.every((c) => c === 10), `rs -> server: ${JSON.stringify(toServer)}`);
+  assert.ok(toClient.length > 0 && toClient.every((c) => c === 10), `rc -> client: ${JSON.stringify(toClient)}`);
+
+  // R_S restarted: R_C's whole pool goes stale; no request fails.
+  await rs.stop();
+  rs = await startRs();
+  let ok = 0;
+  const failures: string[] = [];
+  for (let i = 0; i < 40; i++) {
+    const r = await lab.exec('client', 'curl', curlArgs(url('small.bin'), 10));
+    try {
+      const timing = parseCurlTiming(r, 'small.bin');
+      if (timing.httpCode === 200 && timing.bytes === 10_000) ok++;
+      else failures.push(`${timing.httpCode} ${timing.bytes}`);
+    } catch (err) {
+      failures.push(String(err));
+    }
+  }
+  assert.deepEqual(failures, [], 'no request failed after R_S restarted');
+  assert.equal(ok, 40);
+
+  // At exit, R_C removes its route.
+  await rc.stop();
+  const left = await lab.exec('rc', 'ip', ['-4', 'route', 'show', 'proto', '241']);
+  assert.equal(left.stdout.trim(), '', 'Turbo-Start route removed at exit');
+});
