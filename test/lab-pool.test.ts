@@ -37,7 +37,7 @@ test('lab (root, netns): the pool saves one rc-rs round trip of TTFB; Turbo-Star
   cleanups.push(async () => { await lab.destroy(); assertNoLabLeft(PREFIX); });
   const dir = mkdtempSync(join(tmpdir(), 'tcpsplit-lab-pool-'));
   cleanups.push(() => { rmSync(dir, { recursive: true, force: true }); });
-  const web = await startNginx(lab, { files: { 'small.bin': 10_000, 'slow.bin': 2_000_000 }, port: 80 });
+  const web = await startNginx(lab, { files: { 'small.bin': 10_000 }, port: 80 });
   cleanups.push(() => web.stop());
 
   const keyFile = join(dir, 'relay.key');
@@ -99,11 +99,11 @@ test('lab (root, netns): the pool saves one rc-rs round trip of TTFB; Turbo-Star
   const saved = off.minMs - on.minMs;
   assert.ok(saved >= R2 - HOST_MS && saved <= R2 + HOST_MS + 5, `the pool saved ${saved.toFixed(1)} ms, model ${R2} ms`);
 
-  // Turbo-Start on live legs, read by ss in each namespace during a slow download (so the
-  // legs are open): rc -> rs (pooled and dialled peer legs) at cwnd 100; rs -> server and
-  // rc -> client (Internet-facing) at the default 10.
-  const slow = lab.exec('client', 'curl', ['-sS', '-o', '/dev/null', '--limit-rate', '200k', '--max-time', '30', url('slow.bin')]);
-  await sleep(1500);
+  // Turbo-Start on live legs, read by ss in each namespace while a client holds a connection
+  // open without sending (so no ACK has grown any window yet): rc -> rs (peer legs) at cwnd
+  // >= 100; rc -> client and rs -> server (Internet-facing) at the kernel's default 10.
+  const held = lab.exec('client', 'bash', ['-c', `exec 3<>/dev/tcp/${rcAddr}/${RC_PORT}; sleep 3`]);
+  await sleep(1000);
   const cwnds = async (node: 'rc' | 'rs', dst: string): Promise<number[]> => {
     const r = await lab.exec(node, 'ss', ['-tinH', 'dst', dst]);
     return [...r.stdout.matchAll(/\bcwnd:(\d+)/g)].map((m) => Number(m[1]));
@@ -111,7 +111,7 @@ test('lab (root, netns): the pool saves one rc-rs round trip of TTFB; Turbo-Star
   const toPeer = await cwnds('rc', rsAddr);
   const toServer = await cwnds('rs', serverAddr);
   const toClient = await cwnds('rc', addressOf('client', 'path'));
-  await slow;
+  await held;
   t.diagnostic(`tcpi_snd_cwnd: rc -> rs ${JSON.stringify(toPeer)}; rs -> server ${JSON.stringify(toServer)}; rc -> client ${JSON.stringify(toClient)}`);
   assert.ok(toPeer.length > 0 && toPeer.every((c) => c >= 100), `rc -> rs: ${JSON.stringify(toPeer)}`);
   assert.ok(toServer.length > 0 && toServer.every((c) => c === 10), `rs -> server: ${JSON.stringify(toServer)}`);
