@@ -135,8 +135,24 @@ test('lab (root, netns): the pool saves one rc-rs round trip of TTFB; Turbo-Star
   assert.deepEqual(failures, [], 'no request failed after R_S restarted');
   assert.equal(ok, 40);
 
-  // At exit, R_C removes its route.
+  // At exit, R_C removes its route; after a SIGKILL the next start removes it (and applies its own).
   await rc.stop();
-  const left = await lab.exec('rc', 'ip', ['-4', 'route', 'show', 'proto', '241']);
-  assert.equal(left.stdout.trim(), '', 'Turbo-Start route removed at exit');
+  const turboRoutes = async (): Promise<string> => (await lab.exec('rc', 'ip', ['-4', 'route', 'show', 'proto', '241'])).stdout.trim();
+  assert.equal(await turboRoutes(), '', 'Turbo-Start route removed at exit');
+  const startRc = async (): Promise<RelayProcess> => {
+    const r = new RelayProcess(['-L', `${rcAddr}:${RC_PORT}:${serverAddr}:80`, '--peer', `rs=${rsAddr}:${RS_PORT}`, '--route', '198.18.3.0/24=rs', '--key-file', keyFile],
+      { spawner: (cmd, args) => lab.spawn('rc', cmd, args) });
+    cleanups.push(() => r.stop());
+    await r.ready();
+    return r;
+  };
+  const killed = await startRc();
+  killed.child.kill('SIGKILL');
+  await killed.exited;
+  assert.notEqual(await turboRoutes(), '', 'a killed relay leaves its route');
+  const again = await startRc();
+  assert.ok(again.lines.some((l) => l['event'] === 'turbo' && l['removed'] === 1), 'the next start removed the stale route');
+  assert.equal((await turboRoutes()).split('\n').length, 1);
+  await again.stop();
+  assert.equal(await turboRoutes(), '', 'and removed its own at exit');
 });
