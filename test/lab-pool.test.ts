@@ -135,6 +135,34 @@ test('lab (root, netns): the pool saves one rc-rs round trip of TTFB; Turbo-Star
   assert.deepEqual(failures, [], 'no request failed after R_S restarted');
   assert.equal(ok, 40);
 
+  // R_S restarted while its resets are lost (nft drops every RST from rs to rc): R_C's idle
+  // pooled connections look alive, and a take meets a peer with no socket for it. The
+  // TARGET frame is never acknowledged (the new R_S's kernel answers with a reset, dropped
+  // too), so the leg is silent at its deadline and replaced by a dialled one: the request
+  // still succeeds, once, only later (src/pool/first-use.ts).
+  for (let i = 0; i < 50; i++) {
+    if ((await lab.exec('rc', 'ss', ['-tnH', 'state', 'established', 'dst', rsAddr])).stdout.trim().split('\n').length >= 4) break;
+    await sleep(100);
+  }
+  const nft = async (script: string): Promise<void> => {
+    const r = await lab.exec('rs', 'nft', ['-f', '-'], { input: script });
+    assert.equal(r.code, 0, r.stderr);
+  };
+  await nft(`table inet tplpool { chain out { type filter hook output priority 0; policy accept; ip daddr ${addressOf('rc', 'rs')} tcp flags & rst == rst drop; }; }\n`);
+  await rs.stop();
+  rs = await startRs();
+  const silentTtfb: number[] = [];
+  for (let i = 0; i < 6; i++) {
+    const timing = parseCurlTiming(await lab.exec('client', 'curl', curlArgs(url('small.bin'), 10)), 'small.bin');
+    assert.equal(timing.httpCode, 200);
+    assert.equal(timing.bytes, 10_000);
+    silentTtfb.push(timing.ttfbMs);
+  }
+  await nft('delete table inet tplpool\n');
+  const retried = rc.lines.filter((l) => l['retries'] === 1 && l['outcome'] === 'ok').length;
+  t.diagnostic(`RSTs lost: first bytes ${silentTtfb.map((v) => v.toFixed(0)).join(', ')} ms; ${retried} connection(s) replaced a silent pooled leg`);
+  assert.ok(retried >= 1, 'a silent pooled leg was replaced');
+
   // At exit, R_C removes its route; after a SIGKILL the next start removes it (and applies its own).
   await rc.stop();
   const turboRoutes = async (): Promise<string> => (await lab.exec('rc', 'ip', ['-4', 'route', 'show', 'proto', '241'])).stdout.trim();
