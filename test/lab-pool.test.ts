@@ -111,14 +111,22 @@ test('lab (root, netns): the pool saves one rc-rs round trip of TTFB; Turbo-Star
   const toPeer = await cwnds('rc', rsAddr);
   const toServer = await cwnds('rs', serverAddr);
   const toClient = await cwnds('rc', addressOf('client', 'path'));
+  // R_S learned R_C's address from its authenticated connections and routed toward it with
+  // the same windows: pooled connections opened since then start at 100 in the response direction.
+  const rsRoutes = (await lab.exec('rs', 'ip', ['-4', 'route', 'show', 'proto', '241'])).stdout;
+  const rsToPeer = await cwnds('rs', addressOf('rc', 'rs'));
   await held;
+  t.diagnostic(`rs's Turbo-Start route: ${rsRoutes.trim()}; tcpi_snd_cwnd rs -> rc ${JSON.stringify(rsToPeer)}`);
+  assert.match(rsRoutes, new RegExp(`^${addressOf('rc', 'rs').replaceAll('.', '\\.')} .*initcwnd 100 initrwnd 100`, 'm'), rsRoutes);
+  assert.ok(rsToPeer.some((c) => c >= 100), `rs -> rc: ${JSON.stringify(rsToPeer)}`);
   t.diagnostic(`tcpi_snd_cwnd: rc -> rs ${JSON.stringify(toPeer)}; rs -> server ${JSON.stringify(toServer)}; rc -> client ${JSON.stringify(toClient)}`);
   assert.ok(toPeer.length > 0 && toPeer.every((c) => c >= 100), `rc -> rs: ${JSON.stringify(toPeer)}`);
   assert.ok(toServer.length > 0 && toServer.every((c) => c === 10), `rs -> server: ${JSON.stringify(toServer)}`);
   assert.ok(toClient.length > 0 && toClient.every((c) => c === 10), `rc -> client: ${JSON.stringify(toClient)}`);
 
-  // R_S restarted: R_C's whole pool goes stale; no request fails.
+  // R_S restarted: R_C's whole pool goes stale; no request fails. R_S removed its learned route at exit.
   await rs.stop();
+  assert.equal((await lab.exec('rs', 'ip', ['-4', 'route', 'show', 'proto', '241'])).stdout.trim(), '', 'R_S removed its route at exit');
   rs = await startRs();
   let ok = 0;
   const failures: string[] = [];

@@ -28,6 +28,7 @@ import {
 import { ListenerSet, nodeListenerSource, type ListenerSource, type WantedListener } from './listener-set.js';
 import type { ConnectionSlots } from './connection-slots.js';
 import { prepareSocketCalls, resetSocket } from '../sys/index.js';
+import { unmapIpv4 } from '../net/ip-address.js';
 import { PendingAdmission, type EvictionReason, type PendingLimits } from './admission.js';
 import { FDS_PER_CONNECTION, planFdBudget } from './fd-budget.js';
 import { RateLimitedLog } from '../observe/rate-limited-log.js';
@@ -151,6 +152,13 @@ export interface RelayOptions {
    * table per instance, so with workers only worker 0 does (default true).
    */
   readonly installInterception?: boolean;
+  /**
+   * A peer proved itself (a verified header or AUTH frame) from `address` on --accept,
+   * with Turbo-Start on: the supervisor applies a route toward it, so the receiving
+   * relay's sends to that peer (the response direction) start with the large window too.
+   * Called once per address.
+   */
+  readonly onPeerAuthenticated?: (address: string) => void;
 }
 
 /** The relay daemon: forward listeners (-L), the peer listener (--accept), metrics. */
@@ -181,12 +189,16 @@ export class Relay {
   readonly #byDownstream = new WeakMap<Socket, SplitConnection>();
   /** Totals of pool sets that reloads retired, per peer. */
   readonly #retiredPools = new Map<string, PoolCounts>();
+  readonly #onPeerAuthenticated: ((address: string) => void) | undefined;
+  /** Peer addresses already reported to onPeerAuthenticated (bounded by the peers that hold the key). */
+  readonly #peersSeen = new Set<string>();
 
   private constructor(config: RelayConfig, options: RelayOptions, fdConnections: number) {
     this.#logger = options.logger;
     this.#listeners = new ListenerSet(options.logger, options.listenerSource ?? nodeListenerSource(config.backlog));
     this.#replay = options.replayGuard ?? new ReplayGuard({ maxClockSkewMs: config.maxClockSkewMs });
     this.#slots = options.connectionSlots;
+    this.#onPeerAuthenticated = options.onPeerAuthenticated;
     this.#ffi = prepareSocketCalls();
     this.#state = deriveState(config, this.#replay, this.#hooks(undefined));
     this.#fdConnections = fdConnections;
@@ -240,6 +252,7 @@ export class Relay {
 
   /** An accepted peer connection's AUTH frame verified: it is idle, authenticated, no longer pending. */
   readonly #onIdle = (socket: Socket): void => {
+    this.#peerAuthenticated(socket);
     const conn = this.#byDownstream.get(socket);
     if (conn === undefined) return;
     this.#pending.release(conn);
@@ -247,6 +260,15 @@ export class Relay {
     conn.waitForUpstream();
     this.#idle.add(conn);
   };
+
+  #peerAuthenticated(socket: Socket): void {
+    const address = socket.remoteAddress;
+    if (this.#onPeerAuthenticated === undefined || address === undefined || !this.#state.config.turbo) return;
+    const plain = unmapIpv4(address);
+    if (this.#peersSeen.has(plain)) return;
+    this.#peersSeen.add(plain);
+    this.#onPeerAuthenticated(plain);
+  }
 
   readonly #onRetry = (peer: string): void => { this.metrics.poolRetries(1, labelsFor('peer', peer)); };
 
@@ -361,6 +383,8 @@ export class Relay {
       this.#logger.level = config.logLevel;
       const before = this.#state.pools;
       this.#state = next;
+      // A reload may have re-applied Turbo-Start's routes: report peers afresh.
+      this.#peersSeen.clear();
       // A new pool set (the pool switched on, or its options or peers changed) starts
       // now; the old one's idle connections close (its taken ones are the connections').
       if (next.pools !== before) {
@@ -595,6 +619,7 @@ export class Relay {
         this.#pending.release(conn);
         this.#idle.delete(conn);
         this.#byDownstream.delete(socket);
+        this.#peerAuthenticated(socket);
         conn.setTarget(destination.target);
         this.#openNextLeg(conn, state, destination);
       }, (err: unknown) => {

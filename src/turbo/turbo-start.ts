@@ -27,6 +27,8 @@ export class TurboStart {
   #routes: TurboRoutes | undefined;
   #reports: TurboPeerReport[] = [];
   #key = '';
+  /** Addresses of peers that authenticated on --accept, tried once each (learn()). */
+  readonly #learned = new Set<string>();
 
   constructor(logger: Logger) {
     this.#logger = logger;
@@ -93,11 +95,36 @@ export class TurboStart {
     }
   }
 
+  /**
+   * A peer authenticated on --accept from `address`: the route toward it gets the same
+   * windows, so this relay's sends to it (the response direction) skip slow start too.
+   * Once per address until the next re-apply. Never throws.
+   */
+  async learn(address: string, config: RelayConfig): Promise<void> {
+    if (!config.turbo || this.#learned.has(address) || isIP(address) === 0) return;
+    this.#learned.add(address);
+    if (this.#reports.some((r) => r.peer === address)) return;
+    const routes = this.#routes ?? new TurboRoutes({ initCwnd: config.turboInitCwnd, initRwnd: config.turboInitRwnd });
+    this.#routes = routes;
+    if (this.#key === '') this.#key = JSON.stringify([config.turboInitCwnd, config.turboInitRwnd, config.peers]);
+    const [r] = await routes.applyAll([address]);
+    if (r === undefined) return;
+    const report: TurboPeerReport = { ...r, name: address, initCwnd: config.turboInitCwnd, initRwnd: config.turboInitRwnd };
+    this.#reports = [...this.#reports, report];
+    if (r.applied) {
+      this.#logger.info({ event: 'turbo', peer: address, address, initCwnd: report.initCwnd, initRwnd: report.initRwnd },
+        `turbo: route toward authenticated peer ${address} with initcwnd ${report.initCwnd} initrwnd ${report.initRwnd}`);
+    } else {
+      this.#logger.info({ event: 'turbo', peer: address, address, reason: r.reason }, `turbo: no route toward authenticated peer ${address}: ${r.reason ?? 'unknown'}`);
+    }
+  }
+
   /** Removes every route applied (at exit, and before re-applying). Never throws. */
   async stop(): Promise<void> {
     const routes = this.#routes;
     this.#routes = undefined;
     this.#reports = [];
+    this.#learned.clear();
     this.#key = '';
     if (routes === undefined) return;
     try {

@@ -364,6 +364,9 @@ export class Supervisor {
           case 'closed':
             this.#fds.closed(index, message.key);
             return;
+          case 'peer-seen':
+            void this.#turbo.learn(message.address, this.#config);
+            return;
           case 'draining':
             this.#onDraining(message.open);
             return;
