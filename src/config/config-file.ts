@@ -84,6 +84,8 @@ function forwardText(item: Map<unknown, unknown>, spec: OptionSpec, label: strin
 function scalarText(value: unknown, spec: OptionSpec, label: string): string {
   if (typeof value === 'string') return value;
   if (typeof value === 'number' && Number.isFinite(value)) return String(value);
+  // `pool: true` reads as well as `pool: on` (YAML 1.2 leaves `on` a string).
+  if (typeof value === 'boolean') return String(value);
   throw new ConfigError(`${label}: expected ${spec.expected}, got ${describe(value)}`);
 }
 

@@ -33,6 +33,7 @@ import { SharedConnectionSlots } from '../relay/connection-slots.js';
 import { FdLimitError, RestartRequiredError, WorkerExitError } from '../errors.js';
 import { FDS_PER_CONNECTION, planFdBudget } from '../relay/fd-budget.js';
 import { FdRequestError, ListenerFds } from './listener-fds.js';
+import { TurboStart } from '../turbo/turbo-start.js';
 import { fromWire, toWire, type Addresses, type FromWorker, type ToWorker, type WorkerData, type WorkerSnapshot } from './messages.js';
 
 const WORKER_ENTRY = new URL('./worker-main.js', import.meta.url);
@@ -95,6 +96,8 @@ export class Supervisor {
    * backwards when a worker is replaced (what it counted since the last scrape is lost).
    */
   #retired: MetricsSnapshot = { series: [] };
+  /** Turbo-Start's per-peer routes: once per relay, not per worker. */
+  readonly #turbo: TurboStart;
 
   private constructor(config: RelayConfig, options: SupervisorOptions) {
     this.workers = config.workers;
@@ -104,6 +107,13 @@ export class Supervisor {
     this.#slots = new SharedConnectionSlots(config.workers);
     this.#fds = new ListenerFds(config.workers, config.backlog, options.logger);
     this.#metrics.gauge('tcpsplit_workers', 'Worker threads running now.', () => this.#workerSlots.filter((s) => s.ready).length);
+    this.#turbo = new TurboStart(options.logger);
+    this.#turbo.register(this.#metrics);
+  }
+
+  /** Turbo-Start's routes as applied (or why not), per peer. */
+  get turbo(): TurboStart {
+    return this.#turbo;
   }
 
   /** Starts every worker and waits until all listen; on any failure stops them all and throws that error. */
@@ -120,6 +130,8 @@ export class Supervisor {
       options.logger.info({ event: 'fd-limit', from: fd.softBefore, to: fd.soft }, 'raised the open-files soft limit to the hard limit');
     }
     const supervisor = new Supervisor(config, options);
+    // Before the workers: their pools' first connections should already take the routes.
+    await supervisor.#turbo.start(config);
     try {
       const ready = Array.from({ length: config.workers }, (_, index) => supervisor.#spawn(index));
       const results = await Promise.allSettled(ready);
@@ -134,6 +146,7 @@ export class Supervisor {
       supervisor.#stopping = true;
       await supervisor.#terminateAll();
       supervisor.#fds.closeAll();
+      await supervisor.#turbo.stop();
       throw err;
     }
     options.logger.info({ event: 'workers', workers: config.workers, steering: supervisor.#fds.steering, backlog: config.backlog },
@@ -233,6 +246,7 @@ export class Supervisor {
       }
       this.#logger.level = config.logLevel;
       this.#config = config;
+      await this.#turbo.apply(config);
     } catch (err) {
       this.#reloadCounter(1, labelsFor('result', 'error'));
       throw err;
@@ -277,6 +291,7 @@ export class Supervisor {
     await done;
     await this.#terminateAll();
     this.#fds.closeAll();
+    await this.#turbo.stop();
     const server = this.#metricsServer;
     this.#metricsServer = undefined;
     await closeServer(server);
@@ -348,6 +363,9 @@ export class Supervisor {
             return;
           case 'closed':
             this.#fds.closed(index, message.key);
+            return;
+          case 'peer-seen':
+            void this.#turbo.learn(message.address, this.#config);
             return;
           case 'draining':
             this.#onDraining(message.open);
