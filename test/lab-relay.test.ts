@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { Lab, PROFILES, scaleDelays, startNginx, applyLinkFlag } from '../src/lab/index.js';
-import { startLabRelays } from '../src/demo/lab-relays.js';
+import { NAIVE_SPLIT_ARGS, startLabRelays } from '../src/demo/lab-relays.js';
 import { curlArgs, parseCurlTiming, type CurlTiming } from '../src/demo/curl-timing.js';
 import type { LinkName } from '../src/lab/address-plan.js';
 import { needsRoot, assertFloor, assertNoLabLeft, markLateness, pingSamples, samplesOf, type Samples } from './helpers/lab.js';
@@ -45,7 +45,7 @@ test('lab (root, netns): first byte through R_C and R_S matches RTT arithmetic; 
   cleanups.push(() => { rmSync(dir, { recursive: true, force: true }); });
   const web = await startNginx(lab, { files: { 'small.bin': 10_000, 'big.bin': 3_000_000 }, port: 80 });
   cleanups.push(() => web.stop());
-  const relays = await startLabRelays(lab, dir, 80);
+  const relays = await startLabRelays(lab, dir, 80, { relayArgs: NAIVE_SPLIT_ARGS });
   cleanups.push(() => relays.stop());
 
   const rtt = (name: LinkName): number => profile[name].up.delayMs + profile[name].down.delayMs;

@@ -20,7 +20,11 @@ export interface LabRelays {
  * connect only to the server's subnet, R_C in 'rc' forwarding RC_LISTEN_PORT to the
  * server's port `serverPort` through R_S. A fresh key is written to `dir` (mode 600).
  */
-export async function startLabRelays(lab: Lab, dir: string, serverPort: number): Promise<LabRelays> {
+/** The naive split (the paper's 'split'): every improvement off. */
+export const NAIVE_SPLIT_ARGS: readonly string[] = ['--pool', 'off', '--turbo', 'off'];
+
+export async function startLabRelays(lab: Lab, dir: string, serverPort: number, options: { readonly relayArgs?: readonly string[] } = {}): Promise<LabRelays> {
+  const extra = options.relayArgs ?? [];
   const keyFile = join(dir, 'relay.key');
   writeFileSync(keyFile, randomBytes(32), { mode: 0o600 });
   const rsAddr = addressOf('rs', 'rc');
@@ -28,12 +32,12 @@ export async function startLabRelays(lab: Lab, dir: string, serverPort: number):
   const started: RelayProcess[] = [];
   const stop = async (): Promise<void> => { await Promise.all(started.map((r) => r.stop())); };
   try {
-    const rs = new RelayProcess(['--accept', `${rsAddr}:${RS_ACCEPT_PORT}`, '--key-file', keyFile, '--allow', '198.18.3.0/24'],
+    const rs = new RelayProcess(['--accept', `${rsAddr}:${RS_ACCEPT_PORT}`, '--key-file', keyFile, '--allow', '198.18.3.0/24', ...extra],
       { spawner: (cmd, args) => lab.spawn('rs', cmd, args) });
     started.push(rs);
     await rs.ready();
     const rc = new RelayProcess(['-L', `${rcAddr}:${RC_LISTEN_PORT}:${addressOf('server', 'path')}:${serverPort}`,
-      '--peer', `rs=${rsAddr}:${RS_ACCEPT_PORT}`, '--route', '198.18.3.0/24=rs', '--key-file', keyFile],
+      '--peer', `rs=${rsAddr}:${RS_ACCEPT_PORT}`, '--route', '198.18.3.0/24=rs', '--key-file', keyFile, ...extra],
     { spawner: (cmd, args) => lab.spawn('rc', cmd, args) });
     started.push(rc);
     await rc.ready();

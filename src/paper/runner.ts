@@ -12,7 +12,7 @@ import { LabConfigError, LabError } from '../errors.js';
 import { Lab, addressOf, startNginx, type LabProfile, type LinkName, type NginxServer } from '../lab/index.js';
 import { lateQuantileMs } from '../lab/emulator/lateness.js';
 import { curlArgs, parseCurlTiming } from '../demo/curl-timing.js';
-import { startLabRelays, type LabRelays } from '../demo/lab-relays.js';
+import { NAIVE_SPLIT_ARGS, startLabRelays, type LabRelays } from '../demo/lab-relays.js';
 import { configuration, type ConfigName } from './configurations.js';
 import { setLabCongestionControl, type CongestionControl } from './congestion.js';
 import { predict, type PathRtts } from './model.js';
@@ -160,7 +160,7 @@ export async function runPaper(options: PaperRunOptions): Promise<PaperRun> {
         case 'nosplit': urls.set(name, (f) => server.url('path', f)); break;
         case 'split': {
           setup('tcpsplit relays: R_S in \'rs\', R_C in \'rc\'');
-          const chain = await startLabRelays(lab, dir, HTTP_PORT);
+          const chain = await startLabRelays(lab, dir, HTTP_PORT, { relayArgs: NAIVE_SPLIT_ARGS });
           relays = chain;
           urls.set(name, (f) => chain.url(f));
           break;
