@@ -84,6 +84,8 @@ function forwardText(item: Map<unknown, unknown>, spec: OptionSpec, label: strin
 function scalarText(value: unknown, spec: OptionSpec, label: string): string {
   if (typeof value === 'string') return value;
   if (typeof value === 'number' && Number.isFinite(value)) return String(value);
+  // `early-syn: off` is a string in YAML 1.2; `early-syn: false` means the same.
+  if (typeof value === 'boolean' && spec.name === 'early-syn') return value ? 'on' : 'off';
   throw new ConfigError(`${label}: expected ${spec.expected}, got ${describe(value)}`);
 }
 

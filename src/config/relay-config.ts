@@ -77,6 +77,12 @@ export interface RelayConfig {
   readonly workers: number;
   /** `--backlog N`: each listener's accept queue (listen(2)); the kernel caps it at net.core.somaxconn. */
   readonly backlog: number;
+  /**
+   * `--early-syn on|off`: start the next leg when the client's SYN arrives (NFQUEUE,
+   * docs/early-syn.md), for -L and --intercept listeners. On by default; without
+   * CAP_NET_ADMIN or iptables the relay warns once and runs without. Restart-only.
+   */
+  readonly earlySyn: boolean;
   readonly logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
   /** The file the config came from, if any: SIGHUP re-reads it. */
   readonly configFile: string | undefined;
@@ -94,6 +100,8 @@ export const DEFAULTS = {
   logLevel: 'info',
   /** Holds a burst of 2,000 simultaneous connects (Node's default 511 lost 98 of them; issue 7). */
   backlog: 4096,
+  /** On where the relay has the privileges (docs/early-syn.md); off with a warning where not. */
+  earlySyn: true,
 } as const;
 
 /** The largest --workers: more threads than this only cost memory on any machine tcpsplit targets. */

@@ -41,6 +41,7 @@ export interface RelayOptions {
   maxPendingPerSource?: number;
   workers?: number;
   backlog?: number;
+  earlySyn?: boolean;
   logLevel?: LogLevel;
   configFile?: string;
   check?: boolean;
@@ -132,6 +133,11 @@ export const OPTIONS: readonly OptionSpec[] = [
     apply: (o, v) => { o.workers = wholeNumber(v, 1, MAX_WORKERS); } },
   { name: 'backlog', kind: 'scalar', inFile: true, expected: 'a whole number from 1 to 65535 (each listener\'s accept queue)',
     apply: (o, v) => { o.backlog = wholeNumber(v, 1, 65535); } },
+  { name: 'early-syn', kind: 'scalar', inFile: true, expected: 'on|off (start the next leg at the client\'s SYN; default on)',
+    apply: (o, v) => {
+      if (v !== 'on' && v !== 'off') throw new BadValue('not on or off');
+      o.earlySyn = v === 'on';
+    } },
   { name: 'log-level', kind: 'scalar', inFile: true, expected: LOG_LEVELS.join('|'),
     apply: (o, v) => {
       const level = LOG_LEVELS.find((l) => l === v);
