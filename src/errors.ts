@@ -90,6 +90,8 @@ export const NfqueueError = define('NfqueueError', 'TCPSPLIT_ERR_NFQUEUE');
 
 // ---- early SYN (src/intercept) -----------------------------------------------
 export const SynRulesError = define('SynRulesError', 'TCPSPLIT_ERR_SYN_RULES');
+export const EarlySynUnavailableError = define('EarlySynUnavailableError', 'TCPSPLIT_ERR_EARLY_SYN_UNAVAILABLE');
+export const EarlyLegUnclaimedError = define('EarlyLegUnclaimedError', 'TCPSPLIT_ERR_EARLY_LEG_UNCLAIMED');
 
 // ---- Turbo-Start (src/turbo) ------------------------------------------------
 export const TurboRouteError = define('TurboRouteError', 'TCPSPLIT_ERR_TURBO_ROUTE');

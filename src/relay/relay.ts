@@ -25,6 +25,11 @@ import { FDS_PER_CONNECTION, planFdBudget } from './fd-budget.js';
 import { RateLimitedLog } from '../observe/rate-limited-log.js';
 import { Interception, requireNetAdmin } from '../intercept/interception.js';
 import { InterceptTargetSource, interceptSocketOptions } from '../intercept/intercept-target.js';
+import type { MessagePort } from 'node:worker_threads';
+import type { SynEvent } from '../intercept/syn-capture.js';
+import { Cidr } from '../net/cidr.js';
+import { canonicalAddress } from '../net/four-tuple.js';
+import { EarlyLegs, type EarlyTarget } from './early-leg.js';
 
 /**
  * With --insecure and no key, relays still speak the same framed protocol, signed with
@@ -44,6 +49,8 @@ interface RelayState {
   /** The intercept listener's target source (--intercept). */
   readonly intercept: InterceptTargetSource | undefined;
   readonly legs: LegFactory;
+  /** --intercept's destinations, parsed once: a SYN to one of them has its target at the SYN. */
+  readonly interceptRules: readonly { readonly cidr: Cidr; readonly ports: { readonly first: number; readonly last: number } | undefined }[];
 }
 
 function deriveState(config: RelayConfig, replay: ReplayCheck): RelayState {
@@ -60,6 +67,7 @@ function deriveState(config: RelayConfig, replay: ReplayCheck): RelayState {
     headers: auth === undefined ? undefined : new HeaderTargetSource({ auth, replay, headerTimeoutMs: config.headerTimeoutMs }),
     intercept: config.intercept === undefined ? undefined : new InterceptTargetSource(config.intercept.mode),
     legs: new DialingLegFactory({ keepaliveMs: config.keepaliveMs, auth }),
+    interceptRules: (config.intercept?.rules ?? []).map((r) => ({ cidr: Cidr.parse(r.cidr), ports: r.ports })),
   };
 }
 
@@ -119,6 +127,8 @@ export class Relay {
   readonly #rejectLog: RateLimitedLog;
   /** --intercept's nftables rules (src/intercept); set once the intercept listener is up. */
   #interception: Interception | undefined;
+  /** Early SYN (src/relay/early-leg.ts): set once the supervisor hands this worker its SYN events. */
+  #early: EarlyLegs | undefined;
 
   private constructor(config: RelayConfig, options: RelayOptions, fdConnections: number) {
     this.#logger = options.logger;
@@ -193,6 +203,24 @@ export class Relay {
   }
 
   /**
+   * Early SYN: SYN events for this worker arrive on `port` (the supervisor owns the
+   * capture, src/worker/supervisor.ts). From then on a SYN to a -L or --intercept
+   * listener opens the next leg at once, and accept() claims it.
+   */
+  attachSynEvents(port: MessagePort, steering: { readonly index: number; readonly workers: number }): void {
+    this.#early ??= new EarlyLegs({
+      index: steering.index, workers: steering.workers, metrics: this.metrics.registry,
+      hooks: { targetOf: this.#earlyTarget, open: this.#openEarly },
+    });
+    this.#early.listen(port);
+  }
+
+  /** Early legs waiting for their accept (0 without early SYN). */
+  get earlyPending(): number {
+    return this.#early?.size ?? 0;
+  }
+
+  /**
    * Applies a new config without dropping open connections: new connections use the new
    * routes, peers, policy, key and timeouts; listeners that went away close, new ones open
    * (bound before anything closes); the log level and the metrics listener change too. A
@@ -261,6 +289,7 @@ export class Relay {
   /** Stops accepting, lets open connections finish for up to `drainTimeoutMs`, then resets the rest. */
   async drain(drainTimeoutMs = this.#state.config.drainTimeoutMs): Promise<void> {
     this.#closing = true;
+    this.#early?.close();
     // Before the listener closes: a new connection then passes untouched instead of
     // being diverted to a closed port and reset.
     await this.#interceptionStep('stop diverting new connections', (i) => i.stopNew());
@@ -383,6 +412,8 @@ export class Relay {
     if (record.connectMs !== undefined) this.metrics.connectSeconds(record.connectMs / 1000);
     if (record.ttfbMs !== undefined) this.metrics.firstByteSeconds(record.ttfbMs / 1000);
     if (record.outcome === 'ok') this.#logger.info(record, 'connection closed');
+    // An early leg no accept claimed (a SYN flood, a client that gave up): anyone can cause these.
+    else if (conn.downstream === undefined) this.#logger.debug(record, 'early leg closed unclaimed');
     // A peer connection whose header never verified (target unset): anyone can cause these.
     else if (conn.kind === 'accept' && conn.target === undefined) this.#rejectLog.warn(record.outcome, record, 'connection failed');
     else this.#logger.warn(record, 'connection failed');
@@ -397,6 +428,7 @@ export class Relay {
 
   #forwardServer(key: string): Server {
     return createServer({ allowHalfOpen: true, noDelay: true }, (socket) => {
+      if (this.#claimEarly(socket, socket.localAddress, socket.localPort)) return;
       const state = this.#state;
       const destination = state.forwards.get(key)?.targetOf();
       const conn = this.#newConnection('forward', socket, state, destination?.target);
@@ -425,6 +457,7 @@ export class Relay {
       } catch (err) {
         error = asError(err);
       }
+      if (destination !== undefined && this.#claimEarly(socket, destination.target.host, destination.target.port)) return;
       const conn = this.#newConnection('intercept', socket, state, destination?.target);
       if (conn === undefined) return;
       if (destination === undefined) {
@@ -466,6 +499,60 @@ export class Relay {
     });
   }
 
+  /** Accept's half of early SYN: the connection opened at this socket's SYN takes it, if there is one. */
+  #claimEarly(socket: Socket, daddr: string | undefined, dport: number | undefined): boolean {
+    const early = this.#early;
+    if (early === undefined || this.#closing || daddr === undefined || dport === undefined) return false;
+    const conn = early.claim(socket, daddr, dport);
+    if (conn === undefined) return false;
+    this.metrics.accepted(1, labelsFor('listener', conn.kind));
+    // A failed early leg resets the client here, with the failure's code in its record.
+    conn.attachDownstream(socket);
+    return true;
+  }
+
+  /** The target of a SYN, when known at the SYN: a -L listener's, or an intercepted destination. */
+  readonly #earlyTarget = (syn: SynEvent): EarlyTarget | undefined => {
+    const state = this.#state;
+    for (const [key, source] of state.forwards) {
+      const at = this.#listeners.address(key);
+      if (at !== undefined && at.port === syn.dport && hostMatches(at.address, syn.daddr)) return { kind: 'forward', destination: source.targetOf() };
+    }
+    for (const rule of state.interceptRules) {
+      if (rule.ports !== undefined && (syn.dport < rule.ports.first || syn.dport > rule.ports.last)) continue;
+      if (rule.cidr.contains(syn.daddr)) {
+        return { kind: 'intercept', destination: { target: { host: canonicalAddress(syn.daddr), port: syn.dport }, requestedByPeer: true } };
+      }
+    }
+    return undefined;
+  };
+
+  /** A connection whose upstream half opens now, at the SYN; its downstream half comes at accept. */
+  readonly #openEarly = (syn: SynEvent, early: EarlyTarget): SplitConnection => {
+    const state = this.#state;
+    const { config } = state;
+    const limit = this.#connectionLimit(config);
+    if (this.#closing || this.#connections.size >= limit || this.#slots?.tryTake(limit) === false) {
+      throw new OverloadError('no connection slot for an early leg');
+    }
+    const conn = new SplitConnection({
+      id: this.#slots?.nextId() ?? this.#nextId++,
+      kind: early.kind,
+      client: `${canonicalAddress(syn.saddr)}:${syn.sport}`,
+      target: early.destination.target,
+      timeouts: {
+        connectTimeoutMs: config.connectTimeoutMs,
+        idleTimeoutMs: config.idleTimeoutMs,
+        // The pairing table drops an unclaimed leg first; this is the backstop.
+        pairTimeoutMs: (this.#early?.timeoutMs ?? 0) + PAIR_MARGIN_MS,
+      },
+      onClose: this.#onConnectionClosed,
+    });
+    this.#connections.add(conn);
+    this.#openNextLeg(conn, state, early.destination);
+    return conn;
+  };
+
   readonly #onPolicyDenied = (): void => { this.metrics.policyDenied(1); };
   readonly #onLegOpened = (leg: NextLeg): void => { this.metrics.nextLeg(1, labelsFor('kind', leg.route)); };
 }
@@ -480,6 +567,14 @@ function noop(): void { /* errors of a socket being discarded */ }
 
 async function closeServer(server: HttpServer | undefined): Promise<void> {
   if (server !== undefined) await new Promise<void>((r) => { server.close(() => { r(); }); server.closeAllConnections(); });
+}
+
+/** A listener's bound address matches a SYN's destination: the same address, or a wildcard of its family. */
+function hostMatches(bound: string, daddr: string): boolean {
+  if (bound === '::') return true;
+  const d = canonicalAddress(daddr);
+  if (bound === '0.0.0.0') return !d.includes(':');
+  return canonicalAddress(bound) === d;
 }
 
 function asError(err: unknown): Error {
