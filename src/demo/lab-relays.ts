@@ -19,8 +19,11 @@ export interface LabRelays {
  * The paper's relay pair in a lab: R_S in 'rs' accepting from R_C and allowed to
  * connect only to the server's subnet, R_C in 'rc' forwarding RC_LISTEN_PORT to the
  * server's port `serverPort` through R_S. A fresh key is written to `dir` (mode 600).
+ * `earlySyn`: --early-syn on|off for both (unset: the relays' default, on as root).
  */
-export async function startLabRelays(lab: Lab, dir: string, serverPort: number): Promise<LabRelays> {
+export async function startLabRelays(lab: Lab, dir: string, serverPort: number, options: { readonly earlySyn?: boolean } = {}): Promise<LabRelays> {
+  // Early SYN is on by default where the relay may use it (root in the lab): say which.
+  const early = options.earlySyn === undefined ? [] : ['--early-syn', options.earlySyn ? 'on' : 'off'];
   const keyFile = join(dir, 'relay.key');
   writeFileSync(keyFile, randomBytes(32), { mode: 0o600 });
   const rsAddr = addressOf('rs', 'rc');
@@ -28,12 +31,12 @@ export async function startLabRelays(lab: Lab, dir: string, serverPort: number):
   const started: RelayProcess[] = [];
   const stop = async (): Promise<void> => { await Promise.all(started.map((r) => r.stop())); };
   try {
-    const rs = new RelayProcess(['--accept', `${rsAddr}:${RS_ACCEPT_PORT}`, '--key-file', keyFile, '--allow', '198.18.3.0/24'],
+    const rs = new RelayProcess(['--accept', `${rsAddr}:${RS_ACCEPT_PORT}`, '--key-file', keyFile, '--allow', '198.18.3.0/24', ...early],
       { spawner: (cmd, args) => lab.spawn('rs', cmd, args) });
     started.push(rs);
     await rs.ready();
     const rc = new RelayProcess(['-L', `${rcAddr}:${RC_LISTEN_PORT}:${addressOf('server', 'path')}:${serverPort}`,
-      '--peer', `rs=${rsAddr}:${RS_ACCEPT_PORT}`, '--route', '198.18.3.0/24=rs', '--key-file', keyFile],
+      '--peer', `rs=${rsAddr}:${RS_ACCEPT_PORT}`, '--route', '198.18.3.0/24=rs', '--key-file', keyFile, ...early],
     { spawner: (cmd, args) => lab.spawn('rc', cmd, args) });
     started.push(rc);
     await rc.ready();

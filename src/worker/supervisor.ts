@@ -31,7 +31,7 @@ import { serverAddress, startMetricsServer } from '../observe/metrics-server.js'
 import { SharedReplayGuard } from '../protocol/shared-replay-guard.js';
 import { SharedConnectionSlots } from '../relay/connection-slots.js';
 import { errorCode, FdLimitError, RestartRequiredError, WorkerExitError } from '../errors.js';
-import { EarlySyn } from '../intercept/early-syn.js';
+import { EarlySyn, ruleGroups } from '../intercept/early-syn.js';
 import { FDS_PER_CONNECTION, planFdBudget } from '../relay/fd-budget.js';
 import { FdRequestError, ListenerFds } from './listener-fds.js';
 import { fromWire, toWire, type Addresses, type FromWorker, type ToWorker, type WorkerData, type WorkerSnapshot } from './messages.js';
@@ -168,6 +168,8 @@ export class Supervisor {
    * run, one warning line with its code, and the relay runs without it.
    */
   async #startEarlySyn(): Promise<void> {
+    // Only -L and --intercept listeners know their target at the SYN: nothing to do for a peer listener alone.
+    if (ruleGroups({ forwards: this.#addresses.forward, intercept: this.#config.intercept }).length === 0) return;
     try {
       const early = await EarlySyn.start({
         workers: this.workers, forwards: this.#addresses.forward, intercept: this.#config.intercept, steering: this.#fds.steering,
