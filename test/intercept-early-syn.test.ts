@@ -66,7 +66,7 @@ describe('early SYN through the supervisor (root, iptables + NFQUEUE on loopback
     const dead = spawn('true');
     await once(dead, 'exit');
     const deadPid = dead.pid ?? 0;
-    const orphan = await SynRules.install({ instance: 'f1', workers: 1, queueBase: 4000, capture: [{ cidr: '127.0.0.9/32', ports: { first: 9, last: 9 } }], owner: deadPid });
+    await SynRules.install({ instance: 'f1', workers: 1, queueBase: 4000, capture: [{ cidr: '127.0.0.9/32', ports: { first: 9, last: 9 } }], owner: deadPid });
     cleanups.push(() => removeSynRules('f1').then(() => undefined));
     assert.match(mangleRules(), new RegExp(`tcpsplit f1 early SYN pid ${deadPid}`));
 
@@ -80,7 +80,6 @@ describe('early SYN through the supervisor (root, iptables + NFQUEUE on loopback
     assert.doesNotMatch(rules, /tcpsplit f1 early SYN/, 'the orphan was removed');
     assert.match(rules, new RegExp(`TCPSPLIT-f${rcPort} .*--dport ${rcPort} .*early SYN pid ${process.pid}`));
     assert.match(rules, new RegExp(`TCPSPLIT-f${rsPort} .*--dport ${rsPort} .*early SYN pid ${process.pid}`));
-    void orphan;
 
     // A live owner's instance is refused, not removed.
     await assert.rejects(SynRules.install({ instance: `f${rcPort}`, workers: 1, queueBase: 4100, capture: [{ cidr: '127.0.0.1/32' }], owner: process.pid + 1_000_000 }),
