@@ -119,7 +119,7 @@ export const ALL_ERRORS = [
   PolicyDeniedError, ResolveError, ConnectTimeoutError, ConnectError, PeerResetError, LegError, IdleTimeoutError,
   DrainTimeoutError, ListenError, OverloadError, PendingEvictedError, FdLimitError, WorkerExitError, UnpairedError,
   SysCallError, FfiUnavailableError, SocketOptionsError, BpfLoadError, NfqueueError,
-  SynRulesError, TurboRouteError,
+  SynRulesError, EarlySynUnavailableError, EarlyLegUnclaimedError, TurboRouteError,
   InterceptError, InterceptPermissionError, OriginalDestinationError,
   LabError, LabConfigError, LabToolMissingError, LabNotRootError, LabBusyError, LabNotUpError,
 ] as const;
