@@ -137,6 +137,8 @@ export class Supervisor {
       }
     } catch (err) {
       supervisor.#stopping = true;
+      await supervisor.#earlySyn?.stop();
+      supervisor.#earlySyn = undefined;
       await supervisor.#terminateAll();
       supervisor.#fds.closeAll();
       throw err;
