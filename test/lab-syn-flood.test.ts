@@ -89,9 +89,9 @@ test('lab (root, netns): a SYN flood keeps the pairing tables within their caps 
     + `opened ${outcome(during.rs, 'opened')}, source-cap ${outcome(during.rs, 'source-cap')}, peak pending ${peaks.rs}`);
   const rcCap = WORKERS * PAIRING_DEFAULTS.maxEntries;
   assert.ok(peaks.rc <= rcCap, `R_C held ${peaks.rc} early legs, over its cap of ${rcCap}`);
-  assert.ok(outcome(during.rc, 'opened') <= rcCap, 'R_C opened no more legs than its tables hold within one timeout');
   assert.ok(outcome(during.rc, 'full') > 0, 'the flood reached the cap (else this test shows nothing)');
   const rsCap = WORKERS * PAIRING_DEFAULTS.maxPerSource;
+  assert.ok(outcome(during.rs, 'source-cap') > 0, 'R_S\'s per-source cap was reached');
   assert.ok(peaks.rs <= rsCap, `R_S held ${peaks.rs} early legs from R_C's one address, over the per-source cap of ${rsCap}`);
 
   // Every early leg expires: the tables empty within the timeout and a sweep.
