@@ -8,9 +8,15 @@ import { PROFILES, scaleDelays } from '../src/lab/index.js';
 import { configuration } from '../src/paper/configurations.js';
 import { predict } from '../src/paper/model.js';
 import { summarize, validateResults, type Results } from '../src/paper/results.js';
-import { runPaper, type PaperRun } from '../src/paper/runner.js';
+import { runPaper, type PaperRun, type Sample } from '../src/paper/runner.js';
 import { parseSizes, sizeLabel } from '../src/paper/sizes.js';
 import { TRAVERSAL_BASE_MS, assertNoLabLeft, needsRoot } from './helpers/lab.js';
+
+function median(xs: readonly number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const mid = Math.floor(s.length / 2);
+  return s.length % 2 === 1 ? (s[mid] ?? NaN) : ((s[mid - 1] ?? NaN) + (s[mid] ?? NaN)) / 2;
+}
 
 const PREFIX = 'ttpaper';
 const out = mkdtempSync(join(tmpdir(), 'tcpsplit-paper-test-'));
@@ -29,31 +35,55 @@ const RELAY_HOST_MS = 7;
 /** As test/helpers/lab.ts: the lateness share per traversal is capped; beyond, the run was starved. */
 const TRAVERSAL_LATE_CAP_MS = 0.25;
 
-void test('lab paper (root, netns): the quick form with e2e and split: every median first byte is within the lateness-derived tolerance of the model, and the outputs are written', { skip: needsRoot, timeout: 90_000 }, async (t) => {
+void test('lab paper (root, netns): the quick form with e2e and split: every median first byte is within the lateness-derived tolerance of the model, and the outputs are written', { skip: needsRoot, timeout: 180_000 }, async (t) => {
   const sizes = parseSizes('10kb,100kb');
   const profile = scaleDelays(PROFILES.paper, 0.1);
-  let run: PaperRun;
-  try {
-    run = await runPaper({ profile, configs: ['e2e', 'split'], sizes, runs: 3, cc: 'cubic', prefix: PREFIX });
-  } finally {
-    assertNoLabLeft(PREFIX);
+  // A download whose emulator was late beyond the cap (p99 per traversal) was starved by
+  // the machine, not slowed by tcpsplit: it is left out of the check, as the lab's timing
+  // tests do (test/helpers/lab.ts). Each cell needs MIN_FIT such downloads; if a run left
+  // fewer, one more run adds samples (bounded), and the check then fails as it should.
+  const RUNS = 5;
+  const MIN_FIT = 3;
+  const fit = (s: Sample): boolean => s.lateP99Ms <= TRAVERSAL_LATE_CAP_MS;
+  const runOnce = async (): Promise<PaperRun> => {
+    try {
+      return await runPaper({ profile, configs: ['e2e', 'split'], sizes, runs: RUNS, cc: 'cubic', prefix: PREFIX });
+    } finally {
+      assertNoLabLeft(PREFIX);
+    }
+  };
+  const run = await runOnce();
+  assert.equal(run.samples.length, 2 * 2 * RUNS);
+  const samples = [...run.samples];
+  const cells = (list: readonly Sample[]): Map<string, Sample[]> => {
+    const m = new Map<string, Sample[]>();
+    for (const x of list) m.set(`${x.config} ${String(x.sizeBytes)}`, [...(m.get(`${x.config} ${String(x.sizeBytes)}`) ?? []), x]);
+    return m;
+  };
+  if ([...cells(samples).values()].some((c) => c.filter(fit).length < MIN_FIT)) {
+    t.diagnostic(`a cell had fewer than ${String(MIN_FIT)} downloads with lateness p99 <= ${String(TRAVERSAL_LATE_CAP_MS)} ms: one more run`);
+    samples.push(...(await runOnce()).samples);
   }
-  assert.equal(run.samples.length, 2 * 2 * 3);
-  const results: Results = JSON.parse(JSON.stringify(summarize(run, 'cubic', 3))) as Results;
+  const results: Results = JSON.parse(JSON.stringify(summarize(run, 'cubic', RUNS))) as Results;
   assert.deepEqual(validateResults(results), []);
   assert.equal(results.results.length, 4);
-  for (const r of results.results) {
-    const conf = configuration(r.config);
-    const model = predict(run.rtts, conf.path, r.sizeBytes);
-    assert.equal(r.model.ttfb, model.ttfbMs / 1000, 'the report uses the model');
-    const medianMs = r.ttfb.median * 1000;
+  for (const [cell, all] of cells(samples)) {
+    const mine = all.filter(fit);
+    const first = all[0];
+    if (first === undefined) continue;
+    assert.ok(mine.length >= MIN_FIT, `${cell}: only ${String(mine.length)} of ${String(all.length)} downloads had an emulator on time (lateness p99 <= ${String(TRAVERSAL_LATE_CAP_MS)} ms): the machine starved the lab`);
+    const conf = configuration(first.config);
+    const model = predict(run.rtts, conf.path, first.sizeBytes);
+    const row = results.results.find((r) => r.config === first.config && r.sizeBytes === first.sizeBytes);
+    assert.equal(row?.model.ttfb, model.ttfbMs / 1000, 'the report uses the model');
+    const medianMs = median(mine.map((x) => x.ttfb * 1000));
     // Each link is crossed 4 times before the first byte (2 round trips' worth) in both timelines.
     const traversals = 4 * conf.links.length;
-    const late = Math.min(r.lateP99MaxMs, TRAVERSAL_LATE_CAP_MS);
+    const late = Math.max(...mine.map((x) => x.lateP99Ms));
     const relays = conf.path.kind === 'split' ? 2 : 0;
     const tolerance = traversals * (TRAVERSAL_BASE_MS + late) + FIRST_BYTE_HOST_MS + relays * RELAY_HOST_MS;
-    const what = `${r.config} ${sizeLabel(r.sizeBytes)}: median first byte ${medianMs.toFixed(2)} ms [p10 ${(r.ttfb.p10 * 1000).toFixed(2)}, p90 ${(r.ttfb.p90 * 1000).toFixed(2)}], model ${model.ttfbMs.toFixed(2)} ms`;
-    t.diagnostic(`${what}, tolerance ${tolerance.toFixed(2)} ms (${String(traversals)} traversals x (${String(TRAVERSAL_BASE_MS)} + lateness p99 ${r.lateP99MaxMs.toFixed(2)} ms, at most ${String(TRAVERSAL_LATE_CAP_MS)}) + ${String(FIRST_BYTE_HOST_MS)} + ${String(relays)} x ${String(RELAY_HOST_MS)} ms); ${String(r.flaggedRuns)} runs flagged`);
+    const what = `${first.config} ${sizeLabel(first.sizeBytes)}: median first byte ${medianMs.toFixed(2)} ms over ${String(mine.length)} of ${String(all.length)} downloads, model ${model.ttfbMs.toFixed(2)} ms`;
+    t.diagnostic(`${what}, tolerance ${tolerance.toFixed(2)} ms (${String(traversals)} traversals x (${String(TRAVERSAL_BASE_MS)} + lateness p99 ${late.toFixed(2)} ms) + ${String(FIRST_BYTE_HOST_MS)} + ${String(relays)} x ${String(RELAY_HOST_MS)} ms)`);
     // The emulator never sends early, and the model counts only link delays: never below it.
     assert.ok(medianMs >= model.ttfbMs - 0.01, `${what}: below the model, so the model misses a shortcut`);
     assert.ok(medianMs <= model.ttfbMs + tolerance, `${what}: more than ${tolerance.toFixed(2)} ms above the model`);

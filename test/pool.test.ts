@@ -174,7 +174,9 @@ void test('a peer that resets every pooled connection (wrong key) is backed off,
   await sleep(300);
   const s = pool.stats();
   assert.ok(s.opened < 60, JSON.stringify(s));
-  assert.equal(s.size, 0);
+  // A redial may be open for the moment before the peer resets it: between tries the
+  // pool holds nothing (a momentary read of size could race one such connection).
+  await waitFor(() => pool.stats().size === 0, 2000);
 });
 
 void test('pool tuning is validated', () => {

@@ -182,7 +182,7 @@ describe('relay workers', () => {
       if (supervisor.steering === 'program') assert.deepEqual(actual, predicted, 'every connection on the worker steer() names');
     });
 
-    it('a worker terminated mid-download resets only its own clients; the others complete; a new worker accepts within 1 s', async (t) => {
+    it('a worker terminated mid-download resets only its own clients; the others complete; a new worker is started at once and accepts', async (t) => {
       const opened = new Promise<void>((resolve) => { go = resolve; });
       gate = opened;
       const clients: { worker: number; socket: Socket; done: Promise<Received> }[] = [];
@@ -198,7 +198,7 @@ describe('relay workers', () => {
       }
       const before = (await supervisor.status()).perWorker.find((w) => w.index === 1)?.threadId;
       const acceptedBefore = acceptedIn(await supervisor.render()); // a scrape: what the supervisor keeps of a worker that dies
-      const { replacedInMs } = await supervisor.killWorker(1);
+      const { replacedInMs, delayMs } = await supervisor.killWorker(1);
       go();
       const results = await Promise.all(clients.map(async (c) => ({ worker: c.worker, got: await c.done })));
       t.diagnostic(`replacement ready ${replacedInMs.toFixed(0)} ms after terminate(); outcomes: ${results.map((r) => `w${r.worker}:${r.got.outcome}/${r.got.bytes}`).join(' ')}`);
@@ -211,7 +211,10 @@ describe('relay workers', () => {
           assert.ok(r.got.bytes < PAYLOAD.length);
         }
       }
-      assert.ok(replacedInMs < 1000, `replaced in ${replacedInMs} ms`);
+      // The time is a diagnostic (docs/workers.md gives it), not a timed assertion: what
+      // must hold is that a first death is replaced with no backoff; killWorker() fails
+      // if no replacement is ready within 10 s.
+      assert.equal(delayMs, 0, 'a first death is replaced with no backoff');
       const status = await supervisor.status();
       const fresh = status.perWorker.find((w) => w.index === 1);
       assert.ok(fresh !== undefined && fresh.threadId !== before, 'a new thread in slot 1');
@@ -234,8 +237,8 @@ describe('relay workers', () => {
     const port = one.addresses().forward[0]?.port ?? 0;
     const fetchOk = async (): Promise<Received> => receiveAll(connect({ port, host: '127.0.0.1' }));
     assert.deepEqual((await fetchOk()).bytes, 2);
-    const { replacedInMs } = await one.killWorker(0);
-    assert.ok(replacedInMs < 1000, `replaced in ${replacedInMs} ms: a first death waits for no backoff`);
+    const { delayMs } = await one.killWorker(0);
+    assert.equal(delayMs, 0, 'a first death waits for no backoff');
     assert.deepEqual(await fetchOk(), { bytes: 2, sha256: sha256(Buffer.from('ok')), outcome: 'end' }, 'the same port serves again');
   });
 

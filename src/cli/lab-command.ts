@@ -12,7 +12,6 @@ import { loadProfile } from '../lab/profile-file.js';
 import { formatAddressPlan, formatProfile, formatStatus } from '../lab/status-format.js';
 import { CORE_TOOLS, PART_TOOLS, requireRoot, requireTools } from '../lab/tools.js';
 import { namespaceName, topologyExists } from '../lab/topology.js';
-import { runPaperCommand } from './paper-command.js';
 
 const LAB_HELP = `tcpsplit lab: an emulated WAN on this machine
 
@@ -235,7 +234,8 @@ export async function runLabCommand(args: string[]): Promise<number> {
     case 'exec': return exec(rest);
     case 'status': return status(rest);
     case 'down': return down(rest);
-    case 'paper': return runPaperCommand(rest);
+    // Loaded only when asked: the paper's charting libraries are large.
+    case 'paper': return (await import('./paper-command.js')).runPaperCommand(rest);
     case undefined: case '-h': case '--help': case 'help':
       out(LAB_HELP);
       return sub === undefined ? 2 : 0;

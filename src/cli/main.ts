@@ -1,7 +1,4 @@
 #!/usr/bin/env node
-import { runRelayCommand } from './relay-command.js';
-import { runLabCommand } from './lab-command.js';
-import { runDemoCommand } from './demo-command.js';
 import { ConfigError, INTERNAL_ERROR_CODE, InsecureAcceptError, KeyError, LabConfigError, TcpsplitError } from '../errors.js';
 
 const USAGE_ERRORS = new Set([ConfigError.code, KeyError.code, InsecureAcceptError.code, LabConfigError.code]);
@@ -22,9 +19,11 @@ every leg has its own short control loop. See README.md and docs/.
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   switch (command) {
-    case 'relay': return runRelayCommand(rest);
-    case 'lab': return runLabCommand(rest);
-    case 'demo': return runDemoCommand(rest);
+    // Each command is loaded only when it runs: a relay never loads the lab, the paper's
+    // charting libraries or their files (with a tight open-files limit, that mattered).
+    case 'relay': return (await import('./relay-command.js')).runRelayCommand(rest);
+    case 'lab': return (await import('./lab-command.js')).runLabCommand(rest);
+    case 'demo': return (await import('./demo-command.js')).runDemoCommand(rest);
     case '--version': case '-V':
       process.stdout.write('tcpsplit 0.1.0\n');
       return 0;

@@ -64,6 +64,8 @@ interface Slot {
   startedAt: number;
   /** Whether this incarnation replaced one that had died within RESTART_BACKOFF_MS of starting. */
   quickDeaths: number;
+  /** The backoff the last replacement of this slot waited before it started (0: at once). */
+  replaceDelayMs: number;
   /** The last metrics this worker sent: what it had counted, should it die before the next scrape. */
   lastMetrics: MetricsSnapshot | undefined;
   /** Requests sent to this worker, by id. */
@@ -338,7 +340,7 @@ export class Supervisor {
    * supervisor replace it; resolves when the replacement is ready. For tests and for
    * an operator's drill.
    */
-  async killWorker(index: number): Promise<{ replacedInMs: number }> {
+  async killWorker(index: number): Promise<{ replacedInMs: number; delayMs: number }> {
     const slot = this.#workerSlots[index];
     if (slot === undefined) throw new RangeError(`no worker ${index}`);
     const before = slot.worker;
@@ -349,7 +351,7 @@ export class Supervisor {
       if (performance.now() - killedAt > 10_000) throw new WorkerExitError(`worker ${index} was not replaced within 10 s`);
       await new Promise((r) => setTimeout(r, 5));
     }
-    return { replacedInMs: performance.now() - killedAt };
+    return { replacedInMs: performance.now() - killedAt, delayMs: slot.replaceDelayMs };
   }
 
   /** How connections are steered: 'program' (steer() names the worker), 'kernel-hash', or 'none yet'. */
@@ -365,7 +367,7 @@ export class Supervisor {
       replayBuffer: this.#replay.buffer, slotsBuffer: this.#slots.buffer,
     };
     const worker = new Worker(WORKER_ENTRY, { workerData: data });
-    const slot: Slot = this.#workerSlots[index] ?? { index, worker, threadId: worker.threadId, ready: false, startedAt: 0, quickDeaths: 0, lastMetrics: undefined, pending: new Map() };
+    const slot: Slot = this.#workerSlots[index] ?? { index, worker, threadId: worker.threadId, ready: false, startedAt: 0, quickDeaths: 0, replaceDelayMs: 0, lastMetrics: undefined, pending: new Map() };
     slot.worker = worker;
     slot.threadId = worker.threadId;
     slot.ready = false;
@@ -447,6 +449,8 @@ export class Supervisor {
 
   #replace(index: number, delayMs: number): void {
     const started = performance.now();
+    const slot = this.#workerSlots[index];
+    if (slot !== undefined) slot.replaceDelayMs = delayMs;
     setTimeout(() => {
       if (this.#stopping) return;
       this.#spawn(index).then(
