@@ -235,16 +235,40 @@ function splitRule(line: string): string[] {
   return out;
 }
 
+/**
+ * Whether table `mangle` of `family` holds nothing but its built-in chains' ACCEPT
+ * policies (or does not exist): then our install makes it, in effect, and close() may
+ * delete it again (iptables-nft makes the table on first use and never removes it).
+ */
+async function mangleTableUnused(family: 4 | 6): Promise<boolean> {
+  const listing = await run(commandFor(family), ['-w', '5', '-t', TABLE, '-S']);
+  if (listing.code !== 0) return false;
+  return listing.stdout.split('\n').every((l) => l === '' || /^-P [A-Z]+ ACCEPT$/.test(l));
+}
+
+/**
+ * Deletes the `mangle` table iptables-nft made for our rules, if it holds no rule of
+ * anyone now (only its built-in chains with policy ACCEPT): the ruleset is then as it
+ * was before the relay started. A table with any rule or chain of someone else stays.
+ */
+async function removeEmptyMangleTable(family: 4 | 6): Promise<void> {
+  if (!(await mangleTableUnused(family))) return;
+  await run('nft', ['delete', 'table', family === 4 ? 'ip' : 'ip6', TABLE]).catch(() => undefined);
+}
+
 /** Installed rules; close() removes them. */
 export class SynRules {
   readonly options: SynRulesOptions;
   /** Rules and chains of an earlier run of this instance removed before installing. */
   readonly staleRemoved: number;
+  /** Families whose nftables `mangle` table our install created (removed again at close, if empty). */
+  readonly #createdTables: readonly (4 | 6)[];
   #closed = false;
 
-  private constructor(options: SynRulesOptions, staleRemoved: number) {
+  private constructor(options: SynRulesOptions, staleRemoved: number, createdTables: readonly (4 | 6)[]) {
     this.options = options;
     this.staleRemoved = staleRemoved;
+    this.#createdTables = createdTables;
   }
 
   /** Removes this instance's stale rules, then installs. A failure removes what was installed. */
@@ -258,6 +282,10 @@ export class SynRules {
     }
     const stale = await removeSynRules(options.instance);
     const { main, steer } = chainNames(options.instance);
+    const createdTables: (4 | 6)[] = [];
+    for (const family of [4, 6] as const) {
+      if (ruleArgs(options, family).length > 0 && await mangleTableUnused(family)) createdTables.push(family);
+    }
     try {
       for (const family of [4, 6] as const) {
         const rules = ruleArgs(options, family);
@@ -269,9 +297,10 @@ export class SynRules {
       }
     } catch (err) {
       await removeSynRules(options.instance).catch(() => undefined);
+      for (const family of createdTables) await removeEmptyMangleTable(family).catch(() => undefined);
       throw err;
     }
-    return new SynRules(options, stale);
+    return new SynRules(options, stale, createdTables);
   }
 
   /** Removes the rules (idempotent). */
@@ -279,5 +308,6 @@ export class SynRules {
     if (this.#closed) return;
     this.#closed = true;
     await removeSynRules(this.options.instance);
+    for (const family of this.#createdTables) await removeEmptyMangleTable(family);
   }
 }
