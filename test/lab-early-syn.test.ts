@@ -36,6 +36,7 @@ const RI = 80;
 const FIRST_BYTE_HOST_MS = 2.5;
 const RELAYS_MS = 7;
 const FETCHES = 8;
+const METRICS = '127.0.0.1:9109';
 
 function symmetric(rttMs: number): LabProfile[LinkName] {
   const d = { ...DEFAULT_DIRECTION, delayMs: rttMs / 2 };
@@ -112,11 +113,18 @@ test('lab (root, netns): early SYN lowers the first byte by r1 + r3 (transparent
   // -L on R_C, peer R_S: only R_C's overlap.
   const forward: Record<'off' | 'on', { floor: number; tolerance: number }> = { off: { floor: 0, tolerance: 0 }, on: { floor: 0, tolerance: 0 } };
   for (const mode of ['off', 'on'] as const) {
-    const relays = await startLabRelays(lab, dir, 80, { earlySyn: mode === 'on' });
+    const relays = await startLabRelays(lab, dir, 80, { earlySyn: mode === 'on', rcArgs: ['--metrics', METRICS] });
     try {
       if (mode === 'on') await relays.rc.waitFor((l) => l['event'] === 'early-syn' && String(l.msg).startsWith('early SYN on'), 5000);
       const since = markLateness(lab);
-      forward[mode] = check(`-L, early SYN ${mode}`, await fetches(relays.url('small.bin')), mode === 'on' ? FORWARD_ES : NAIVE, since);
+      const samples = await fetches(relays.url('small.bin'));
+      if (mode === 'on') {
+        const m = await lab.exec('rc', 'curl', ['-s', '--max-time', '5', `http://${METRICS}/metrics`]);
+        const line = (name: string): string => m.stdout.split('\n').filter((l) => l.startsWith(name)).join(', ');
+        t.diagnostic(`R_C: ${line('tcpsplit_early_syn_paired_total')}; ${line('tcpsplit_early_syn_offers_total')}; ${line('tcpsplit_early_syn_fallbacks_total')}; ${line('tcpsplit_early_syn_event_delay_seconds_sum')}`);
+        assert.match(m.stdout, new RegExp(`^tcpsplit_early_syn_paired_total ${FETCHES}$`, 'm'), 'every fetch took the leg opened at its SYN');
+      }
+      forward[mode] = check(`-L, early SYN ${mode}`, samples, mode === 'on' ? FORWARD_ES : NAIVE, since);
     } finally {
       await relays.stop();
     }

@@ -21,7 +21,7 @@ export interface LabRelays {
  * server's port `serverPort` through R_S. A fresh key is written to `dir` (mode 600).
  * `earlySyn`: --early-syn on|off for both (unset: the relays' default, on as root).
  */
-export async function startLabRelays(lab: Lab, dir: string, serverPort: number, options: { readonly earlySyn?: boolean } = {}): Promise<LabRelays> {
+export async function startLabRelays(lab: Lab, dir: string, serverPort: number, options: { readonly earlySyn?: boolean; readonly rcArgs?: readonly string[] } = {}): Promise<LabRelays> {
   // Early SYN is on by default where the relay may use it (root in the lab): say which.
   const early = options.earlySyn === undefined ? [] : ['--early-syn', options.earlySyn ? 'on' : 'off'];
   const keyFile = join(dir, 'relay.key');
@@ -36,7 +36,7 @@ export async function startLabRelays(lab: Lab, dir: string, serverPort: number, 
     started.push(rs);
     await rs.ready();
     const rc = new RelayProcess(['-L', `${rcAddr}:${RC_LISTEN_PORT}:${addressOf('server', 'path')}:${serverPort}`,
-      '--peer', `rs=${rsAddr}:${RS_ACCEPT_PORT}`, '--route', '198.18.3.0/24=rs', '--key-file', keyFile, ...early],
+      '--peer', `rs=${rsAddr}:${RS_ACCEPT_PORT}`, '--route', '198.18.3.0/24=rs', '--key-file', keyFile, ...early, ...(options.rcArgs ?? [])],
     { spawner: (cmd, args) => lab.spawn('rc', cmd, args) });
     started.push(rc);
     await rc.ready();
