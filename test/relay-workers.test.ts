@@ -242,7 +242,7 @@ describe('relay workers', () => {
     assert.deepEqual(await fetchOk(), { bytes: 2, sha256: sha256(Buffer.from('ok')), outcome: 'end' }, 'the same port serves again');
   });
 
-  it('load: 2,000 concurrent connections through two workers arrive whole, and fds return to baseline', async (t) => {
+  it('load: 2,000 concurrent connections through a relay pair with two workers each arrive whole, and fds return to baseline', async (t) => {
     const BODY = randomBytes(32 * 1024);
     const CONNECTIONS = 2000;
     let arrived = 0;
@@ -253,12 +253,18 @@ describe('relay workers', () => {
       if (++arrived === CONNECTIONS) release();
       void allHere.then(() => { s.end(BODY); });
     });
-    const relay = new RelayProcess(['--workers', '2', '-L', `127.0.0.1:0:127.0.0.1:${o.port}`]);
-    cleanups.push(() => relay.stop());
-    const [port] = (await relay.ready()).forward;
+    // R_S (--accept; its own address allowed explicitly, as the origin is on it) and R_C (-L, routed to R_S with a header).
+    const rs = new RelayProcess(['--workers', '2', '--insecure', '--accept', '127.0.0.1:0', '--allow', '127.0.0.1/32']);
+    cleanups.push(() => rs.stop());
+    const rsPort = (await rs.ready()).accept;
+    assert.ok(rsPort !== undefined);
+    const rc = new RelayProcess(['--workers', '2', '--insecure', '-L', `127.0.0.1:0:127.0.0.1:${o.port}`,
+      '--peer', `rs=127.0.0.1:${rsPort}`, '--route', '127.0.0.0/8=rs']);
+    cleanups.push(() => rc.stop());
+    const [port] = (await rc.ready()).forward;
     assert.ok(port !== undefined);
-    const pid = relay.child.pid ?? 0;
-    const baseline = openFds(pid);
+    const pids = [rc.child.pid ?? 0, rs.child.pid ?? 0];
+    const baseline = pids.map(openFds);
     const started = Date.now();
     const results = await Promise.all(Array.from({ length: CONNECTIONS }, async () => {
       const c = connect({ port, host: '127.0.0.1' });
@@ -267,14 +273,14 @@ describe('relay workers', () => {
     }));
     const whole = results.filter((r) => r.outcome === 'end' && r.sha256 === sha256(BODY)).length;
     const peak = arrived;
-    let fds = openFds(pid);
+    let fds = pids.map(openFds);
     const deadline = Date.now() + 15_000;
-    while (fds > baseline && Date.now() < deadline) {
+    while (fds.some((n, i) => n > (baseline[i] ?? 0)) && Date.now() < deadline) {
       await new Promise((r) => setTimeout(r, 100));
-      fds = openFds(pid);
+      fds = pids.map(openFds);
     }
-    t.diagnostic(`2,000 concurrent: ${whole} whole in ${Date.now() - started} ms, origin saw ${peak}; relay fds ${baseline} before, ${fds} after`);
+    t.diagnostic(`2,000 concurrent through R_C and R_S: ${whole} whole in ${Date.now() - started} ms, origin saw ${peak}; fds R_C ${baseline[0]} -> ${fds[0]}, R_S ${baseline[1]} -> ${fds[1]}`);
     assert.equal(whole, CONNECTIONS, `outcomes: ${JSON.stringify([...new Set(results.map((r) => r.outcome))])}`);
-    assert.equal(fds, baseline, 'fds back to baseline');
+    assert.deepEqual(fds, baseline, 'fds back to baseline on both relays');
   });
 });
