@@ -30,6 +30,7 @@ import { labelsFor, type Metrics } from '../observe/metrics.js';
 import { socketFd, takeSavedSyn } from '../sys/index.js';
 import { EarlyLegUnclaimedError } from '../errors.js';
 import type { ConnectionKind, SplitConnection } from './split-connection.js';
+import type { LegFactory, NextLeg } from './leg-factory.js';
 import type { Destination } from './target-source.js';
 
 export interface EarlyTarget {
@@ -186,4 +187,55 @@ function savedIsn(socket: Socket): number | undefined {
   } catch {
     return undefined;
   }
+}
+
+/**
+ * Early legs to peers whose header is not sent yet (still connecting, or connected while
+ * this worker's event loop is busy). The peer counts each as an unauthenticated pending
+ * connection of this relay's address and evicts the oldest beyond its per-source cap
+ * (--max-pending-per-source, default 64 over its workers): a burst of early legs must
+ * stay well inside it, or the peer resets them and their clients with them.
+ */
+export interface UnsentHeaders { count: number }
+export const MAX_UNSENT_EARLY_HEADERS = 8;
+
+/**
+ * Early legs to a peer relay send their header as soon as they connect, not when the
+ * accepted client pairs: a peer holds a headerless connection as unauthenticated, in its
+ * per-source pending cap (src/relay/admission.ts), and a burst of early legs waiting for
+ * their accepts would have the peer evict (reset) them. The client's bytes follow once
+ * paired. So R_S learns the target at R_C's connect, at the SYN's pace: with the SYN's
+ * amplification bounds (docs/early-syn.md), as with the pool.
+ */
+export function headerAtConnect(factory: LegFactory, unsent: UnsentHeaders): LegFactory {
+  return {
+    open(request) {
+      const leg = factory.open(request);
+      if (leg.route !== 'peer') return leg;
+      let sent = false;
+      unsent.count++;
+      const settle = (): void => {
+        if (sent) return;
+        sent = true;
+        unsent.count--;
+      };
+      const sendHeader = (): void => {
+        if (sent) return;
+        settle();
+        leg.preamble(null);
+      };
+      leg.socket.once('close', settle);
+      // Registered before the connection's own 'connect' listener: the header goes first.
+      if (leg.socket.connecting) leg.socket.once('connect', sendHeader);
+      else sendHeader();
+      const eager: NextLeg = {
+        ...leg,
+        preamble: (early) => {
+          sendHeader();
+          if (early !== null) leg.socket.write(early);
+        },
+      };
+      return eager;
+    },
+  };
 }

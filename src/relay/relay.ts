@@ -29,7 +29,7 @@ import type { MessagePort } from 'node:worker_threads';
 import type { SynEvent } from '../intercept/syn-capture.js';
 import { Cidr } from '../net/cidr.js';
 import { canonicalAddress } from '../net/four-tuple.js';
-import { EarlyLegs, type EarlyTarget } from './early-leg.js';
+import { EarlyLegs, headerAtConnect, MAX_UNSENT_EARLY_HEADERS, type EarlyTarget, type UnsentHeaders } from './early-leg.js';
 
 /**
  * With --insecure and no key, relays still speak the same framed protocol, signed with
@@ -129,6 +129,8 @@ export class Relay {
   #interception: Interception | undefined;
   /** Early SYN (src/relay/early-leg.ts): set once the supervisor hands this worker its SYN events. */
   #early: EarlyLegs | undefined;
+  /** Early legs to peers whose header has not gone yet (src/relay/early-leg.ts). */
+  readonly #earlyUnsent: UnsentHeaders = { count: 0 };
 
   private constructor(config: RelayConfig, options: RelayOptions, fdConnections: number) {
     this.#logger = options.logger;
@@ -532,6 +534,7 @@ export class Relay {
     const state = this.#state;
     const { config } = state;
     const limit = this.#connectionLimit(config);
+    if (this.#earlyUnsent.count >= MAX_UNSENT_EARLY_HEADERS) throw new OverloadError('early legs to peers are waiting for their connect');
     if (this.#closing || this.#connections.size >= limit || this.#slots?.tryTake(limit) === false) {
       throw new OverloadError('no connection slot for an early leg');
     }
@@ -549,7 +552,10 @@ export class Relay {
       onClose: this.#onConnectionClosed,
     });
     this.#connections.add(conn);
-    this.#openNextLeg(conn, state, early.destination);
+    openNextLeg(conn, early.destination, {
+      router: state.router, legs: headerAtConnect(state.legs, this.#earlyUnsent), policy: state.policy, connectTimeoutMs: config.connectTimeoutMs,
+      onDenied: this.#onPolicyDenied, onOpened: this.#onLegOpened,
+    });
     return conn;
   };
 
