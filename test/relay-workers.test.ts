@@ -264,7 +264,15 @@ describe('relay workers', () => {
     const [port] = (await rc.ready()).forward;
     assert.ok(port !== undefined);
     const pids = [rc.child.pid ?? 0, rs.child.pid ?? 0];
-    const baseline = pids.map(openFds);
+    // With the pool on (the default with a --peer), R_C's pooled connections reach R_S
+    // after R_C is ready: the baseline is taken once both counts hold still.
+    let baseline = pids.map(openFds);
+    for (let still = 0, i = 0; still < 3 && i < 50; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      const now = pids.map(openFds);
+      still = now.every((n, j) => n === baseline[j]) ? still + 1 : 0;
+      baseline = now;
+    }
     const started = Date.now();
     const results = await Promise.all(Array.from({ length: CONNECTIONS }, async () => {
       const c = connect({ port, host: '127.0.0.1' });

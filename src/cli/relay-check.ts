@@ -38,8 +38,25 @@ export function describeConfig(config: RelayConfig, warnings: readonly string[])
   lines.push(`  timeouts: connect ${config.connectTimeoutMs} ms, idle ${config.idleTimeoutMs} ms, header ${config.headerTimeoutMs} ms, drain ${config.drainTimeoutMs} ms; keepalive ${config.keepaliveMs} ms`);
   lines.push(`  max connections ${config.maxConnections}, max clock skew ${config.maxClockSkewMs} ms, log level ${config.logLevel}`);
   lines.push(`  workers: ${config.workers} thread${config.workers === 1 ? '' : 's'}, each with its own listeners; backlog ${config.backlog}`);
+  for (const line of describePoolAndTurbo(config)) lines.push(`  ${line}`);
   const backlog = somaxconnWarning(config.backlog);
   if (backlog !== undefined) lines.push(`  warning: ${backlog}`);
   for (const w of warnings) lines.push(`  warning: ${w}`);
   return `${lines.join('\n')}\n`;
+}
+
+/** The pool and Turbo-Start as the relay will run them (also logged at start). */
+export function describePoolAndTurbo(config: RelayConfig): string[] {
+  if (config.peers.length === 0) {
+    return [`pool: none (no --peer)${config.accept === undefined ? '' : '; --accept keeps peers\' authenticated idle connections, with no header deadline'}`,
+      `turbo: ${config.turbo && config.accept !== undefined ? 'large buffers on the --accept listener (relay-to-relay legs)' : 'nothing to apply (no --peer)'}`];
+  }
+  return [
+    config.pool
+      ? `pool: on, ${config.poolLow} to ${config.poolHigh} ready connections per peer and worker, closed unused after ${config.poolMaxIdleMs} ms`
+      : 'pool: off (every peer leg is dialled per connection)',
+    config.turbo
+      ? `turbo: on, routes to ${config.peers.map((p) => p.name).join(', ')} with initcwnd ${config.turboInitCwnd} initrwnd ${config.turboInitRwnd} (needs CAP_NET_ADMIN), large buffers on relay-to-relay legs only`
+      : 'turbo: off',
+  ];
 }

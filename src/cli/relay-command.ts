@@ -3,7 +3,7 @@ import { parseRelayArgs } from '../config/parse-args.js';
 import { createLogger } from '../observe/logger.js';
 import { Supervisor } from '../worker/supervisor.js';
 import { somaxconnWarning } from '../worker/somaxconn.js';
-import { describeConfig } from './relay-check.js';
+import { describeConfig, describePoolAndTurbo } from './relay-check.js';
 import { errorCode, TcpsplitError } from '../errors.js';
 
 /**
@@ -35,6 +35,7 @@ export async function runRelayCommand(argv: string[]): Promise<number> {
   }
   const backlogWarning = somaxconnWarning(config.backlog);
   if (backlogWarning !== undefined) logger.warn({ event: 'config-warning', backlog: config.backlog }, backlogWarning);
+  if (config.peers.length > 0) for (const line of describePoolAndTurbo(config)) logger.info({ event: 'pool-turbo' }, line);
   const relay = await Supervisor.start(config, { logger });
   onStatus = () => {
     void relay.status().then(({ open, answered }) => {

@@ -19,6 +19,8 @@ const OPTION_OF: Readonly<Record<Field, string>> = {
   headerTimeoutMs: 'header-timeout', drainTimeoutMs: 'drain-timeout', keepaliveMs: 'keepalive',
   maxClockSkewMs: 'max-clock-skew', maxConnections: 'max-connections', maxPendingPerSource: 'max-pending-per-source',
   workers: 'workers', backlog: 'backlog', logLevel: 'log-level', intercept: 'intercept', earlySyn: 'early-syn',
+  pool: 'pool', poolLow: 'pool-low', poolHigh: 'pool-high', poolMaxIdleMs: 'pool-max-idle',
+  turbo: 'turbo', turboInitCwnd: 'turbo-initcwnd', turboInitRwnd: 'turbo-initrwnd',
 };
 
 /**

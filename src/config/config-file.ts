@@ -84,8 +84,8 @@ function forwardText(item: Map<unknown, unknown>, spec: OptionSpec, label: strin
 function scalarText(value: unknown, spec: OptionSpec, label: string): string {
   if (typeof value === 'string') return value;
   if (typeof value === 'number' && Number.isFinite(value)) return String(value);
-  // `early-syn: off` is a string in YAML 1.2; `early-syn: false` means the same.
-  if (typeof value === 'boolean' && spec.name === 'early-syn') return value ? 'on' : 'off';
+  // `pool: true` reads as well as `pool: on` (YAML 1.2 leaves `on` a string).
+  if (typeof value === 'boolean') return String(value);
   throw new ConfigError(`${label}: expected ${spec.expected}, got ${describe(value)}`);
 }
 

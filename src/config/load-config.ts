@@ -59,6 +59,13 @@ export async function buildRelayConfig(args: RelayOptions, env: NodeJS.ProcessEn
     workers: o.workers ?? Math.min(availableParallelism(), MAX_WORKERS),
     backlog: o.backlog ?? DEFAULTS.backlog,
     earlySyn: o.earlySyn ?? DEFAULTS.earlySyn,
+    pool: o.pool ?? DEFAULTS.pool,
+    poolLow: o.poolLow ?? DEFAULTS.poolLow,
+    poolHigh: o.poolHigh ?? DEFAULTS.poolHigh,
+    poolMaxIdleMs: o.poolMaxIdleMs ?? DEFAULTS.poolMaxIdleMs,
+    turbo: o.turbo ?? DEFAULTS.turbo,
+    turboInitCwnd: o.turboInitCwnd ?? DEFAULTS.turboInitCwnd,
+    turboInitRwnd: o.turboInitRwnd ?? DEFAULTS.turboInitRwnd,
     logLevel: o.logLevel ?? DEFAULTS.logLevel,
     configFile,
   };
@@ -104,6 +111,9 @@ export function mergeOptions(earlier: RelayOptions, later: RelayOptions): RelayO
 export function validateRelayConfig(config: RelayConfig): void {
   if (config.forwards.length === 0 && config.accept === undefined && config.intercept === undefined) {
     throw new ConfigError('nothing to do: give at least one -L [bind:]port:host:hostport, --accept [bind:]port or --intercept CIDR');
+  }
+  if (config.poolLow > config.poolHigh) {
+    throw new ConfigError(`--pool-low ${config.poolLow} is above --pool-high ${config.poolHigh}`);
   }
   const peers = new Map<string, Endpoint>();
   for (const { name, endpoint } of config.peers) {

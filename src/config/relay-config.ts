@@ -83,6 +83,23 @@ export interface RelayConfig {
    * CAP_NET_ADMIN or iptables the relay warns once and runs without. Restart-only.
    */
   readonly earlySyn: boolean;
+  /**
+   * `--pool on|off` and its watermarks (docs/pool.md): each worker keeps, per peer, ready
+   * authenticated connections between `poolLow` and `poolHigh`, none older than
+   * `poolMaxIdleMs`. Only relays with a --peer have a pool; on by default.
+   */
+  readonly pool: boolean;
+  readonly poolLow: number;
+  readonly poolHigh: number;
+  readonly poolMaxIdleMs: number;
+  /**
+   * `--turbo on|off` (docs/pool.md): per-peer routes with `initcwnd`/`initrwnd` segments
+   * (applied once per relay by the supervisor) and large buffers set before connect on
+   * relay-to-relay legs, never on Internet-facing ones. On by default.
+   */
+  readonly turbo: boolean;
+  readonly turboInitCwnd: number;
+  readonly turboInitRwnd: number;
   readonly logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
   /** The file the config came from, if any: SIGHUP re-reads it. */
   readonly configFile: string | undefined;
@@ -102,6 +119,15 @@ export const DEFAULTS = {
   backlog: 4096,
   /** On where the relay has the privileges (docs/early-syn.md); off with a warning where not. */
   earlySyn: true,
+  pool: true,
+  /** KTCP's watermarks. */
+  poolLow: 4,
+  poolHigh: 16,
+  /** Below the 60 s idle timeout of common cloud load balancers (and NATs' 350 s). */
+  poolMaxIdleMs: 60_000,
+  turbo: true,
+  turboInitCwnd: 100,
+  turboInitRwnd: 100,
 } as const;
 
 /** The largest --workers: more threads than this only cost memory on any machine tcpsplit targets. */

@@ -127,6 +127,19 @@ Workers (restart-only: a reload that changes them is refused)
                           where the relay has CAP_NET_ADMIN and iptables, else a
                           warning and off). Saves a client round trip per connection
 
+Pool and Turbo-Start (relays with a --peer; both on by default; a reload switches them)
+  --pool on|off           keep pre-established, authenticated connections to each peer
+                          in every worker, so a client's request leaves with no
+                          handshake to the peer (docs/pool.md)
+  --pool-low N            ready connections per peer and worker (default ${DEFAULTS.poolLow})
+  --pool-high N           most connections per peer and worker (default ${DEFAULTS.poolHigh})
+  --pool-max-idle DUR     a pooled connection older than this is closed unused
+                          (default ${seconds(DEFAULTS.poolMaxIdleMs)})
+  --turbo on|off          large initial windows (per-peer routes) and buffers on
+                          relay-to-relay legs only; needs CAP_NET_ADMIN for the routes
+  --turbo-initcwnd N      initcwnd of the routes to peers, segments (default ${DEFAULTS.turboInitCwnd})
+  --turbo-initrwnd N      initrwnd of the routes to peers, segments (default ${DEFAULTS.turboInitRwnd})
+
 Other
   --log-level LEVEL       fatal, error, warn, info, debug, trace or silent
                           (default ${DEFAULTS.logLevel})

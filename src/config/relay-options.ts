@@ -42,6 +42,13 @@ export interface RelayOptions {
   workers?: number;
   backlog?: number;
   earlySyn?: boolean;
+  pool?: boolean;
+  poolLow?: number;
+  poolHigh?: number;
+  poolMaxIdleMs?: number;
+  turbo?: boolean;
+  turboInitCwnd?: number;
+  turboInitRwnd?: number;
   logLevel?: LogLevel;
   configFile?: string;
   check?: boolean;
@@ -53,7 +60,7 @@ export function emptyOptions(): RelayOptions {
 }
 
 type DurationKey =
-  'connectTimeoutMs' | 'idleTimeoutMs' | 'headerTimeoutMs' | 'drainTimeoutMs' | 'keepaliveMs' | 'maxClockSkewMs';
+  'connectTimeoutMs' | 'idleTimeoutMs' | 'headerTimeoutMs' | 'drainTimeoutMs' | 'keepaliveMs' | 'maxClockSkewMs' | 'poolMaxIdleMs';
 
 export interface OptionSpec {
   /** Long name without dashes; also the YAML key. */
@@ -134,10 +141,20 @@ export const OPTIONS: readonly OptionSpec[] = [
   { name: 'backlog', kind: 'scalar', inFile: true, expected: 'a whole number from 1 to 65535 (each listener\'s accept queue)',
     apply: (o, v) => { o.backlog = wholeNumber(v, 1, 65535); } },
   { name: 'early-syn', kind: 'scalar', inFile: true, expected: 'on|off (start the next leg at the client\'s SYN; default on)',
-    apply: (o, v) => {
-      if (v !== 'on' && v !== 'off') throw new BadValue('not on or off');
-      o.earlySyn = v === 'on';
-    } },
+    apply: (o, v) => { o.earlySyn = onOff(v); } },
+  { name: 'pool', kind: 'scalar', inFile: true, expected: 'on or off (pre-established connections to each peer; default on)',
+    apply: (o, v) => { o.pool = onOff(v); } },
+  { name: 'pool-low', kind: 'scalar', inFile: true, expected: 'a whole number from 0 to 1024 (ready connections per peer and worker; default 4)',
+    apply: (o, v) => { o.poolLow = wholeNumber(v, 0, 1024); } },
+  { name: 'pool-high', kind: 'scalar', inFile: true, expected: 'a whole number from 1 to 1024 (most connections per peer and worker; default 16)',
+    apply: (o, v) => { o.poolHigh = wholeNumber(v, 1, 1024); } },
+  duration('pool-max-idle', 'poolMaxIdleMs', false),
+  { name: 'turbo', kind: 'scalar', inFile: true, expected: 'on or off (Turbo-Start on relay-to-relay legs; default on)',
+    apply: (o, v) => { o.turbo = onOff(v); } },
+  { name: 'turbo-initcwnd', kind: 'scalar', inFile: true, expected: 'a whole number from 1 to 65535 (segments; default 100)',
+    apply: (o, v) => { o.turboInitCwnd = wholeNumber(v, 1, 65535); } },
+  { name: 'turbo-initrwnd', kind: 'scalar', inFile: true, expected: 'a whole number from 1 to 65535 (segments; default 100)',
+    apply: (o, v) => { o.turboInitRwnd = wholeNumber(v, 1, 65535); } },
   { name: 'log-level', kind: 'scalar', inFile: true, expected: LOG_LEVELS.join('|'),
     apply: (o, v) => {
       const level = LOG_LEVELS.find((l) => l === v);
@@ -151,6 +168,13 @@ export const OPTIONS: readonly OptionSpec[] = [
   { name: 'help', short: 'h', kind: 'flag', inFile: false, expected: '',
     apply: (o, v) => { o.help = v === 'true'; } },
 ];
+
+/** YAML's booleans arrive as 'true'/'false' (config-file.ts passes scalars through as text). */
+function onOff(v: string): boolean {
+  if (v === 'on' || v === 'true') return true;
+  if (v === 'off' || v === 'false') return false;
+  throw new BadValue('neither on nor off');
+}
 
 function wholeNumber(v: string, min: number, max: number): number {
   if (!/^\d+$/.test(v)) throw new BadValue('not a whole number');

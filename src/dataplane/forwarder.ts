@@ -37,6 +37,21 @@ export interface Forwarding extends ForwardingStats {
   takeEarly(): Buffer | null;
   /** Starts moving bytes both ways, with backpressure. */
   start(): void;
+  /**
+   * Optional (a forwarder without these cannot retry a pooled leg).
+   * Keeps a copy of what is forwarded up from now on, up to `limitBytes`, until
+   * takeJournal(): a pooled leg that turns out dead before any sign of life is replaced,
+   * and the replacement must carry every byte the dead one swallowed (src/pool/first-use.ts).
+   */
+  journalUp?(limitBytes: number): void;
+  /** The bytes kept since journalUp(), or undefined if they passed the limit; stops keeping them. */
+  takeJournal?(): Buffer | undefined;
+  /**
+   * Continues with `upstream` in place of the current upstream half, which is no longer
+   * read or written (the connection has detached and reset it). Only before any byte came
+   * back from the old one.
+   */
+  replaceUpstream?(upstream: Socket): void;
 }
 
 /** Creates the forwarding between two connected halves. One forwarder serves many connections. */

@@ -25,8 +25,14 @@ class StreamForwarding implements Forwarding {
   downBytes = 0;
   firstByteAt: number | undefined;
   readonly downstream: FlowSocket;
-  readonly upstream: FlowSocket;
+  upstream: FlowSocket;
   readonly sink: ForwardingSink;
+  /** Copies of the up bytes while a pooled leg is on probation (journalUp). */
+  journal: Buffer[] | undefined;
+  journalBytes = 0;
+  journalLimit = 0;
+  journalOverflow = false;
+  started = false;
 
   constructor(downstream: Socket, upstream: Socket, sink: ForwardingSink) {
     this.downstream = downstream as FlowSocket;
@@ -45,8 +51,39 @@ class StreamForwarding implements Forwarding {
   }
 
   start(): void {
+    this.started = true;
     startLeg(this.downstream);
     startLeg(this.upstream);
+  }
+
+  journalUp(limitBytes: number): void {
+    this.journal = [];
+    this.journalBytes = 0;
+    this.journalLimit = limitBytes;
+    this.journalOverflow = false;
+  }
+
+  takeJournal(): Buffer | undefined {
+    const journal = this.journal;
+    this.journal = undefined;
+    if (journal === undefined || this.journalOverflow) return undefined;
+    return Buffer.concat(journal);
+  }
+
+  replaceUpstream(upstream: Socket): void {
+    const old = this.upstream;
+    old.off('data', onData);
+    old.off('drain', onDrain);
+    old.off('end', onEnd);
+    const next = upstream as FlowSocket;
+    next[kFlow] = this;
+    next[kPeer] = this.downstream;
+    this.downstream[kPeer] = next;
+    this.upstream = next;
+    if (!this.started) return;
+    startLeg(next);
+    // The downstream half may have paused on the old leg's backpressure, whose 'drain' never comes now.
+    this.downstream.resume();
   }
 }
 
@@ -62,8 +99,14 @@ function startLeg(leg: FlowSocket): void {
 
 function onData(this: FlowSocket, chunk: Buffer): void {
   const flow = this[kFlow];
-  if (this === flow.downstream) flow.upBytes += chunk.length;
-  else {
+  if (this === flow.downstream) {
+    flow.upBytes += chunk.length;
+    if (flow.journal !== undefined && !flow.journalOverflow) {
+      flow.journalBytes += chunk.length;
+      if (flow.journalBytes > flow.journalLimit) flow.journalOverflow = true;
+      else flow.journal.push(chunk);
+    }
+  } else {
     flow.firstByteAt ??= performance.now();
     flow.downBytes += chunk.length;
   }

@@ -10,6 +10,8 @@ interface Series {
   readonly type: 'counter' | 'gauge' | 'histogram';
   readonly values: Map<string, number>; // rendered label set -> value
   readonly read?: () => number;
+  /** Labelled values computed when read (per-peer pool stats). */
+  readonly readLabelled?: () => Iterable<readonly [Labels, number]>;
   readonly histogram?: Histogram;
 }
 
@@ -125,6 +127,8 @@ function renderHistogram(lines: string[], name: string, h: Histogram): void {
   lines.push(`${name}_bucket{le="+Inf"} ${h.count}`, `${name}_sum ${h.sum}`, `${name}_count ${h.count}`);
 }
 
+export type { Labels };
+
 export class Metrics {
   readonly #series = new Map<string, Series>();
 
@@ -138,6 +142,8 @@ export class Metrics {
         series.push({ ...base, values: [], histogram: { bounds: h.bounds, counts: [...h.counts], sum: h.sum, count: h.count } });
       } else if (s.read !== undefined) {
         series.push({ ...base, values: [['', s.read()]] });
+      } else if (s.readLabelled !== undefined) {
+        series.push({ ...base, values: [...s.readLabelled()].map(([labels, v]) => [renderLabels(labels), v] as const) });
       } else {
         series.push({ ...base, values: [...s.values] });
       }
@@ -172,10 +178,24 @@ export class Metrics {
     this.#series.set(name, { help, type: 'gauge', values: new Map(), read });
   }
 
+  /**
+   * Labelled values computed when read: a gauge, or a counter kept elsewhere (the pools
+   * count their own takes); `read` returns the current value per label set.
+   */
+  computed(name: string, help: string, type: 'counter' | 'gauge', read: () => Iterable<readonly [Labels, number]>): void {
+    this.#series.set(name, { help, type, values: new Map(), readLabelled: read });
+  }
+
   value(name: string, labels?: Labels): number {
     const series = this.#series.get(name);
     if (series === undefined) return 0;
     if (series.read !== undefined) return series.read();
+    if (series.readLabelled !== undefined) {
+      let sum = 0;
+      const want = labels === undefined ? undefined : renderLabels(labels);
+      for (const [l, v] of series.readLabelled()) if (want === undefined || renderLabels(l) === want) sum += v;
+      return sum;
+    }
     if (series.histogram !== undefined) return series.histogram.count;
     if (labels === undefined) {
       let sum = 0;
@@ -191,6 +211,7 @@ export class Metrics {
       lines.push(`# HELP ${name} ${s.help}`, `# TYPE ${name} ${s.type}`);
       if (s.histogram !== undefined) renderHistogram(lines, name, s.histogram);
       else if (s.read !== undefined) lines.push(`${name} ${s.read()}`);
+      else if (s.readLabelled !== undefined) for (const [labels, v] of s.readLabelled()) lines.push(`${name}${renderLabels(labels)} ${v}`);
       else if (s.values.size === 0) lines.push(`${name} 0`);
       else for (const [labels, v] of s.values) lines.push(`${name}${labels} ${v}`);
     }
@@ -219,8 +240,39 @@ export class RelayMetrics {
     'Peer connections still waiting for their header, reset to make room for a newer one, by reason (source: its source was at --max-pending-per-source; global: all pending slots were taken).');
   readonly reloads = this.registry.counter('tcpsplit_config_reloads_total', 'Config reloads on SIGHUP, by result (ok, error).');
 
+  readonly poolRetries = this.registry.counter('tcpsplit_pool_retries_total',
+    'Pooled peer legs found dead on use (reset, or silent before the TARGET frame was acknowledged) and replaced by a fresh leg, by peer.');
+
   constructor(activeConnections: () => number, pendingHeaders: () => number = () => 0) {
     this.registry.gauge('tcpsplit_connections_active', 'Split connections open now.', activeConnections);
     this.registry.gauge('tcpsplit_pending_headers', 'Peer connections waiting for their header now.', pendingHeaders);
   }
+
+  /**
+   * Per-peer pool series, read from the pools when scraped (summed over workers by the
+   * supervisor). `read` gives every peer's totals so far, including pools a reload retired.
+   */
+  pools(read: () => readonly PoolCounts[], idleAccepted: () => number): void {
+    const series = (name: string, help: string, type: 'counter' | 'gauge', pick: (c: PoolCounts) => number): void => {
+      this.registry.computed(name, help, type, () => read().map((c) => [labelsFor('peer', c.peer), pick(c)] as const));
+    };
+    series('tcpsplit_pool_size', 'Ready pooled connections now, by peer.', 'gauge', (c) => c.size);
+    series('tcpsplit_pool_takes_total', 'Pooled connections handed to a client, by peer.', 'counter', (c) => c.takes);
+    series('tcpsplit_pool_misses_total', 'Peer legs that found no usable pooled connection and were dialled, by peer.', 'counter', (c) => c.misses);
+    series('tcpsplit_pool_stale_total', 'Pooled connections that died idle or were found dead on take, by peer.', 'counter', (c) => c.stale);
+    series('tcpsplit_pool_expired_total', 'Pooled connections closed unused at --pool-max-idle, by peer.', 'counter', (c) => c.expired);
+    series('tcpsplit_pool_refill_failures_total', 'Pooled connections that could not be opened (the pool backs off), by peer.', 'counter', (c) => c.refillFailures);
+    this.registry.gauge('tcpsplit_pool_idle_accepted', 'Peers\' authenticated idle (pooled) connections held on --accept now.', idleAccepted);
+  }
+}
+
+/** What the pool metrics read per peer (PeerPoolStats has these and more). */
+export interface PoolCounts {
+  readonly peer: string;
+  readonly size: number;
+  readonly takes: number;
+  readonly misses: number;
+  readonly stale: number;
+  readonly expired: number;
+  readonly refillFailures: number;
 }

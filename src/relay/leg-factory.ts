@@ -11,15 +11,21 @@ import { connect, isIP, type LookupFunction, type Socket } from 'node:net';
 import { lookup as dnsLookup, type LookupAddress } from 'node:dns';
 import type { Endpoint, PeerSpec } from '../config/relay-config.js';
 import type { Route, Router } from './router.js';
-import type { Preamble, SplitConnection } from './split-connection.js';
+import type { Preamble, SplitConnection, UpstreamRetry } from './split-connection.js';
 import type { Destination } from './target-source.js';
 import type { AddressPolicy } from '../net/address-policy.js';
 import type { HeaderAuth } from '../protocol/header-auth.js';
 import { encodeHeader } from '../protocol/header-encoder.js';
 import { PolicyDeniedError, ResolveError } from '../errors.js';
+import { connectSocket, createConnectionFd, type SocketOptions } from '../sys/index.js';
 
 export interface LegOptions {
   readonly keepaliveMs: number;
+  /**
+   * Options set before connect on legs to a peer (Turbo-Start's buffers: the window
+   * scale is fixed by the SYN). Never used for direct, Internet-facing legs.
+   */
+  readonly peerSocketOptions?: SocketOptions;
 }
 
 /** Checks the policy on every address the name resolves to: the connect uses only allowed ones. */
@@ -72,6 +78,14 @@ export function openDirect(target: Endpoint, policy: AddressPolicy | undefined, 
 
 /** A connection to a peer relay; keepalive keeps long idle relay legs honest. */
 export function openToPeer(peer: PeerSpec, options: LegOptions): Socket {
+  const family = isIP(peer.endpoint.host);
+  if (options.peerSocketOptions !== undefined && family !== 0) {
+    // The socket factory connects only to IP literals; a peer given by name is dialled as before.
+    const fd = createConnectionFd({ ...options.peerSocketOptions, noDelay: true, family: family === 4 ? 4 : 6 });
+    const socket = connectSocket(fd, peer.endpoint);
+    socket.setKeepAlive(options.keepaliveMs > 0, options.keepaliveMs);
+    return socket;
+  }
   return connect({
     host: peer.endpoint.host,
     port: peer.endpoint.port,
@@ -102,6 +116,8 @@ export interface NextLeg {
   readonly route: Route['kind'];
   /** Written once the leg is connected and paired: the relay header (peer legs) and early bytes. */
   readonly preamble: Preamble;
+  /** A pooled leg's way out if it is found dead on first use (src/pool/first-use.ts). */
+  readonly retry?: UpstreamRetry;
 }
 
 export interface LegRequest {
@@ -177,7 +193,7 @@ export function openNextLeg(conn: SplitConnection, destination: Destination, con
     }
     try {
       context.onOpened(leg);
-      conn.attachUpstream(leg.socket, leg.via, leg.preamble);
+      conn.attachUpstream(leg.socket, leg.via, leg.preamble, leg.retry);
     } catch (err) {
       // The connection's failure may not reach a leg it never attached: close it here.
       leg.socket.on('error', noop);

@@ -12,14 +12,23 @@ import { ReplayGuard, type ReplayCheck } from '../protocol/replay-guard.js';
 import { Router } from './router.js';
 import { SplitConnection, clientOf, type ConnectionKind, type ConnectionRecord } from './split-connection.js';
 import { DialingLegFactory, openNextLeg, type LegFactory, type NextLeg } from './leg-factory.js';
-import { ForwardTargetSource, HeaderTargetSource, type Destination } from './target-source.js';
+import { ForwardTargetSource, type Destination } from './target-source.js';
+import { DEFAULT_IDLE_BACKSTOP_MS, DEFAULT_MAX_IDLE_PER_PEER, PooledTargetSource } from './pooled-target-source.js';
+import { PoolSet } from '../pool/pool-set.js';
+import { PooledLegFactory } from '../pool/pooled-leg-factory.js';
+import { DEFAULT_POOL_TUNING } from '../pool/pool-options.js';
+import { dialOpener, socketFactoryOpener, type PoolOpener } from '../pool/opener.js';
+import type { PeerPoolStats } from '../pool/peer-pool.js';
+import { DEFAULT_TURBO_TUNING, peerListenerSocketOptions, relayLegSocketOptions, type TurboTuning } from '../turbo/turbo-options.js';
+import type { PoolCounts } from '../observe/metrics.js';
 import {
-  ConfigError, DrainTimeoutError, FdLimitError, FfiUnavailableError, errorCode, InsecureAcceptError, OverloadError, PeerResetError,
+  ConfigError, DrainTimeoutError, FdLimitError, FfiUnavailableError, errorCode, IdleClosedError, InsecureAcceptError, OverloadError, PeerResetError,
   PendingEvictedError, RestartRequiredError,
 } from '../errors.js';
 import { ListenerSet, nodeListenerSource, type ListenerSource, type WantedListener } from './listener-set.js';
 import type { ConnectionSlots } from './connection-slots.js';
 import { prepareSocketCalls, resetSocket } from '../sys/index.js';
+import { unmapIpv4 } from '../net/ip-address.js';
 import { PendingAdmission, type EvictionReason, type PendingLimits } from './admission.js';
 import { FDS_PER_CONNECTION, planFdBudget } from './fd-budget.js';
 import { RateLimitedLog } from '../observe/rate-limited-log.js';
@@ -44,29 +53,76 @@ interface RelayState {
   readonly policy: AddressPolicy;
   /** Forward listeners' targets, by listener key. */
   readonly forwards: ReadonlyMap<string, ForwardTargetSource>;
-  /** The peer listener's target source (a key is required with --accept). */
-  readonly headers: HeaderTargetSource | undefined;
+  /**
+   * The peer listener's target source (a key is required with --accept): v1 headers, and
+   * pooled connections' AUTH and TARGET frames (docs/protocol.md section 13).
+   */
+  readonly headers: PooledTargetSource | undefined;
   /** The intercept listener's target source (--intercept). */
   readonly intercept: InterceptTargetSource | undefined;
   readonly legs: LegFactory;
   /** --intercept's destinations, parsed once: a SYN to one of them has its target at the SYN. */
   readonly interceptRules: readonly { readonly cidr: Cidr; readonly ports: { readonly first: number; readonly last: number } | undefined }[];
+  /** This worker's pools, one per peer (--pool on with a --peer); started when the state is taken up. */
+  readonly pools: PoolSet | undefined;
 }
 
-function deriveState(config: RelayConfig, replay: ReplayCheck): RelayState {
+/** What a state needs from the relay that owns it. */
+interface StateHooks {
+  readonly onIdle: (socket: Socket) => void;
+  readonly onRetry: (peer: string) => void;
+  /** The pools of the running state, reused when nothing they depend on changed. */
+  readonly previous: RelayState | undefined;
+  readonly ffi: boolean;
+}
+
+/** Turbo-Start's socket tuning from the config (routes are the supervisor's: src/turbo/route-tuning.ts). */
+export function turboTuningOf(config: RelayConfig): TurboTuning {
+  return { ...DEFAULT_TURBO_TUNING, initCwnd: config.turboInitCwnd, initRwnd: config.turboInitRwnd };
+}
+
+/** The options a pool is made from: a change to any of them means a new pool. */
+function poolKey(config: RelayConfig): string {
+  const { pool, poolLow, poolHigh, poolMaxIdleMs, peers, turbo, keepaliveMs, connectTimeoutMs, insecure } = config;
+  return JSON.stringify({ pool, poolLow, poolHigh, poolMaxIdleMs, peers, turbo, keepaliveMs, connectTimeoutMs, insecure, key: config.key?.toString('hex') });
+}
+
+function deriveState(config: RelayConfig, replay: ReplayCheck, hooks: StateHooks): RelayState {
   const key = config.key ?? (config.insecure ? INSECURE_KEY : undefined);
   const auth = key === undefined ? undefined : new HeaderAuth(key);
   if (config.accept !== undefined && key === undefined) {
     throw new InsecureAcceptError('--accept needs a pre-shared key (--key-file); use --insecure only in a lab');
+  }
+  // Turbo-Start's buffers go on relay-to-relay legs only (never on direct, Internet-facing ones).
+  const turboSocket = config.turbo && hooks.ffi ? relayLegSocketOptions(turboTuningOf(config)) : undefined;
+  const dialing = new DialingLegFactory({
+    keepaliveMs: config.keepaliveMs, auth, ...(turboSocket === undefined ? {} : { peerSocketOptions: turboSocket }),
+  });
+  let pools: PoolSet | undefined;
+  if (config.pool && config.peers.length > 0 && auth !== undefined) {
+    const previous = hooks.previous;
+    if (previous?.pools !== undefined && poolKey(previous.config) === poolKey(config)) pools = previous.pools;
+    else {
+      const opener: PoolOpener = turboSocket === undefined ? dialOpener : socketFactoryOpener(turboSocket);
+      pools = new PoolSet(config.peers, {
+        ...DEFAULT_POOL_TUNING,
+        lowWatermark: config.poolLow, highWatermark: config.poolHigh, maxIdleMs: config.poolMaxIdleMs,
+        connectTimeoutMs: config.connectTimeoutMs, keepaliveMs: config.keepaliveMs, auth, opener,
+      });
+    }
   }
   return {
     config,
     router: new Router(config),
     policy: new AddressPolicy({ allow: config.allow, deny: config.deny }),
     forwards: new Map(config.forwards.map((f, i) => [forwardKey(f.listen, i), new ForwardTargetSource(f.target)])),
-    headers: auth === undefined ? undefined : new HeaderTargetSource({ auth, replay, headerTimeoutMs: config.headerTimeoutMs }),
+    headers: auth === undefined ? undefined : new PooledTargetSource({
+      auth, replay, headerTimeoutMs: config.headerTimeoutMs,
+      maxIdlePerPeer: DEFAULT_MAX_IDLE_PER_PEER, idleBackstopMs: DEFAULT_IDLE_BACKSTOP_MS, onIdle: hooks.onIdle,
+    }),
     intercept: config.intercept === undefined ? undefined : new InterceptTargetSource(config.intercept.mode),
-    legs: new DialingLegFactory({ keepaliveMs: config.keepaliveMs, auth }),
+    legs: pools === undefined || auth === undefined ? dialing : new PooledLegFactory(pools, dialing, auth, hooks.onRetry),
+    pools,
     interceptRules: (config.intercept?.rules ?? []).map((r) => ({ cidr: Cidr.parse(r.cidr), ports: r.ports })),
   };
 }
@@ -104,6 +160,13 @@ export interface RelayOptions {
    * table per instance, so with workers only worker 0 does (default true).
    */
   readonly installInterception?: boolean;
+  /**
+   * A peer proved itself (a verified header or AUTH frame) from `address` on --accept,
+   * with Turbo-Start on: the supervisor applies a route toward it, so the receiving
+   * relay's sends to that peer (the response direction) start with the large window too.
+   * Called once per address.
+   */
+  readonly onPeerAuthenticated?: (address: string) => void;
 }
 
 /** The relay daemon: forward listeners (-L), the peer listener (--accept), metrics. */
@@ -131,20 +194,98 @@ export class Relay {
   #early: EarlyLegs | undefined;
   /** Early legs to peers whose header has not gone yet (src/relay/early-leg.ts). */
   readonly #earlyUnsent: UnsentHeaders = { count: 0 };
+  readonly #ffi: boolean;
+  /** Peers' authenticated idle connections on --accept (no header deadline; closed first at a drain). */
+  readonly #idle = new Set<SplitConnection>();
+  /** Accepted peer connections by their socket, while they wait for a target (for onIdle). */
+  readonly #byDownstream = new WeakMap<Socket, SplitConnection>();
+  /** Totals of pool sets that reloads retired, per peer. */
+  readonly #retiredPools = new Map<string, PoolCounts>();
+  readonly #onPeerAuthenticated: ((address: string) => void) | undefined;
+  /** Peer addresses already reported to onPeerAuthenticated (bounded by the peers that hold the key). */
+  readonly #peersSeen = new Set<string>();
 
   private constructor(config: RelayConfig, options: RelayOptions, fdConnections: number) {
     this.#logger = options.logger;
     this.#listeners = new ListenerSet(options.logger, options.listenerSource ?? nodeListenerSource(config.backlog));
     this.#replay = options.replayGuard ?? new ReplayGuard({ maxClockSkewMs: config.maxClockSkewMs });
     this.#slots = options.connectionSlots;
-    this.#state = deriveState(config, this.#replay);
+    this.#onPeerAuthenticated = options.onPeerAuthenticated;
+    this.#ffi = prepareSocketCalls();
+    this.#state = deriveState(config, this.#replay, this.#hooks(undefined));
     this.#fdConnections = fdConnections;
     this.#rejectLog = new RateLimitedLog(options.logger);
     this.#pending = new PendingAdmission(this.#onEvict);
-    this.metrics = new RelayMetrics(() => this.#connections.size, () => this.#pending.size);
+    this.metrics = new RelayMetrics(() => this.#connections.size - this.#idle.size, () => this.#pending.size);
+    this.metrics.pools(() => this.#poolCounts(), () => this.#idle.size);
   }
 
+  #hooks(previous: RelayState | undefined): StateHooks {
+    return { onIdle: this.#onIdle, onRetry: this.#onRetry, previous, ffi: this.#ffi };
+  }
+
+  /** Each peer's pool counts: the running pools plus those a reload retired (counters never go back). */
+  #poolCounts(): PoolCounts[] {
+    const live = this.#state.pools?.stats() ?? [];
+    const byPeer = new Map<string, PoolCounts>();
+    for (const c of [...this.#retiredPools.values(), ...live]) {
+      const seen = byPeer.get(c.peer);
+      byPeer.set(c.peer, seen === undefined ? { ...c } : {
+        peer: c.peer, size: seen.size + c.size, takes: seen.takes + c.takes, misses: seen.misses + c.misses,
+        stale: seen.stale + c.stale, expired: seen.expired + c.expired, refillFailures: seen.refillFailures + c.refillFailures,
+      });
+    }
+    return [...byPeer.values()];
+  }
+
+  /** Pool stats per peer in this worker now (tests, status). */
+  poolStats(): PeerPoolStats[] {
+    return this.#state.pools?.stats() ?? [];
+  }
+
+  /** Authenticated idle (pooled) connections held on --accept now. */
+  get idleAccepted(): number {
+    return this.#idle.size;
+  }
+
+  /** Closes a pool set that a reload or the drain retired, keeping its counts. */
+  #retirePools(pools: PoolSet | undefined): void {
+    if (pools === undefined) return;
+    for (const c of pools.stats()) {
+      const seen = this.#retiredPools.get(c.peer);
+      this.#retiredPools.set(c.peer, {
+        peer: c.peer, size: 0, takes: (seen?.takes ?? 0) + c.takes, misses: (seen?.misses ?? 0) + c.misses,
+        stale: (seen?.stale ?? 0) + c.stale, expired: (seen?.expired ?? 0) + c.expired,
+        refillFailures: (seen?.refillFailures ?? 0) + c.refillFailures,
+      });
+    }
+    pools.close();
+  }
+
+  /** An accepted peer connection's AUTH frame verified: it is idle, authenticated, no longer pending. */
+  readonly #onIdle = (socket: Socket): void => {
+    this.#peerAuthenticated(socket);
+    const conn = this.#byDownstream.get(socket);
+    if (conn === undefined) return;
+    this.#pending.release(conn);
+    // The pairing backstop counts from accept; an idle pooled connection waits as long as its sender keeps it.
+    conn.waitForUpstream();
+    this.#idle.add(conn);
+  };
+
+  #peerAuthenticated(socket: Socket): void {
+    const address = socket.remoteAddress;
+    if (this.#onPeerAuthenticated === undefined || address === undefined || !this.#state.config.turbo) return;
+    const plain = unmapIpv4(address);
+    if (this.#peersSeen.has(plain)) return;
+    this.#peersSeen.add(plain);
+    this.#onPeerAuthenticated(plain);
+  }
+
+  readonly #onRetry = (peer: string): void => { this.metrics.poolRetries(1, labelsFor('peer', peer)); };
+
   static async start(config: RelayConfig, options: RelayOptions): Promise<Relay> {
+    // Relay's constructor asks again (cached): this one logs.
     if (!prepareSocketCalls()) {
       options.logger.warn({ event: 'ffi', code: FfiUnavailableError.code },
         'socket options through koffi are unavailable: a reset right behind data may pass as a clean end, and a killed relay closes legs with FIN');
@@ -170,6 +311,7 @@ export class Relay {
     const relay = new Relay(config, options, fd.maxConnections);
     try {
       await relay.#listeners.sync(relay.#wantedListeners(relay.#state));
+      relay.#state.pools?.start();
       if (config.metrics !== undefined) {
         relay.#metricsServer = await startMetricsServer(relay.metrics.registry, config.metrics.host, config.metrics.port);
       }
@@ -183,14 +325,16 @@ export class Relay {
       // Nothing was accepted yet: close quietly (no drain to report).
       relay.#closing = true;
       relay.#listeners.closeAll();
+      relay.#state.pools?.close();
       await relay.#closeMetrics();
       throw err;
     }
     return relay;
   }
 
+  /** Split connections open now; peers' idle pooled connections (no client yet) are not counted (see idleAccepted). */
   get activeConnections(): number {
-    return this.#connections.size;
+    return this.#connections.size - this.#idle.size;
   }
 
   /** Bound addresses, by listener: `forward` in config order, then `accept`. */
@@ -249,7 +393,7 @@ export class Relay {
         throw new RestartRequiredError(`--${restart.map((c) => `${c.option} ${c.change}`).join(', --')}: takes effect only at a restart; `
           + 'nothing was reloaded (restart the relay, or put it back to reload the rest)');
       }
-      const next = deriveState(config, this.#replay);
+      const next = deriveState(config, this.#replay, this.#hooks(this.#state));
       // Like the listeners: the new metrics listener is bound before the old one closes.
       const metricsMoved = changes.some((c) => c.option === 'metrics');
       if (metricsMoved && config.metrics !== undefined) {
@@ -259,6 +403,7 @@ export class Relay {
         await this.#listeners.sync(this.#wantedListeners(next));
       } catch (err) {
         if (metricsServer !== this.#metricsServer) await closeServer(metricsServer);
+        if (next.pools !== this.#state.pools) next.pools?.close();
         throw err;
       }
       if (metricsMoved) {
@@ -266,7 +411,16 @@ export class Relay {
         this.#metricsServer = config.metrics === undefined ? undefined : metricsServer;
       }
       this.#logger.level = config.logLevel;
+      const before = this.#state.pools;
       this.#state = next;
+      // A reload may have re-applied Turbo-Start's routes: report peers afresh.
+      this.#peersSeen.clear();
+      // A new pool set (the pool switched on, or its options or peers changed) starts
+      // now; the old one's idle connections close (its taken ones are the connections').
+      if (next.pools !== before) {
+        this.#retirePools(before);
+        next.pools?.start();
+      }
     } catch (err) {
       this.metrics.reloads(1, labelsFor('result', 'error'));
       throw err;
@@ -284,6 +438,7 @@ export class Relay {
 
   /** Resets every open connection now: the last thing a dying process does (see relay-command). */
   abortAll(reason: Error): void {
+    this.#state.pools?.close();
     for (const conn of this.#connections) conn.fail(reason);
     this.#interception?.removeSync();
   }
@@ -296,6 +451,10 @@ export class Relay {
     // being diverted to a closed port and reset.
     await this.#interceptionStep('stop diverting new connections', (i) => i.stopNew());
     this.#listeners.closeAll();
+    // Nothing will be taken from the pools now; peers' idle pooled connections carry no
+    // client, so they close at once (their sender's pool sees it and redials elsewhere or later).
+    this.#retirePools(this.#state.pools);
+    for (const conn of [...this.#idle]) conn.fail(new IdleClosedError('the relay is draining: idle pooled connection closed'));
     this.#logger.info({ event: 'drain', open: this.#connections.size, drainTimeoutMs }, 'listeners closed; draining open connections');
     this.#logger.flush();
     if (this.#connections.size > 0) {
@@ -348,7 +507,13 @@ export class Relay {
       wanted.set(key, { endpoint: f.listen, make: () => this.#forwardServer(key) });
     });
     const { accept } = state.config;
-    if (accept !== undefined) wanted.set(acceptKey(accept), { endpoint: accept, make: () => this.#acceptServer() });
+    if (accept !== undefined) {
+      // The receiving relay's buffers are part of Turbo-Start: accepted legs inherit the listener's.
+      const buffers = state.config.turbo && this.#ffi ? peerListenerSocketOptions(turboTuningOf(state.config)) : {};
+      wanted.set(acceptKey(accept), {
+        endpoint: accept, make: () => this.#acceptServer(), ...(Object.keys(buffers).length === 0 ? {} : { socketOptions: buffers }),
+      });
+    }
     const { intercept } = state.config;
     if (intercept !== undefined) {
       wanted.set(interceptKey(intercept.listen), {
@@ -407,6 +572,7 @@ export class Relay {
 
   readonly #onConnectionClosed = (conn: SplitConnection, record: ConnectionRecord): void => {
     this.#connections.delete(conn);
+    this.#idle.delete(conn);
     this.#slots?.release();
     this.metrics.closed(1, labelsFor('outcome', record.outcome));
     this.metrics.bytes(record.up, UP);
@@ -416,6 +582,8 @@ export class Relay {
     if (record.outcome === 'ok') this.#logger.info(record, 'connection closed');
     // An early leg no accept claimed (a SYN flood, a client that gave up): anyone can cause these.
     else if (conn.downstream === undefined) this.#logger.debug(record, 'early leg closed unclaimed');
+    // A pooled connection its sender retired unused: routine, not a failure worth a warning.
+    else if (record.outcome === IdleClosedError.code) this.#logger.info(record, 'idle pooled connection closed');
     // A peer connection whose header never verified (target unset): anyone can cause these.
     else if (conn.kind === 'accept' && conn.target === undefined) this.#rejectLog.warn(record.outcome, record, 'connection failed');
     else this.#logger.warn(record, 'connection failed');
@@ -477,18 +645,24 @@ export class Relay {
       if (conn === undefined) return;
       // Pending until its header verifies (src/relay/admission.ts); may evict older ones.
       this.#pending.admit(conn, socket.remoteAddress, this.#pendingLimits(state.config));
+      this.#byDownstream.set(socket, conn);
       socket.once('close', () => { this.#pending.release(conn); });
       const { headers } = state;
       if (headers === undefined) return; // deriveState guarantees a key with --accept
       if (state.config.keepaliveMs > 0) socket.setKeepAlive(true, state.config.keepaliveMs);
       headers.targetOf(socket).then((destination) => {
         this.#pending.release(conn);
+        this.#idle.delete(conn);
+        this.#byDownstream.delete(socket);
+        this.#peerAuthenticated(socket);
         conn.setTarget(destination.target);
         this.#openNextLeg(conn, state, destination);
       }, (err: unknown) => {
         this.#pending.release(conn);
+        this.#idle.delete(conn);
+        this.#byDownstream.delete(socket);
         const error = asError(err);
-        if (!(error instanceof PeerResetError)) this.metrics.headerRejects(1, labelsFor('code', errorCode(error)));
+        if (!(error instanceof PeerResetError) && !(error instanceof IdleClosedError)) this.metrics.headerRejects(1, labelsFor('code', errorCode(error)));
         conn.fail(error);
       });
     });

@@ -73,6 +73,8 @@ export interface ConnectionRecord {
   readonly error?: string;
   /** Legs that had not emitted 'close' when the connection was recorded (a leak). */
   readonly unclosed?: string;
+  /** A pooled upstream half found dead on first use was replaced this many times. */
+  readonly retries?: number;
 }
 
 export interface ConnectionTimeouts {
@@ -87,6 +89,27 @@ export interface ConnectionTimeouts {
 
 /** Writes what goes ahead of the client's bytes once the upstream half is connected. */
 export type Preamble = (early: Buffer | null) => void;
+
+/**
+ * How a pooled upstream half that turns out dead on first use is replaced (issue 9;
+ * src/pool/first-use.ts decides when it may be). While it may, the connection keeps a
+ * copy of the client bytes sent up (at most RETRY_JOURNAL_BYTES); if the half is reset,
+ * ends, or stays silent before any byte came back and before the peer acknowledged
+ * anything, a fresh half from reopen() takes its place and gets those bytes in its
+ * preamble. Once, and invisibly to the client: nothing has been sent down yet.
+ */
+export interface UpstreamRetry {
+  /** True while the peer has acknowledged nothing written since the take. */
+  unacknowledged(): boolean;
+  /** Calls back once: 'alive' (acknowledged in time: probation over) or 'silent'. */
+  watch(onVerdict: (verdict: 'alive' | 'silent') => void): void;
+  /** A fresh upstream half (connecting), for the same target; throws like a LegFactory. */
+  reopen(): { readonly socket: Socket; readonly via: string; readonly preamble: Preamble };
+  dispose(): void;
+}
+
+/** Client bytes kept while a pooled half is on probation; past this it is no longer replaceable. */
+export const RETRY_JOURNAL_BYTES = 256 * 1024;
 
 export interface SplitConnectionOptions {
   readonly id: number;
@@ -116,6 +139,10 @@ export class SplitConnection implements ForwardingSink {
   #upstream: Leg | undefined;
   #preamble: Preamble | undefined;
   #forwarding: Forwarding | undefined;
+  #retry: UpstreamRetry | undefined;
+  /** The early bytes the pooled half's preamble carried, kept for its replacement. */
+  #retryEarly: Buffer | null = null;
+  #retries = 0;
 
   readonly #startedAt = performance.now();
   #connectedAt: number | undefined;
@@ -200,9 +227,23 @@ export class SplitConnection implements ForwardingSink {
    * connected and paired, before forwarding starts: it writes the relay header and any
    * client bytes already buffered (`early`). `via` names the next hop in the record.
    */
-  attachUpstream(upstream: Socket, via: string, preamble?: Preamble): void {
+  attachUpstream(upstream: Socket, via: string, preamble?: Preamble, retry?: UpstreamRetry): void {
     if (this.#upstream !== undefined) throw new Error(`connection ${this.id}: an upstream half is already attached`);
-    if (this.#discardIfFailed(upstream)) return;
+    if (this.#discardIfFailed(upstream)) {
+      retry?.dispose();
+      return;
+    }
+    this.#retry = retry;
+    this.#setUpstream(upstream, via, preamble);
+    this.#paired();
+  }
+
+  /** How many times a dead pooled upstream half was replaced (0 or 1). */
+  get retries(): number {
+    return this.#retries;
+  }
+
+  #setUpstream(upstream: Socket, via: string, preamble: Preamble | undefined): void {
     const leg = this.#adopt(upstream);
     this.#upstream = leg;
     this.#via = via;
@@ -213,7 +254,57 @@ export class SplitConnection implements ForwardingSink {
     } else {
       this.upstreamConnect();
     }
-    this.#paired();
+  }
+
+  /**
+   * @internal The upstream half failed, ended or stayed silent: replaces it if it is a
+   * pooled half still on probation (UpstreamRetry). False: handle the failure as usual.
+   */
+  retryUpstream(): boolean {
+    const retry = this.#retry;
+    const forwarding = this.#forwarding;
+    const old = this.#upstream;
+    if (retry === undefined || forwarding === undefined || old === undefined || this.#failure !== undefined) return false;
+    const unacknowledged = retry.unacknowledged();
+    const journal = forwarding.takeJournal?.();
+    const early = Buffer.concat([this.#retryEarly ?? Buffer.alloc(0), journal ?? Buffer.alloc(0)]);
+    this.#endProbation();
+    if (forwarding.firstByteAt !== undefined || !unacknowledged || journal === undefined || forwarding.replaceUpstream === undefined) return false;
+    // The dead half leaves the connection: its events no longer count, and it is reset.
+    old.off('error', onLegError);
+    old.off('timeout', onLegTimeout);
+    old.off('close', onLegClose);
+    old.off('connect', onUpstreamConnect);
+    old.on('error', noop);
+    old[kClosed] = true;
+    this.#openLegs--;
+    resetSocket(old);
+    this.#upstream = undefined;
+    let next: ReturnType<UpstreamRetry['reopen']>;
+    try {
+      next = retry.reopen();
+    } catch (err) {
+      this.fail(err instanceof Error ? err : new Error(String(err)));
+      return true;
+    }
+    this.#retries++;
+    this.#connectedAt = undefined;
+    // Queued by Node until the new half connects, ahead of anything forwarded after it.
+    next.preamble(early.length > 0 ? early : null);
+    this.#setUpstream(next.socket, next.via, undefined);
+    forwarding.replaceUpstream(next.socket);
+    // The client's FIN went to the dead half: the new one gets it after the replayed bytes.
+    if (this.#downstream?.readableEnded === true) this.forwardingEnded('up');
+    return true;
+  }
+
+  #endProbation(): void {
+    const retry = this.#retry;
+    if (retry === undefined) return;
+    retry.dispose();
+    this.#forwarding?.takeJournal?.();
+    this.#retry = undefined;
+    this.#retryEarly = null;
   }
 
   /** @internal The upstream half is connected (or came connected). */
@@ -224,6 +315,13 @@ export class SplitConnection implements ForwardingSink {
     up.setTimeout(this.#timeouts.idleTimeoutMs);
     resetIfWeDie(up, true);
     this.#begin();
+  }
+
+  /** @internal The probation deadline of a pooled upstream half. */
+  probationVerdict(verdict: 'alive' | 'silent'): void {
+    if (this.#retry === undefined) return;
+    if (verdict === 'alive' || this.#forwarding?.firstByteAt !== undefined) this.#endProbation();
+    else if (!this.retryUpstream()) this.fail(new PeerResetError('pooled peer leg stayed silent and could not be replaced'));
   }
 
   #adopt(socket: Socket): Leg {
@@ -260,6 +358,16 @@ export class SplitConnection implements ForwardingSink {
     }
   }
 
+  /**
+   * The downstream half is a peer's authenticated idle (pooled) connection: it waits for
+   * its TARGET frame as long as its sender keeps it, so the pairing backstop, which counts
+   * from accept, no longer applies (the target source bounds the wait).
+   */
+  waitForUpstream(): void {
+    if (this.#pairTimer !== undefined) clearTimeout(this.#pairTimer);
+    this.#pairTimer = undefined;
+  }
+
   /** @internal The pairing timer fired. */
   pairTimedOut(): void {
     this.#pairTimer = undefined;
@@ -276,7 +384,17 @@ export class SplitConnection implements ForwardingSink {
     const forwarding = this.#forwarder.open(down, up, this);
     this.#forwarding = forwarding;
     try {
-      this.#preamble?.(forwarding.takeEarly());
+      const early = forwarding.takeEarly();
+      const retry = this.#retry;
+      if (retry !== undefined) {
+        if (forwarding.journalUp === undefined || forwarding.replaceUpstream === undefined) this.#endProbation();
+        else {
+          this.#retryEarly = early;
+          forwarding.journalUp(RETRY_JOURNAL_BYTES);
+        }
+      }
+      this.#preamble?.(early);
+      this.#retry?.watch((verdict) => { this.probationVerdict(verdict); });
     } catch (err) {
       this.fail(err instanceof Error ? err : new Error(String(err)));
       return;
@@ -286,6 +404,7 @@ export class SplitConnection implements ForwardingSink {
 
   /** @internal ForwardingSink: FIN in one direction only; pass it on and keep the other open. */
   forwardingEnded(direction: Direction): void {
+    if (direction === 'down' && this.retryUpstream()) return;
     const to = direction === 'up' ? this.#upstream : this.#downstream;
     if (to === undefined) return;
     // The peer may now close cleanly, so its close() must send FIN again, not RST.
@@ -295,12 +414,14 @@ export class SplitConnection implements ForwardingSink {
 
   /** @internal ForwardingSink: a reset seen as EOF is passed on as a reset. */
   forwardingReset(direction: Direction, reason: string): void {
+    if (direction === 'down' && this.retryUpstream()) return;
     this.fail(new PeerResetError(`${direction === 'up' ? 'downstream' : 'upstream'} leg was reset (${reason})`));
   }
 
   /** Ends the connection with an error: every half still open is reset, never closed cleanly. */
   fail(err: Error): void {
     this.#failure ??= err;
+    this.#endProbation();
     if (this.#pairTimer !== undefined) clearTimeout(this.#pairTimer);
     this.#pairTimer = undefined;
     if (this.#downstream !== undefined) resetSocket(this.#downstream);
@@ -347,6 +468,7 @@ export class SplitConnection implements ForwardingSink {
 
   #record(unclosed: string | undefined): void {
     this.#recorded = true;
+    this.#endProbation();
     if (this.#graceTimer !== undefined) clearTimeout(this.#graceTimer);
     const now = performance.now();
     const stats = this.#forwarding ?? NO_FORWARDING;
@@ -365,6 +487,7 @@ export class SplitConnection implements ForwardingSink {
       outcome: this.#failure === undefined ? 'ok' : errorCode(this.#failure),
       ...(this.#failure === undefined ? {} : { error: this.#failure.message }),
       ...(unclosed === undefined ? {} : { unclosed }),
+      ...(this.#retries === 0 ? {} : { retries: this.#retries }),
     };
     this.#onClose(this, record);
   }
@@ -407,6 +530,7 @@ function resetIfWeDie(socket: Socket, on: boolean): void {
 function onLegError(this: Leg, err: Error): void {
   const conn = this[kConn];
   const which = conn.which(this);
+  if (which === 'upstream' && conn.retryUpstream()) return;
   const code = (err as NodeJS.ErrnoException).code;
   if (err instanceof TcpsplitError) conn.fail(err);
   else if (which === 'upstream' && !conn.upstreamConnected) {
@@ -424,6 +548,7 @@ function onLegTimeout(this: Leg): void {
 
 function onLegClose(this: Leg): void {
   if (this[kClosed] === true) return;
+  if (this[kConn].which(this) === 'upstream' && this[kConn].retryUpstream()) return;
   this[kClosed] = true;
   this[kConn].legClosed();
 }

@@ -25,7 +25,9 @@ const TCPI_RTTVAR_OFFSET = 72;
 const TCPI_SND_SSTHRESH_OFFSET = 76;
 const TCPI_SND_CWND_OFFSET = 80;
 const TCPI_RCV_SPACE_OFFSET = 96;
-const TCP_INFO_BYTES = 104;
+/** u64 tcpi_bytes_acked (Linux 4.1+): the pool's retry asks whether its TARGET frame was acknowledged. */
+const TCPI_BYTES_ACKED_OFFSET = 120;
+const TCP_INFO_BYTES = 136;
 
 /** tcpi_state values (the kernel's TCP_ESTABLISHED ... enum). */
 export const TcpState = {
@@ -51,6 +53,8 @@ export interface TcpInfo extends TcpRtt {
   readonly rcvSpace: number;
   readonly sndWscale: number;
   readonly rcvWscale: number;
+  /** Bytes the peer has acknowledged (RFC 4898 HCThruOctetsAcked); undefined on kernels before 4.1. */
+  readonly bytesAcked: number | undefined;
 }
 
 function readTcpInfo(fd: number): Buffer {
@@ -58,7 +62,7 @@ function readTcpInfo(fd: number): Buffer {
   const len = [TCP_INFO_BYTES];
   const getsockopt = libcFunction('int getsockopt(int fd, int level, int name, _Out_ void *val, _Inout_ uint32_t *len)');
   if ((getsockopt(fd, IPPROTO_TCP, TCP_INFO, buf, len) as number) < 0) throw sysCallError(`getsockopt(fd ${fd}, TCP_INFO)`, lastErrno());
-  return buf;
+  return buf.subarray(0, len[0] ?? TCP_INFO_BYTES);
 }
 
 export function tcpRtt(fd: number): TcpRtt {
@@ -82,5 +86,6 @@ export function tcpInfo(fd: number): TcpInfo {
     // Bit fields on a little-endian machine: snd_wscale is the low nibble.
     sndWscale: wscale & 0x0f,
     rcvWscale: wscale >> 4,
+    bytesAcked: buf.length >= TCPI_BYTES_ACKED_OFFSET + 8 ? Number(buf.readBigUInt64LE(TCPI_BYTES_ACKED_OFFSET)) : undefined,
   };
 }

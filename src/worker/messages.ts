@@ -56,6 +56,8 @@ export type FromWorker =
   | { readonly type: 'failed'; readonly error: WireError }
   | { readonly type: 'listen'; readonly id: number; readonly key: string; readonly endpoint: Endpoint; readonly socketOptions?: SocketOptions }
   | { readonly type: 'closed'; readonly key: string }
+  /** A peer authenticated itself from `address` on --accept (Turbo-Start routes toward it; once per address and worker). */
+  | { readonly type: 'peer-seen'; readonly address: string }
   /** While draining: this worker's listeners are closed; `open` connections remain. */
   | { readonly type: 'draining'; readonly open: number }
   | { readonly type: 'reply'; readonly id: number; readonly error?: WireError; readonly value?: WorkerSnapshot };

@@ -34,6 +34,7 @@ import { errorCode, FdLimitError, RestartRequiredError, WorkerExitError } from '
 import { EarlySyn, ruleGroups } from '../intercept/early-syn.js';
 import { FDS_PER_CONNECTION, planFdBudget } from '../relay/fd-budget.js';
 import { FdRequestError, ListenerFds } from './listener-fds.js';
+import { TurboStart } from '../turbo/turbo-start.js';
 import { fromWire, toWire, type Addresses, type FromWorker, type ToWorker, type WorkerData, type WorkerSnapshot } from './messages.js';
 
 const WORKER_ENTRY = new URL('./worker-main.js', import.meta.url);
@@ -98,6 +99,8 @@ export class Supervisor {
   #retired: MetricsSnapshot = { series: [] };
   /** Early SYN's rules and one SYN queue reader per worker (src/intercept/early-syn.ts); undefined: off. */
   #earlySyn: EarlySyn | undefined;
+  /** Turbo-Start's per-peer routes: once per relay, not per worker. */
+  readonly #turbo: TurboStart;
 
   private constructor(config: RelayConfig, options: SupervisorOptions) {
     this.workers = config.workers;
@@ -110,6 +113,13 @@ export class Supervisor {
     this.#metrics.gauge('tcpsplit_early_syn_queue_packets', 'Packets the SYN queues gave a verdict (since start).', () => this.#earlySyn?.stats().packets ?? 0);
     this.#metrics.gauge('tcpsplit_early_syn_queue_overruns', 'SYNs the kernel let through unread because a queue was full (fail-open; since start).',
       () => this.#earlySyn?.stats().overruns ?? 0);
+    this.#turbo = new TurboStart(options.logger);
+    this.#turbo.register(this.#metrics);
+  }
+
+  /** Turbo-Start's routes as applied (or why not), per peer. */
+  get turbo(): TurboStart {
+    return this.#turbo;
   }
 
   /** Starts every worker and waits until all listen; on any failure stops them all and throws that error. */
@@ -126,6 +136,8 @@ export class Supervisor {
       options.logger.info({ event: 'fd-limit', from: fd.softBefore, to: fd.soft }, 'raised the open-files soft limit to the hard limit');
     }
     const supervisor = new Supervisor(config, options);
+    // Before the workers: their pools' first connections should already take the routes.
+    await supervisor.#turbo.start(config);
     try {
       const ready = Array.from({ length: config.workers }, (_, index) => supervisor.#spawn(index));
       const results = await Promise.allSettled(ready);
@@ -143,6 +155,7 @@ export class Supervisor {
       supervisor.#earlySyn = undefined;
       await supervisor.#terminateAll();
       supervisor.#fds.closeAll();
+      await supervisor.#turbo.stop();
       throw err;
     }
     options.logger.info({ event: 'workers', workers: config.workers, steering: supervisor.#fds.steering, backlog: config.backlog },
@@ -277,6 +290,7 @@ export class Supervisor {
       }
       this.#logger.level = config.logLevel;
       this.#config = config;
+      await this.#turbo.apply(config);
     } catch (err) {
       this.#reloadCounter(1, labelsFor('result', 'error'));
       throw err;
@@ -325,6 +339,7 @@ export class Supervisor {
     await done;
     await this.#terminateAll();
     this.#fds.closeAll();
+    await this.#turbo.stop();
     const server = this.#metricsServer;
     this.#metricsServer = undefined;
     await closeServer(server);
@@ -401,6 +416,9 @@ export class Supervisor {
             return;
           case 'closed':
             this.#fds.closed(index, message.key);
+            return;
+          case 'peer-seen':
+            void this.#turbo.learn(message.address, this.#config);
             return;
           case 'draining':
             this.#onDraining(message.open);

@@ -153,6 +153,7 @@ try {
     listenerSource,
     // One nftables table per instance: worker 0 installs it and removes it at its drain.
     installInterception: data.index === 0,
+    onPeerAuthenticated: (address) => { send({ type: 'peer-seen', address }); },
   });
   const { forward, accept, intercept } = relay.addresses();
   send({ type: 'ready', addresses: { forward, accept, intercept } });

@@ -1,0 +1,136 @@
+/**
+ * The pool wired end to end (issue 9), relays on loopback through the real config and
+ * Relay: R_C with a --peer fills a pool (on by default), R_S keeps those authenticated
+ * idle connections with no header deadline, takes carry downloads whole, and a restarted
+ * R_S makes the whole pool stale without a client noticing or the origin seeing a byte twice.
+ */
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Relay } from '../src/relay/relay.js';
+import { dial, receiveAll, startRelay, tcpServer, waitFor } from './helpers/net.js';
+import { origin, request } from './helpers/pool-harness.js';
+
+const cleanups: (() => Promise<void> | void)[] = [];
+after(async () => { for (const c of cleanups.reverse()) await c(); });
+
+async function pair(targetPort: number, rcExtra: string[] = [], rsExtra: string[] = []): Promise<{ rc: Relay; rs: Relay; port: number; rsPort: number }> {
+  const rs = await startRelay(['--accept', '127.0.0.1:0', '--allow', '127.0.0.1/32', ...rsExtra]);
+  cleanups.push(() => rs.close());
+  const rsPort = rs.addresses().accept?.port ?? assert.fail();
+  const rc = await startRelay(['-L', `127.0.0.1:0:127.0.0.1:${targetPort}`, '--peer', `rs=127.0.0.1:${rsPort}`, '--route', '127.0.0.0/8=rs', ...rcExtra]);
+  cleanups.push(() => rc.close());
+  return { rc, rs, rsPort, port: rc.addresses().forward[0]?.port ?? assert.fail() };
+}
+
+const takes = (r: Relay): number => r.metrics.registry.value('tcpsplit_pool_takes_total');
+
+test('pool on: downloads through pooled legs arrive whole (SHA-256), and the metrics count the takes per peer', async () => {
+  const payload = randomBytes(3 * 1024 * 1024);
+  const sha = createHash('sha256').update(payload).digest('hex');
+  const server = await tcpServer((s) => { s.end(payload); });
+  cleanups.push(server.close);
+  const { rc, rs, port } = await pair(server.port);
+  await waitFor(() => (rc.poolStats()[0]?.size ?? 0) === 4 && rs.idleAccepted === 4);
+  for (let i = 0; i < 8; i++) {
+    const client = await dial(port);
+    const got = await receiveAll(client);
+    client.end();
+    assert.equal(got.outcome, 'end');
+    assert.equal(got.sha256, sha);
+  }
+  assert.ok(takes(rc) >= 4, `takes ${takes(rc)}`);
+  const page = rc.metrics.registry.render();
+  assert.match(page, /tcpsplit_pool_takes_total\{peer="rs"\} \d+/);
+  assert.match(page, /tcpsplit_pool_size\{peer="rs"\} \d+/);
+  assert.match(page, /tcpsplit_pool_misses_total\{peer="rs"\} \d+/);
+  assert.match(page, /tcpsplit_pool_stale_total\{peer="rs"\} \d+/);
+  assert.match(page, /tcpsplit_pool_refill_failures_total\{peer="rs"\} \d+/);
+  await waitFor(() => rc.activeConnections === 0 && rs.activeConnections === 0).catch(() => {
+    assert.fail(`still active: rc ${rc.activeConnections}, rs ${rs.activeConnections} (idle ${rs.idleAccepted}, pending ${rs.metrics.registry.value('tcpsplit_pending_headers')})`);
+  });
+});
+
+test('--pool off: no pool, every peer leg dialled; R_S holds no idle connection', async () => {
+  const server = await tcpServer((s) => { s.end('hello'); });
+  cleanups.push(server.close);
+  const { rc, rs, port } = await pair(server.port, ['--pool', 'off']);
+  const client = await dial(port);
+  const got = await receiveAll(client);
+  client.end();
+  assert.equal(got.outcome, 'end');
+  assert.deepEqual(rc.poolStats(), []);
+  assert.equal(rs.idleAccepted, 0);
+});
+
+test('R_S keeps authenticated idle pooled connections past the header deadline; unauthenticated ones are still reset at it', async () => {
+  const server = await tcpServer((s) => { s.end('hello'); });
+  cleanups.push(server.close);
+  const { rc, rs, rsPort, port } = await pair(server.port, [], ['--header-timeout', '300ms']);
+  await waitFor(() => rs.idleAccepted === 4);
+  const silent = await dial(rsPort); // says nothing: pending, on the 300 ms deadline
+  const silentOutcome = receiveAll(silent);
+  const t0 = performance.now();
+  await sleep(1200); // four header deadlines
+  assert.equal((await silentOutcome).outcome, 'ECONNRESET');
+  assert.ok(performance.now() - t0 >= 250);
+  assert.equal(rs.idleAccepted, 4, 'the idle pooled connections are still there');
+  const stats = rc.poolStats()[0];
+  assert.equal(stats?.size, 4);
+  assert.equal(stats.stale, 0);
+  assert.equal(stats.refillFailures, 0);
+  assert.equal(rs.metrics.registry.value('tcpsplit_pending_headers'), 0, 'idle pooled connections are not pending');
+  // And they still work.
+  const client = await dial(port);
+  assert.equal((await receiveAll(client)).outcome, 'end');
+  client.end();
+  assert.ok(takes(rc) >= 1);
+});
+
+test('R_S restarted: its whole pool goes stale, and no client request fails or reaches the origin twice', async () => {
+  const server = await origin();
+  cleanups.push(() => server.close());
+  const first = await pair(server.port);
+  const { rc, rsPort, port } = first;
+  await waitFor(() => (rc.poolStats()[0]?.size ?? 0) === 4);
+  assert.equal(await request(port, 'before'), 'before');
+  await waitFor(() => (rc.poolStats()[0]?.size ?? 0) >= 4);
+  // Restart R_S on the same port.
+  await first.rs.close();
+  const rs2 = await startRelay(['--accept', `127.0.0.1:${rsPort}`, '--allow', '127.0.0.1/32']);
+  cleanups.push(() => rs2.close());
+  const n = 60;
+  const bodies = Array.from({ length: n }, (_, i) => `request ${i} ${'y'.repeat(i * 7)}`);
+  // In waves of 4 at once, starting at once: the first takes meet connections R_S's restart killed.
+  for (let i = 0; i < n; i += 4) {
+    const wave = bodies.slice(i, i + 4);
+    const got = await Promise.all(wave.map((b) => request(port, b)));
+    assert.deepEqual(got, wave);
+  }
+  await waitFor(() => server.seen.length >= n + 1);
+  await sleep(100);
+  assert.equal(server.seen.length, n + 1, 'the origin saw every request exactly once');
+  assert.deepEqual([...server.seen].sort(), ['before', ...bodies].sort());
+  const stats = rc.poolStats()[0];
+  assert.ok(stats !== undefined && stats.stale >= 4, `stale ${stats?.stale}`);
+  const failed = rc.metrics.registry.value('tcpsplit_connections_closed_total') - rc.metrics.registry.value('tcpsplit_connections_closed_total', { outcome: 'ok' });
+  assert.equal(failed, 0);
+});
+
+test('a reload switches the pool: off drains it (R_S sees its idle connections go), on starts it again', async () => {
+  const server = await tcpServer((s) => { s.end('hello'); });
+  cleanups.push(server.close);
+  const { rc, rs } = await pair(server.port);
+  await waitFor(() => rs.idleAccepted === 4);
+  const { loadRelayConfig } = await import('../src/config/load-config.js');
+  const { KEY_HEX } = await import('./helpers/net.js');
+  const flags = (pool: string): string[] => ['-L', `127.0.0.1:0:127.0.0.1:${server.port}`, '--peer', `rs=127.0.0.1:${rs.addresses().accept?.port ?? 0}`,
+    '--route', '127.0.0.0/8=rs', '--pool', pool];
+  // Port 0 forwards are distinct listeners per reload; the pool is what this test looks at.
+  await rc.reload((await loadRelayConfig(flags('off'), { TCPSPLIT_KEY: KEY_HEX })).config);
+  assert.deepEqual(rc.poolStats(), []);
+  await waitFor(() => rs.idleAccepted === 0);
+  await rc.reload((await loadRelayConfig([...flags('on'), '--pool-low', '2'], { TCPSPLIT_KEY: KEY_HEX })).config);
+  await waitFor(() => rs.idleAccepted === 2 && rc.poolStats()[0]?.size === 2);
+});
