@@ -113,7 +113,7 @@ test('lab (root, netns): early SYN lowers the first byte by r1 + r3 (transparent
   // -L on R_C, peer R_S: only R_C's overlap.
   const forward: Record<'off' | 'on', { floor: number; tolerance: number }> = { off: { floor: 0, tolerance: 0 }, on: { floor: 0, tolerance: 0 } };
   for (const mode of ['off', 'on'] as const) {
-    const relays = await startLabRelays(lab, dir, 80, { earlySyn: mode === 'on', rcArgs: ['--metrics', METRICS] });
+    const relays = await startLabRelays(lab, dir, 80, { earlySyn: mode === 'on', rcArgs: ['--metrics', METRICS, '--pool', 'off'] }); // early SYN without the pool (the pool takes its leg at accept)
     try {
       if (mode === 'on') await relays.rc.waitFor((l) => l['event'] === 'early-syn' && String(l.msg).startsWith('early SYN on'), 5000);
       const since = markLateness(lab);
