@@ -182,7 +182,7 @@ const headerCases: readonly HeaderCase[] = [
     bytes: () => Buffer.concat([Buffer.from('T'), encodeHeader(toTarget(), AUTH).subarray(1)]),
     code: BadMagicError.code,
   },
-  { name: 'bad version', bytes: () => rawHeader({ version: 2, timestampMs: Date.now() }), code: BadVersionError.code },
+  { name: 'bad version (3: neither a v1 header nor a v2 pool frame)', bytes: () => rawHeader({ version: 3, timestampMs: Date.now() }), code: BadVersionError.code },
   {
     name: 'bad DNS name (signed)',
     bytes: () => rawHeader({ type: AddressType.DNS, address: Buffer.from('evil host'), port: targetPort, timestampMs: Date.now() }),
