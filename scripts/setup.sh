@@ -11,7 +11,7 @@ log() { printf '[setup] %s\n' "$*" >&2; }
 declare -A DEB=(
   [nginx]=nginx-light [curl]=curl [iperf3]=iperf3 [haproxy]=haproxy [socat]=socat
   [wrk]=wrk [ssh]=openssh-client [sshd]=openssh-server [nft]=nftables [iptables]=iptables
-  [ip]=iproute2 [ping]=iputils-ping [ps]=procps
+  [ip]=iproute2 [ping]=iputils-ping [ps]=procps [hping3]=hping3
 )
 missing=()
 for cmd in "${!DEB[@]}"; do

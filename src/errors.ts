@@ -90,6 +90,8 @@ export const NfqueueError = define('NfqueueError', 'TCPSPLIT_ERR_NFQUEUE');
 
 // ---- early SYN (src/intercept) -----------------------------------------------
 export const SynRulesError = define('SynRulesError', 'TCPSPLIT_ERR_SYN_RULES');
+export const EarlySynUnavailableError = define('EarlySynUnavailableError', 'TCPSPLIT_ERR_EARLY_SYN_UNAVAILABLE');
+export const EarlyLegUnclaimedError = define('EarlyLegUnclaimedError', 'TCPSPLIT_ERR_EARLY_LEG_UNCLAIMED');
 
 // ---- Turbo-Start (src/turbo) ------------------------------------------------
 export const TurboRouteError = define('TurboRouteError', 'TCPSPLIT_ERR_TURBO_ROUTE');
@@ -117,7 +119,7 @@ export const ALL_ERRORS = [
   PolicyDeniedError, ResolveError, ConnectTimeoutError, ConnectError, PeerResetError, LegError, IdleTimeoutError,
   DrainTimeoutError, ListenError, OverloadError, PendingEvictedError, FdLimitError, WorkerExitError, UnpairedError,
   SysCallError, FfiUnavailableError, SocketOptionsError, BpfLoadError, NfqueueError,
-  SynRulesError, TurboRouteError,
+  SynRulesError, EarlySynUnavailableError, EarlyLegUnclaimedError, TurboRouteError,
   InterceptError, InterceptPermissionError, OriginalDestinationError,
   LabError, LabConfigError, LabToolMissingError, LabNotRootError, LabBusyError, LabNotUpError,
 ] as const;

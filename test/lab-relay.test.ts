@@ -45,7 +45,7 @@ test('lab (root, netns): first byte through R_C and R_S matches RTT arithmetic; 
   cleanups.push(() => { rmSync(dir, { recursive: true, force: true }); });
   const web = await startNginx(lab, { files: { 'small.bin': 10_000, 'big.bin': 3_000_000 }, port: 80 });
   cleanups.push(() => web.stop());
-  const relays = await startLabRelays(lab, dir, 80, { relayArgs: NAIVE_SPLIT_ARGS });
+  const relays = await startLabRelays(lab, dir, 80, { relayArgs: NAIVE_SPLIT_ARGS }); // the naive split's arithmetic
   cleanups.push(() => relays.stop());
 
   const rtt = (name: LinkName): number => profile[name].up.delayMs + profile[name].down.delayMs;

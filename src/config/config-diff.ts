@@ -18,7 +18,7 @@ const OPTION_OF: Readonly<Record<Field, string>> = {
   allow: 'allow', deny: 'deny', metrics: 'metrics', connectTimeoutMs: 'connect-timeout', idleTimeoutMs: 'idle-timeout',
   headerTimeoutMs: 'header-timeout', drainTimeoutMs: 'drain-timeout', keepaliveMs: 'keepalive',
   maxClockSkewMs: 'max-clock-skew', maxConnections: 'max-connections', maxPendingPerSource: 'max-pending-per-source',
-  workers: 'workers', backlog: 'backlog', logLevel: 'log-level', intercept: 'intercept',
+  workers: 'workers', backlog: 'backlog', logLevel: 'log-level', intercept: 'intercept', earlySyn: 'early-syn',
   pool: 'pool', poolLow: 'pool-low', poolHigh: 'pool-high', poolMaxIdleMs: 'pool-max-idle',
   turbo: 'turbo', turboInitCwnd: 'turbo-initcwnd', turboInitRwnd: 'turbo-initrwnd',
 };
@@ -32,7 +32,7 @@ const OPTION_OF: Readonly<Record<Field, string>> = {
  * change live later). --backlog: it is set when a listener is created, and listeners are
  * kept across reloads. A reload that changes one is refused whole.
  */
-export const RESTART_ONLY: readonly string[] = ['max-clock-skew', 'intercept', 'workers', 'backlog'];
+export const RESTART_ONLY: readonly string[] = ['max-clock-skew', 'intercept', 'workers', 'backlog', 'early-syn'];
 
 export function diffConfigs(before: RelayConfig, after: RelayConfig): ConfigChange[] {
   const changes: ConfigChange[] = [];

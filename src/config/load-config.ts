@@ -58,6 +58,7 @@ export async function buildRelayConfig(args: RelayOptions, env: NodeJS.ProcessEn
     maxClockSkewMs: o.maxClockSkewMs ?? DEFAULTS.maxClockSkewMs,
     workers: o.workers ?? Math.min(availableParallelism(), MAX_WORKERS),
     backlog: o.backlog ?? DEFAULTS.backlog,
+    earlySyn: o.earlySyn ?? DEFAULTS.earlySyn,
     pool: o.pool ?? DEFAULTS.pool,
     poolLow: o.poolLow ?? DEFAULTS.poolLow,
     poolHigh: o.poolHigh ?? DEFAULTS.poolHigh,

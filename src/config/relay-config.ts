@@ -78,6 +78,12 @@ export interface RelayConfig {
   /** `--backlog N`: each listener's accept queue (listen(2)); the kernel caps it at net.core.somaxconn. */
   readonly backlog: number;
   /**
+   * `--early-syn on|off`: start the next leg when the client's SYN arrives (NFQUEUE,
+   * docs/early-syn.md), for -L and --intercept listeners. On by default; without
+   * CAP_NET_ADMIN or iptables the relay warns once and runs without. Restart-only.
+   */
+  readonly earlySyn: boolean;
+  /**
    * `--pool on|off` and its watermarks (docs/pool.md): each worker keeps, per peer, ready
    * authenticated connections between `poolLow` and `poolHigh`, none older than
    * `poolMaxIdleMs`. Only relays with a --peer have a pool; on by default.
@@ -111,6 +117,8 @@ export const DEFAULTS = {
   logLevel: 'info',
   /** Holds a burst of 2,000 simultaneous connects (Node's default 511 lost 98 of them; issue 7). */
   backlog: 4096,
+  /** On where the relay has the privileges (docs/early-syn.md); off with a warning where not. */
+  earlySyn: true,
   pool: true,
   /** KTCP's watermarks. */
   poolLow: 4,

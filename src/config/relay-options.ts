@@ -41,6 +41,7 @@ export interface RelayOptions {
   maxPendingPerSource?: number;
   workers?: number;
   backlog?: number;
+  earlySyn?: boolean;
   pool?: boolean;
   poolLow?: number;
   poolHigh?: number;
@@ -139,6 +140,8 @@ export const OPTIONS: readonly OptionSpec[] = [
     apply: (o, v) => { o.workers = wholeNumber(v, 1, MAX_WORKERS); } },
   { name: 'backlog', kind: 'scalar', inFile: true, expected: 'a whole number from 1 to 65535 (each listener\'s accept queue)',
     apply: (o, v) => { o.backlog = wholeNumber(v, 1, 65535); } },
+  { name: 'early-syn', kind: 'scalar', inFile: true, expected: 'on|off (start the next leg at the client\'s SYN; default on)',
+    apply: (o, v) => { o.earlySyn = onOff(v); } },
   { name: 'pool', kind: 'scalar', inFile: true, expected: 'on or off (pre-established connections to each peer; default on)',
     apply: (o, v) => { o.pool = onOff(v); } },
   { name: 'pool-low', kind: 'scalar', inFile: true, expected: 'a whole number from 0 to 1024 (ready connections per peer and worker; default 4)',

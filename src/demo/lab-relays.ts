@@ -15,16 +15,21 @@ export interface LabRelays {
   stop(): Promise<void>;
 }
 
+/** The naive split (the paper's 'split'): every improvement off, on both relays. */
+export const NAIVE_SPLIT_ARGS: readonly string[] = ['--early-syn', 'off', '--pool', 'off', '--turbo', 'off'];
+
 /**
  * The paper's relay pair in a lab: R_S in 'rs' accepting from R_C and allowed to
  * connect only to the server's subnet, R_C in 'rc' forwarding RC_LISTEN_PORT to the
  * server's port `serverPort` through R_S. A fresh key is written to `dir` (mode 600).
+ * `earlySyn`: --early-syn on|off for both (unset: the relays' default, on as root);
+ * `relayArgs`: more options for both relays; `rcArgs`: for R_C only.
  */
-/** The naive split (the paper's 'split'): every improvement off. */
-export const NAIVE_SPLIT_ARGS: readonly string[] = ['--pool', 'off', '--turbo', 'off'];
-
-export async function startLabRelays(lab: Lab, dir: string, serverPort: number, options: { readonly relayArgs?: readonly string[] } = {}): Promise<LabRelays> {
-  const extra = options.relayArgs ?? [];
+export async function startLabRelays(lab: Lab, dir: string, serverPort: number,
+  options: { readonly earlySyn?: boolean; readonly relayArgs?: readonly string[]; readonly rcArgs?: readonly string[] } = {}): Promise<LabRelays> {
+  // Early SYN is on by default where the relay may use it (root in the lab): say which.
+  const early = options.earlySyn === undefined ? [] : ['--early-syn', options.earlySyn ? 'on' : 'off'];
+  const extra = [...early, ...(options.relayArgs ?? [])];
   const keyFile = join(dir, 'relay.key');
   writeFileSync(keyFile, randomBytes(32), { mode: 0o600 });
   const rsAddr = addressOf('rs', 'rc');
@@ -37,7 +42,7 @@ export async function startLabRelays(lab: Lab, dir: string, serverPort: number, 
     started.push(rs);
     await rs.ready();
     const rc = new RelayProcess(['-L', `${rcAddr}:${RC_LISTEN_PORT}:${addressOf('server', 'path')}:${serverPort}`,
-      '--peer', `rs=${rsAddr}:${RS_ACCEPT_PORT}`, '--route', '198.18.3.0/24=rs', '--key-file', keyFile, ...extra],
+      '--peer', `rs=${rsAddr}:${RS_ACCEPT_PORT}`, '--route', '198.18.3.0/24=rs', '--key-file', keyFile, ...extra, ...(options.rcArgs ?? [])],
     { spawner: (cmd, args) => lab.spawn('rc', cmd, args) });
     started.push(rc);
     await rc.ready();

@@ -45,6 +45,12 @@ export interface SynRulesOptions {
   readonly iface?: string;
   /** Built-in chains of `mangle` that jump to ours (default PREROUTING). */
   readonly hooks?: readonly ('PREROUTING' | 'INPUT' | 'FORWARD')[];
+  /**
+   * The pid recorded in every rule's comment (`... early SYN pid N`). install() refuses to
+   * remove an instance's rules whose recorded owner is another live process, and
+   * removeOrphanedSynRules() removes only rules whose owner is gone. Default: this process.
+   */
+  readonly owner?: number;
 }
 
 const TABLE = 'mangle';
@@ -99,7 +105,7 @@ async function runChecked(cmd: string, args: readonly string[]): Promise<string>
 /** The arguments of each rule, in install order, for one family (exported for tests and docs). */
 export function ruleArgs(options: SynRulesOptions, family: 4 | 6): string[][] {
   const { main, steer } = chainNames(options.instance);
-  const comment = ['-m', 'comment', '--comment', `tcpsplit ${options.instance} early SYN`];
+  const comment = ['-m', 'comment', '--comment', `tcpsplit ${options.instance} early SYN pid ${options.owner ?? process.pid}`];
   const rules: string[][] = [];
   for (const rule of options.capture) {
     let cidr: Cidr;
@@ -177,6 +183,51 @@ export async function removeSynRules(instance: string): Promise<number> {
   return removed;
 }
 
+const OWNER_COMMENT = /tcpsplit (\S+) early SYN pid (\d+)/;
+
+/** Whether process `pid` exists (signal 0: EPERM means it exists, as another user's). */
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** Every instance with early-SYN rules in this namespace, with the owner pids its rules record. */
+export async function synRuleOwners(): Promise<Map<string, Set<number>>> {
+  const owners = new Map<string, Set<number>>();
+  for (const family of [4, 6] as const) {
+    const listing = await run(commandFor(family), ['-w', '5', '-t', TABLE, '-S']);
+    if (listing.code !== 0) continue;
+    for (const line of listing.stdout.split('\n')) {
+      const m = OWNER_COMMENT.exec(line);
+      if (m?.[1] === undefined || m[2] === undefined) continue;
+      const set = owners.get(m[1]) ?? new Set<number>();
+      set.add(Number(m[2]));
+      owners.set(m[1], set);
+    }
+  }
+  return owners;
+}
+
+/**
+ * Removes the rules of every instance whose recorded owners are all gone (a relay killed
+ * with SIGKILL, whose listener port, and so its instance name, the next start may not
+ * reuse). A live relay's rules are never touched. Returns the instances removed.
+ */
+export async function removeOrphanedSynRules(): Promise<string[]> {
+  const removed: string[] = [];
+  for (const [instance, pids] of await synRuleOwners()) {
+    if ([...pids].some((pid) => pid === process.pid || alive(pid))) continue;
+    if (!INSTANCE.test(instance)) continue;
+    await removeSynRules(instance);
+    removed.push(instance);
+  }
+  return removed;
+}
+
 /** `-S` output back into argv: words, with "double-quoted" comments kept whole. */
 function splitRule(line: string): string[] {
   const out: string[] = [];
@@ -184,23 +235,57 @@ function splitRule(line: string): string[] {
   return out;
 }
 
+/**
+ * Whether table `mangle` of `family` holds nothing but its built-in chains' ACCEPT
+ * policies (or does not exist): then our install makes it, in effect, and close() may
+ * delete it again (iptables-nft makes the table on first use and never removes it).
+ */
+async function mangleTableUnused(family: 4 | 6): Promise<boolean> {
+  const listing = await run(commandFor(family), ['-w', '5', '-t', TABLE, '-S']);
+  if (listing.code !== 0) return false;
+  return listing.stdout.split('\n').every((l) => l === '' || /^-P [A-Z]+ ACCEPT$/.test(l));
+}
+
+/**
+ * Deletes the `mangle` table iptables-nft made for our rules, if it holds no rule of
+ * anyone now (only its built-in chains with policy ACCEPT): the ruleset is then as it
+ * was before the relay started. A table with any rule or chain of someone else stays.
+ */
+async function removeEmptyMangleTable(family: 4 | 6): Promise<void> {
+  if (!(await mangleTableUnused(family))) return;
+  await run('nft', ['delete', 'table', family === 4 ? 'ip' : 'ip6', TABLE]).catch(() => undefined);
+}
+
 /** Installed rules; close() removes them. */
 export class SynRules {
   readonly options: SynRulesOptions;
   /** Rules and chains of an earlier run of this instance removed before installing. */
   readonly staleRemoved: number;
+  /** Families whose nftables `mangle` table our install created (removed again at close, if empty). */
+  readonly #createdTables: readonly (4 | 6)[];
   #closed = false;
 
-  private constructor(options: SynRulesOptions, staleRemoved: number) {
+  private constructor(options: SynRulesOptions, staleRemoved: number, createdTables: readonly (4 | 6)[]) {
     this.options = options;
     this.staleRemoved = staleRemoved;
+    this.#createdTables = createdTables;
   }
 
   /** Removes this instance's stale rules, then installs. A failure removes what was installed. */
   static async install(options: SynRulesOptions): Promise<SynRules> {
     validate(options);
+    const owners = (await synRuleOwners()).get(options.instance) ?? new Set<number>();
+    const me = options.owner ?? process.pid;
+    const live = [...owners].filter((pid) => pid !== me && alive(pid));
+    if (live.length > 0) {
+      throw new SynRulesError(`early-SYN rules: instance '${options.instance}' belongs to the running process ${live.join(', ')}; give this relay another instance`);
+    }
     const stale = await removeSynRules(options.instance);
     const { main, steer } = chainNames(options.instance);
+    const createdTables: (4 | 6)[] = [];
+    for (const family of [4, 6] as const) {
+      if (ruleArgs(options, family).length > 0 && await mangleTableUnused(family)) createdTables.push(family);
+    }
     try {
       for (const family of [4, 6] as const) {
         const rules = ruleArgs(options, family);
@@ -212,9 +297,10 @@ export class SynRules {
       }
     } catch (err) {
       await removeSynRules(options.instance).catch(() => undefined);
+      for (const family of createdTables) await removeEmptyMangleTable(family).catch(() => undefined);
       throw err;
     }
-    return new SynRules(options, stale);
+    return new SynRules(options, stale, createdTables);
   }
 
   /** Removes the rules (idempotent). */
@@ -222,5 +308,6 @@ export class SynRules {
     if (this.#closed) return;
     this.#closed = true;
     await removeSynRules(this.options.instance);
+    for (const family of this.#createdTables) await removeEmptyMangleTable(family);
   }
 }

@@ -160,6 +160,7 @@ export async function runPaper(options: PaperRunOptions): Promise<PaperRun> {
         case 'nosplit': urls.set(name, (f) => server.url('path', f)); break;
         case 'split': {
           setup('tcpsplit relays: R_S in \'rs\', R_C in \'rc\'');
+          // 'split' is the naive split: every improvement off (early SYN, the pool, Turbo-Start).
           const chain = await startLabRelays(lab, dir, HTTP_PORT, { relayArgs: NAIVE_SPLIT_ARGS });
           relays = chain;
           urls.set(name, (f) => chain.url(f));

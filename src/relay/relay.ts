@@ -34,6 +34,11 @@ import { FDS_PER_CONNECTION, planFdBudget } from './fd-budget.js';
 import { RateLimitedLog } from '../observe/rate-limited-log.js';
 import { Interception, requireNetAdmin } from '../intercept/interception.js';
 import { InterceptTargetSource, interceptSocketOptions } from '../intercept/intercept-target.js';
+import type { MessagePort } from 'node:worker_threads';
+import type { SynEvent } from '../intercept/syn-capture.js';
+import { Cidr } from '../net/cidr.js';
+import { canonicalAddress } from '../net/four-tuple.js';
+import { EarlyLegs, headerAtConnect, MAX_UNSENT_EARLY_HEADERS, type EarlyTarget, type UnsentHeaders } from './early-leg.js';
 
 /**
  * With --insecure and no key, relays still speak the same framed protocol, signed with
@@ -56,6 +61,8 @@ interface RelayState {
   /** The intercept listener's target source (--intercept). */
   readonly intercept: InterceptTargetSource | undefined;
   readonly legs: LegFactory;
+  /** --intercept's destinations, parsed once: a SYN to one of them has its target at the SYN. */
+  readonly interceptRules: readonly { readonly cidr: Cidr; readonly ports: { readonly first: number; readonly last: number } | undefined }[];
   /** This worker's pools, one per peer (--pool on with a --peer); started when the state is taken up. */
   readonly pools: PoolSet | undefined;
 }
@@ -116,6 +123,7 @@ function deriveState(config: RelayConfig, replay: ReplayCheck, hooks: StateHooks
     intercept: config.intercept === undefined ? undefined : new InterceptTargetSource(config.intercept.mode),
     legs: pools === undefined || auth === undefined ? dialing : new PooledLegFactory(pools, dialing, auth, hooks.onRetry),
     pools,
+    interceptRules: (config.intercept?.rules ?? []).map((r) => ({ cidr: Cidr.parse(r.cidr), ports: r.ports })),
   };
 }
 
@@ -182,6 +190,10 @@ export class Relay {
   readonly #rejectLog: RateLimitedLog;
   /** --intercept's nftables rules (src/intercept); set once the intercept listener is up. */
   #interception: Interception | undefined;
+  /** Early SYN (src/relay/early-leg.ts): set once the supervisor hands this worker its SYN events. */
+  #early: EarlyLegs | undefined;
+  /** Early legs to peers whose header has not gone yet (src/relay/early-leg.ts). */
+  readonly #earlyUnsent: UnsentHeaders = { count: 0 };
   readonly #ffi: boolean;
   /** Peers' authenticated idle connections on --accept (no header deadline; closed first at a drain). */
   readonly #idle = new Set<SplitConnection>();
@@ -337,6 +349,24 @@ export class Relay {
   }
 
   /**
+   * Early SYN: SYN events for this worker arrive on `port` (the supervisor owns the
+   * capture, src/worker/supervisor.ts). From then on a SYN to a -L or --intercept
+   * listener opens the next leg at once, and accept() claims it.
+   */
+  attachSynEvents(port: MessagePort, steering: { readonly index: number; readonly workers: number }): void {
+    this.#early ??= new EarlyLegs({
+      index: steering.index, workers: steering.workers, metrics: this.metrics.registry,
+      hooks: { targetOf: this.#earlyTarget, open: this.#openEarly },
+    });
+    this.#early.listen(port);
+  }
+
+  /** Early legs waiting for their accept (0 without early SYN). */
+  get earlyPending(): number {
+    return this.#early?.size ?? 0;
+  }
+
+  /**
    * Applies a new config without dropping open connections: new connections use the new
    * routes, peers, policy, key and timeouts; listeners that went away close, new ones open
    * (bound before anything closes); the log level and the metrics listener change too. A
@@ -416,6 +446,7 @@ export class Relay {
   /** Stops accepting, lets open connections finish for up to `drainTimeoutMs`, then resets the rest. */
   async drain(drainTimeoutMs = this.#state.config.drainTimeoutMs): Promise<void> {
     this.#closing = true;
+    this.#early?.close();
     // Before the listener closes: a new connection then passes untouched instead of
     // being diverted to a closed port and reset.
     await this.#interceptionStep('stop diverting new connections', (i) => i.stopNew());
@@ -549,6 +580,8 @@ export class Relay {
     if (record.connectMs !== undefined) this.metrics.connectSeconds(record.connectMs / 1000);
     if (record.ttfbMs !== undefined) this.metrics.firstByteSeconds(record.ttfbMs / 1000);
     if (record.outcome === 'ok') this.#logger.info(record, 'connection closed');
+    // An early leg no accept claimed (a SYN flood, a client that gave up): anyone can cause these.
+    else if (conn.downstream === undefined) this.#logger.debug(record, 'early leg closed unclaimed');
     // A pooled connection its sender retired unused: routine, not a failure worth a warning.
     else if (record.outcome === IdleClosedError.code) this.#logger.info(record, 'idle pooled connection closed');
     // A peer connection whose header never verified (target unset): anyone can cause these.
@@ -565,6 +598,7 @@ export class Relay {
 
   #forwardServer(key: string): Server {
     return createServer({ allowHalfOpen: true, noDelay: true }, (socket) => {
+      if (this.#claimEarly(socket, socket.localAddress, socket.localPort)) return;
       const state = this.#state;
       const destination = state.forwards.get(key)?.targetOf();
       const conn = this.#newConnection('forward', socket, state, destination?.target);
@@ -593,6 +627,7 @@ export class Relay {
       } catch (err) {
         error = asError(err);
       }
+      if (destination !== undefined && this.#claimEarly(socket, destination.target.host, destination.target.port)) return;
       const conn = this.#newConnection('intercept', socket, state, destination?.target);
       if (conn === undefined) return;
       if (destination === undefined) {
@@ -640,6 +675,71 @@ export class Relay {
     });
   }
 
+  /** Accept's half of early SYN: the connection opened at this socket's SYN takes it, if there is one. */
+  #claimEarly(socket: Socket, daddr: string | undefined, dport: number | undefined): boolean {
+    const early = this.#early;
+    if (early === undefined || this.#closing || daddr === undefined || dport === undefined) return false;
+    const conn = early.claim(socket, daddr, dport);
+    if (conn === undefined) return false;
+    this.metrics.accepted(1, labelsFor('listener', conn.kind));
+    // A failed early leg resets the client here, with the failure's code in its record.
+    conn.attachDownstream(socket);
+    return true;
+  }
+
+  /** The target of a SYN, when known at the SYN: a -L listener's, or an intercepted destination. */
+  readonly #earlyTarget = (syn: SynEvent): EarlyTarget | undefined => {
+    const state = this.#state;
+    for (const [key, source] of state.forwards) {
+      const at = this.#listeners.address(key);
+      if (at !== undefined && at.port === syn.dport && hostMatches(at.address, syn.daddr)) return { kind: 'forward', destination: source.targetOf() };
+    }
+    for (const rule of state.interceptRules) {
+      if (rule.ports !== undefined && (syn.dport < rule.ports.first || syn.dport > rule.ports.last)) continue;
+      if (rule.cidr.contains(syn.daddr)) {
+        return { kind: 'intercept', destination: { target: { host: canonicalAddress(syn.daddr), port: syn.dport }, requestedByPeer: true } };
+      }
+    }
+    return undefined;
+  };
+
+  /** A connection whose upstream half opens now, at the SYN; its downstream half comes at accept. */
+  readonly #openEarly = (syn: SynEvent, early: EarlyTarget): SplitConnection => {
+    const state = this.#state;
+    const { config } = state;
+    const limit = this.#connectionLimit(config);
+    if (this.#earlyUnsent.count >= MAX_UNSENT_EARLY_HEADERS) throw new OverloadError('early legs to peers are waiting for their connect');
+    // A peer with a pool: its pooled leg, taken at accept, is already up, which beats a leg
+    // dialled at the SYN whenever r(rc-rs) > r(client-rc); and sending the target at the
+    // SYN over a pooled leg (the paper's +ES+CP) is not wired yet. So no early leg.
+    const route = state.router.route(early.destination.target, config.connectTimeoutMs);
+    if (route instanceof Promise || (route.kind === 'peer' && state.pools?.get(route.peer.name) !== undefined)) {
+      throw new OverloadError('the route is resolved later, or goes to a pooled peer: the leg is taken at accept');
+    }
+    if (this.#closing || this.#connections.size >= limit || this.#slots?.tryTake(limit) === false) {
+      throw new OverloadError('no connection slot for an early leg');
+    }
+    const conn = new SplitConnection({
+      id: this.#slots?.nextId() ?? this.#nextId++,
+      kind: early.kind,
+      client: `${canonicalAddress(syn.saddr)}:${syn.sport}`,
+      target: early.destination.target,
+      timeouts: {
+        connectTimeoutMs: config.connectTimeoutMs,
+        idleTimeoutMs: config.idleTimeoutMs,
+        // The pairing table drops an unclaimed leg first; this is the backstop.
+        pairTimeoutMs: (this.#early?.timeoutMs ?? 0) + PAIR_MARGIN_MS,
+      },
+      onClose: this.#onConnectionClosed,
+    });
+    this.#connections.add(conn);
+    openNextLeg(conn, early.destination, {
+      router: state.router, legs: headerAtConnect(state.legs, this.#earlyUnsent), policy: state.policy, connectTimeoutMs: config.connectTimeoutMs,
+      onDenied: this.#onPolicyDenied, onOpened: this.#onLegOpened,
+    });
+    return conn;
+  };
+
   readonly #onPolicyDenied = (): void => { this.metrics.policyDenied(1); };
   readonly #onLegOpened = (leg: NextLeg): void => { this.metrics.nextLeg(1, labelsFor('kind', leg.route)); };
 }
@@ -654,6 +754,14 @@ function noop(): void { /* errors of a socket being discarded */ }
 
 async function closeServer(server: HttpServer | undefined): Promise<void> {
   if (server !== undefined) await new Promise<void>((r) => { server.close(() => { r(); }); server.closeAllConnections(); });
+}
+
+/** A listener's bound address matches a SYN's destination: the same address, or a wildcard of its family. */
+function hostMatches(bound: string, daddr: string): boolean {
+  if (bound === '::') return true;
+  const d = canonicalAddress(daddr);
+  if (bound === '0.0.0.0') return !d.includes(':');
+  return canonicalAddress(bound) === d;
 }
 
 function asError(err: unknown): Error {

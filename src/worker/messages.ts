@@ -4,6 +4,7 @@
  * class, hence WireError and wireConfig()).
  */
 import type { AddressInfo } from 'node:net';
+import type { MessagePort } from 'node:worker_threads';
 import type { Endpoint, RelayConfig } from '../config/relay-config.js';
 import type { MetricsSnapshot } from '../observe/metrics.js';
 import type { SocketOptions } from '../sys/index.js';
@@ -44,6 +45,8 @@ export type ToWorker =
   | { readonly type: 'reload'; readonly id: number; readonly config: RelayConfig }
   | { readonly type: 'drain'; readonly id: number; readonly timeoutMs?: number }
   | { readonly type: 'snapshot'; readonly id: number }
+  /** Early SYN: this worker's SYN events arrive on `port` (transferred) from now on. */
+  | { readonly type: 'syn-events'; readonly port: MessagePort }
   /** The answer to a `listen` request: the fd to adopt, or why there is none. */
   | { readonly type: 'listener'; readonly id: number; readonly fd?: number; readonly error?: WireError };
 

@@ -30,7 +30,8 @@ import { labelsFor, mergeSnapshots, Metrics, renderSnapshots, type MetricsSnapsh
 import { serverAddress, startMetricsServer } from '../observe/metrics-server.js';
 import { SharedReplayGuard } from '../protocol/shared-replay-guard.js';
 import { SharedConnectionSlots } from '../relay/connection-slots.js';
-import { FdLimitError, RestartRequiredError, WorkerExitError } from '../errors.js';
+import { errorCode, FdLimitError, RestartRequiredError, WorkerExitError } from '../errors.js';
+import { EarlySyn, ruleGroups } from '../intercept/early-syn.js';
 import { FDS_PER_CONNECTION, planFdBudget } from '../relay/fd-budget.js';
 import { FdRequestError, ListenerFds } from './listener-fds.js';
 import { TurboStart } from '../turbo/turbo-start.js';
@@ -96,6 +97,8 @@ export class Supervisor {
    * backwards when a worker is replaced (what it counted since the last scrape is lost).
    */
   #retired: MetricsSnapshot = { series: [] };
+  /** Early SYN's rules and one SYN queue reader per worker (src/intercept/early-syn.ts); undefined: off. */
+  #earlySyn: EarlySyn | undefined;
   /** Turbo-Start's per-peer routes: once per relay, not per worker. */
   readonly #turbo: TurboStart;
 
@@ -107,6 +110,9 @@ export class Supervisor {
     this.#slots = new SharedConnectionSlots(config.workers);
     this.#fds = new ListenerFds(config.workers, config.backlog, options.logger);
     this.#metrics.gauge('tcpsplit_workers', 'Worker threads running now.', () => this.#workerSlots.filter((s) => s.ready).length);
+    this.#metrics.gauge('tcpsplit_early_syn_queue_packets', 'Packets the SYN queues gave a verdict (since start).', () => this.#earlySyn?.stats().packets ?? 0);
+    this.#metrics.gauge('tcpsplit_early_syn_queue_overruns', 'SYNs the kernel let through unread because a queue was full (fail-open; since start).',
+      () => this.#earlySyn?.stats().overruns ?? 0);
     this.#turbo = new TurboStart(options.logger);
     this.#turbo.register(this.#metrics);
   }
@@ -139,11 +145,14 @@ export class Supervisor {
       if (failed !== undefined) throw failed.reason;
       supervisor.#sizeFdBudget();
       supervisor.#started = true;
+      if (config.earlySyn) await supervisor.#startEarlySyn();
       if (config.metrics !== undefined) {
         supervisor.#metricsServer = await startMetricsServer(supervisor, config.metrics.host, config.metrics.port);
       }
     } catch (err) {
       supervisor.#stopping = true;
+      await supervisor.#earlySyn?.stop();
+      supervisor.#earlySyn = undefined;
       await supervisor.#terminateAll();
       supervisor.#fds.closeAll();
       await supervisor.#turbo.stop();
@@ -169,6 +178,41 @@ export class Supervisor {
       }, `--max-connections ${config.maxConnections} lowered to ${fd.maxConnections}: the open-files limit is ${fd.soft} (hard ${fd.hard}), `
         + `${fd.baseline} are taken and each split connection needs ${FDS_PER_CONNECTION}; raise the limit (ulimit -n, LimitNOFILE=) to allow more`);
     }
+  }
+
+  /**
+   * Early SYN, once every worker listens (the rules name the bound ports). When it cannot
+   * run, one warning line with its code, and the relay runs without it.
+   */
+  async #startEarlySyn(): Promise<void> {
+    // Only -L and --intercept listeners know their target at the SYN: nothing to do for a peer listener alone.
+    if (ruleGroups({ forwards: this.#addresses.forward, intercept: this.#config.intercept }).length === 0) return;
+    try {
+      const early = await EarlySyn.start({
+        workers: this.workers, forwards: this.#addresses.forward, intercept: this.#config.intercept, steering: this.#fds.steering,
+      });
+      this.#earlySyn = early;
+      early.workerPorts.forEach((port, index) => {
+        const slot = this.#workerSlots[index];
+        if (slot !== undefined) slot.worker.postMessage({ type: 'syn-events', port } satisfies ToWorker, [port]);
+      });
+      if (early.orphansRemoved.length > 0) {
+        this.#logger.info({ event: 'early-syn-stale', instances: early.orphansRemoved }, 'removed early-SYN rules left by relays no longer running');
+      }
+      this.#logger.info({ event: 'early-syn', queues: `${early.queueBase}-${early.queueBase + this.workers - 1}` },
+        'early SYN on: next legs start at the client\'s SYN');
+    } catch (err) {
+      this.#logger.warn({ event: 'early-syn', code: errorCode(err) }, err instanceof Error ? err.message : String(err));
+    }
+  }
+
+  /** For tests of fail-open: terminates worker `index`'s SYN queue reader as a crash would. */
+  async killSynReader(index: number): Promise<void> {
+    await this.#earlySyn?.killReader(index);
+  }
+
+  get earlySyn(): boolean {
+    return this.#earlySyn !== undefined;
   }
 
   /** Bound addresses, as Relay.addresses() gives them: forwards in config order, accept, metrics. */
@@ -270,6 +314,10 @@ export class Supervisor {
    */
   async drain(drainTimeoutMs?: number): Promise<void> {
     this.#stopping = true;
+    // First: new SYNs pass untouched, then the queue readers end.
+    const early = this.#earlySyn;
+    this.#earlySyn = undefined;
+    await early?.stop();
     const running = this.#workerSlots.filter((s) => s.ready);
     const draining = new Promise<number>((resolve) => {
       let waiting = running.length;
@@ -346,6 +394,11 @@ export class Supervisor {
         switch (message.type) {
           case 'ready':
             slot.ready = true;
+            // A replacement: the capture of its slot sends to the new thread from now on.
+            if (this.#earlySyn !== undefined) {
+              const port = this.#earlySyn.retarget(index);
+              worker.postMessage({ type: 'syn-events', port } satisfies ToWorker, [port]);
+            }
             if (index === 0 || this.#addresses.forward.length + (this.#addresses.accept === undefined ? 0 : 1) === 0) this.#addresses = message.addresses;
             settled = true;
             resolve();

@@ -15,7 +15,7 @@ import { Relay } from '../relay/relay.js';
 import type { ListenerSource } from '../relay/listener-set.js';
 import { SharedConnectionSlots } from '../relay/connection-slots.js';
 import { SharedReplayGuard } from '../protocol/shared-replay-guard.js';
-import { listenOnFd, type SocketOptions } from '../sys/index.js';
+import { enableSaveSyn, listenOnFd, type SocketOptions } from '../sys/index.js';
 import { errorCode } from '../errors.js';
 import { fromWire, toWire, wireConfig, type FromWorker, type ToWorker, type WorkerData } from './messages.js';
 
@@ -54,6 +54,14 @@ const listenerSource: ListenerSource = {
       pendingListens.set(id, { resolve, reject });
       send({ type: 'listen', id, key, endpoint, ...(socketOptions === undefined ? {} : { socketOptions }) });
     });
+    // Early SYN: the accepted socket's saved SYN gives the ISN a claim checks.
+    if (config.earlySyn) {
+      try {
+        enableSaveSyn(fd);
+      } catch {
+        // without it, a claim trusts the 4-tuple (src/intercept/pairing-table.ts)
+      }
+    }
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       listenOnFd(server, fd, config.backlog);
@@ -88,6 +96,9 @@ port.on('message', (message: ToWorker) => {
         await drained;
         await new Promise<void>((resolve) => { logger.flush(() => { resolve(); }); });
       });
+      return;
+    case 'syn-events':
+      relayOrThrow().attachSynEvents(message.port, { index: data.index, workers: data.workers });
       return;
     case 'snapshot': {
       const r = relayOrThrow();
