@@ -57,7 +57,8 @@ test('lab (root, netns): the pool saves one rc-rs round trip of TTFB; Turbo-Star
   const rcFile = join(dir, 'rc.yaml');
   writeFileSync(rcFile, 'pool: off\n');
   const rc = new RelayProcess(['--config', rcFile, '-L', `${rcAddr}:${RC_PORT}:${serverAddr}:80`, '--peer', `rs=${rsAddr}:${RS_PORT}`,
-    '--route', '198.18.3.0/24=rs', '--key-file', keyFile], { spawner: (cmd, args) => lab.spawn('rc', cmd, args) });
+    // Early SYN off: the comparison isolates the pool (early SYN alone saves r1 on this -L path).
+    '--route', '198.18.3.0/24=rs', '--key-file', keyFile, '--early-syn', 'off'], { spawner: (cmd, args) => lab.spawn('rc', cmd, args) });
   cleanups.push(() => rc.stop());
   await rc.ready();
   const url = (file: string): string => `http://${rcAddr}:${RC_PORT}/${file}`;
