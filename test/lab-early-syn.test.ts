@@ -24,7 +24,7 @@ import { startLabRelays, startTransparentRelays } from '../src/demo/lab-relays.j
 import { curlArgs, parseCurlTiming } from '../src/demo/curl-timing.js';
 import type { LinkName } from '../src/lab/address-plan.js';
 import { timeline, type PathRtts, type SplitPath } from '../src/paper/model.js';
-import { needsRoot, assertFloor, assertNoLabLeft, markLateness, samplesOf, traversalAllowanceMs, type Samples } from './helpers/lab.js';
+import { needsRoot, assertFloor, assertNoLabLeft, retryIfStarved, samplesOf, traversalAllowanceMs, type LatenessMark, type Samples } from './helpers/lab.js';
 
 const PREFIX = 'tes';
 const PATH: readonly LinkName[] = ['client-rc', 'rc-rs', 'rs-server'];
@@ -79,7 +79,7 @@ test('lab (root, netns): early SYN lowers the first byte by r1 + r3 (transparent
     return samplesOf(ttfb);
   };
   /** Floors checked against the model; returns the floor and its upper tolerance. */
-  const check = (what: string, samples: Samples, path: SplitPath, since: ReturnType<typeof markLateness>): { floor: number; tolerance: number } => {
+  const check = (what: string, samples: Samples, path: SplitPath, since: LatenessMark): { floor: number; tolerance: number } => {
     const model = timeline(RTTS, path).ttfbMs;
     const traversals = TRAVERSALS.get(path) ?? 12;
     const tolerance = traversalAllowanceMs(lab, PATH, traversals, undefined, since) + FIRST_BYTE_HOST_MS + RELAYS_MS;
@@ -99,8 +99,8 @@ test('lab (root, netns): early SYN lowers the first byte by r1 + r3 (transparent
         await relays.rc.waitFor((l) => l['event'] === 'early-syn' && String(l.msg).startsWith('early SYN on'), 5000);
         await relays.rs.waitFor((l) => l['event'] === 'early-syn' && String(l.msg).startsWith('early SYN on'), 5000);
       }
-      const since = markLateness(lab);
-      transparent[mode] = check(`transparent, early SYN ${mode}`, await fetches(target), mode === 'on' ? TRANSPARENT_ES : NAIVE, since);
+      transparent[mode] = await retryIfStarved(t, lab, PATH, async (since) =>
+        check(`transparent, early SYN ${mode}`, await fetches(target), mode === 'on' ? TRANSPARENT_ES : NAIVE, since));
     } finally {
       await relays.stop();
     }
@@ -116,15 +116,18 @@ test('lab (root, netns): early SYN lowers the first byte by r1 + r3 (transparent
     const relays = await startLabRelays(lab, dir, 80, { earlySyn: mode === 'on', rcArgs: ['--metrics', METRICS, '--pool', 'off'] }); // early SYN without the pool (the pool takes its leg at accept)
     try {
       if (mode === 'on') await relays.rc.waitFor((l) => l['event'] === 'early-syn' && String(l.msg).startsWith('early SYN on'), 5000);
-      const since = markLateness(lab);
-      const samples = await fetches(relays.url('small.bin'));
-      if (mode === 'on') {
-        const m = await lab.exec('rc', 'curl', ['-s', '--max-time', '5', `http://${METRICS}/metrics`]);
-        const line = (name: string): string => m.stdout.split('\n').filter((l) => l.startsWith(name)).join(', ');
-        t.diagnostic(`R_C: ${line('tcpsplit_early_syn_paired_total')}; ${line('tcpsplit_early_syn_offers_total')}; ${line('tcpsplit_early_syn_fallbacks_total')}; ${line('tcpsplit_early_syn_event_delay_seconds_sum')}`);
-        assert.match(m.stdout, new RegExp(`^tcpsplit_early_syn_paired_total ${FETCHES}$`, 'm'), 'every fetch took the leg opened at its SYN');
-      }
-      forward[mode] = check(`-L, early SYN ${mode}`, samples, mode === 'on' ? FORWARD_ES : NAIVE, since);
+      let fetched = 0;
+      forward[mode] = await retryIfStarved(t, lab, PATH, async (since) => {
+        const samples = await fetches(relays.url('small.bin'));
+        fetched += FETCHES;
+        if (mode === 'on') {
+          const m = await lab.exec('rc', 'curl', ['-s', '--max-time', '5', `http://${METRICS}/metrics`]);
+          const line = (name: string): string => m.stdout.split('\n').filter((l) => l.startsWith(name)).join(', ');
+          t.diagnostic(`R_C: ${line('tcpsplit_early_syn_paired_total')}; ${line('tcpsplit_early_syn_offers_total')}; ${line('tcpsplit_early_syn_fallbacks_total')}; ${line('tcpsplit_early_syn_event_delay_seconds_sum')}`);
+          assert.match(m.stdout, new RegExp(`^tcpsplit_early_syn_paired_total ${String(fetched)}$`, 'm'), 'every fetch took the leg opened at its SYN');
+        }
+        return check(`-L, early SYN ${mode}`, samples, mode === 'on' ? FORWARD_ES : NAIVE, since);
+      });
     } finally {
       await relays.stop();
     }

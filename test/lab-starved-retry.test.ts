@@ -1,0 +1,78 @@
+/**
+ * retryIfStarved (test/helpers/lab.ts), on a stand-in for a lab's counters: a timing
+ * measurement that fails while the emulator was late beyond the cap is taken again; one
+ * that fails on time fails at once; the last attempt's failure fails.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { LINK_NAMES } from '../src/lab/address-plan.js';
+import { LATE_BUCKETS_MS, type DirectionCounters } from '../src/lab/emulator/counters.js';
+import { retryIfStarved } from './helpers/lab.js';
+
+/** Counters whose lateness histogram the test moves: `late(ms, n)` adds n packets that late. */
+function fakeLab(): { lab: { linkCounters(): { up: DirectionCounters; down: DirectionCounters } }; late(ms: number, n: number): void } {
+  const hist = new Array<number>(LATE_BUCKETS_MS.length + 1).fill(0);
+  let max = 0;
+  const dir = (): DirectionCounters => ({
+    rxPackets: 0, rxBytes: 0, txPackets: 0, txBytes: 0,
+    drops: { loss: 0, queue: 0, buffer: 0, write: 0, oversize: 0 },
+    queuedPackets: 0, inFlightPackets: 0, lateMeanMs: 0, lateMaxMs: max, lateHistogram: [...hist],
+  });
+  return {
+    lab: { linkCounters: () => ({ up: dir(), down: dir() }) },
+    late(ms, n) {
+      let b = 0;
+      while (b < LATE_BUCKETS_MS.length && ms > (LATE_BUCKETS_MS[b] ?? 0)) b++;
+      hist[b] = (hist[b] ?? 0) + n;
+      max = Math.max(max, ms);
+    },
+  };
+}
+
+const t0 = { diagnostic: (): void => undefined };
+const links = [LINK_NAMES[0]];
+
+void test('lab timing: a measurement that failed while the emulator was starved is taken again, and the retry can pass', { timeout: 30_000 }, async () => {
+  const f = fakeLab();
+  let attempts = 0;
+  const got = await retryIfStarved(t0, f.lab, links, () => {
+    attempts++;
+    if (attempts === 1) {
+      f.late(10, 100); // this attempt's packets were 10 ms late
+      assert.fail('too slow');
+    }
+    f.late(0.02, 100); // on time: the earlier attempt's lateness does not count against this one
+    return Promise.resolve('ok');
+  });
+  assert.equal(got, 'ok');
+  assert.equal(attempts, 2);
+});
+
+void test('lab timing: a measurement that failed with the emulator on time fails at once (a real regression is not retried away)', async () => {
+  const f = fakeLab();
+  let attempts = 0;
+  await assert.rejects(retryIfStarved(t0, f.lab, links, () => {
+    attempts++;
+    f.late(0.02, 100);
+    assert.fail('2 ms slow');
+  }), (e: Error) => /2 ms slow/.test(e.message) && /attempt 1 of 3/.test(e.message));
+  assert.equal(attempts, 1);
+});
+
+void test('lab timing: starved every time, the third failure fails the test; errors that are not assertions are never retried', { timeout: 30_000 }, async () => {
+  const f = fakeLab();
+  let attempts = 0;
+  await assert.rejects(retryIfStarved(t0, f.lab, links, () => {
+    attempts++;
+    f.late(20, 100);
+    assert.fail('too slow');
+  }), (e: Error) => /attempt 3 of 3: emulator lateness p99 20\.000 ms/.test(e.message));
+  assert.equal(attempts, 3);
+  let crashes = 0;
+  await assert.rejects(retryIfStarved(t0, f.lab, links, () => {
+    crashes++;
+    f.late(20, 100);
+    throw new Error('curl exited 7');
+  }), /curl exited 7/);
+  assert.equal(crashes, 1);
+});
