@@ -176,6 +176,8 @@ export class Relay {
   #state: RelayState;
   readonly #replay: ReplayCheck;
   readonly #slots: ConnectionSlots | undefined;
+  /** Early legs evicted for an accepted connection: their slot is that connection's now (#takeSlot). */
+  readonly #slotGiven = new Set<SplitConnection>();
   readonly #listeners: ListenerSet;
   #reloads: Promise<void> = Promise.resolve();
   readonly #connections = new Set<SplitConnection>();
@@ -541,7 +543,7 @@ export class Relay {
   #newConnection(kind: ConnectionKind, socket: Socket, state: RelayState, target: Endpoint | undefined): SplitConnection | undefined {
     const { config } = state;
     const limit = this.#connectionLimit(config);
-    if (this.#closing || this.#connections.size >= limit || this.#slots?.tryTake(limit) === false) {
+    if (!this.#takeSlot(limit, true)) {
       // A reset (SO_LINGER 0), never a clean FIN: a refused client must not mistake
       // this for an empty, complete response.
       socket.on('error', noop);
@@ -570,10 +572,28 @@ export class Relay {
     return conn;
   }
 
+  /**
+   * A connection slot (--max-connections, across workers). When none is free, an accepted
+   * connection (`accepted`) takes the slot of this worker's oldest unclaimed early leg:
+   * a client whose handshake completed beats a leg opened for a SYN that may never
+   * complete (a flood, a client that gave up). The evicted leg closes; its slot passes
+   * to the new connection at once, so its close releases nothing.
+   */
+  #takeSlot(limit: number, accepted: boolean): boolean {
+    if (this.#closing) return false;
+    if (this.#connections.size - this.#slotGiven.size < limit && this.#slots?.tryTake(limit) !== false) return true;
+    if (!accepted) return false;
+    const evicted = this.#early?.evictOldest();
+    if (evicted === undefined) return false;
+    this.#slotGiven.add(evicted);
+    EarlyLegs.evicted(evicted);
+    return true;
+  }
+
   readonly #onConnectionClosed = (conn: SplitConnection, record: ConnectionRecord): void => {
     this.#connections.delete(conn);
     this.#idle.delete(conn);
-    this.#slots?.release();
+    if (!this.#slotGiven.delete(conn)) this.#slots?.release();
     this.metrics.closed(1, labelsFor('outcome', record.outcome));
     this.metrics.bytes(record.up, UP);
     this.metrics.bytes(record.down, DOWN);
@@ -716,7 +736,7 @@ export class Relay {
     if (route instanceof Promise || (route.kind === 'peer' && state.pools?.get(route.peer.name) !== undefined)) {
       throw new OverloadError('the route is resolved later, or goes to a pooled peer: the leg is taken at accept');
     }
-    if (this.#closing || this.#connections.size >= limit || this.#slots?.tryTake(limit) === false) {
+    if (!this.#takeSlot(limit, false)) {
       throw new OverloadError('no connection slot for an early leg');
     }
     const conn = new SplitConnection({
