@@ -86,6 +86,17 @@ test('lab CLI (root, netns): up leaves a daemon running; exec, status, down; not
   const text = await tcpsplit('lab', 'status', '--prefix', PREFIX);
   assert.match(text.stdout, /rc-rs\s+up\s+2\.15ms/);
 
+  // The web server `lab up` starts: its URLs in the output, and a download at once.
+  assert.ok(s.web, 'status has the web server');
+  assert.deepEqual(s.web.files, { '10kb': 10240, '100kb': 102400, '1mb': 1048576, '10mb': 10485760 });
+  assert.equal(s.web.path, 'http://198.18.3.2/');
+  assert.match(up.stdout, /web: nginx in 'server' on port 80, files 10kb 100kb 1mb 10mb\n\s+through rc and rs: http:\/\/198\.18\.3\.2\/1mb/);
+  assert.match(text.stdout, /direct \(internet\): http:\/\/198\.18\.4\.2\/1mb/);
+  for (const base of [s.web.path, s.web.internet]) {
+    const got = await tcpsplit('lab', 'exec', '--prefix', PREFIX, 'client', '--', 'curl', '-sS', '-o', '/dev/null', '-w', '%{http_code} %{size_download}', `${base}1mb`);
+    assert.equal(got.stdout, '200 1048576', got.stderr);
+  }
+
   const down = await tcpsplit('lab', 'down', '--prefix', PREFIX);
   assert.equal(down.code, 0, down.stderr);
   assert.match(down.stdout, new RegExp(`stopped daemon pid ${state.ownerPid}`));

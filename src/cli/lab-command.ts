@@ -9,7 +9,7 @@ import { daemonLogPath, queryStatus, startDaemon, stopLab } from '../lab/daemon-
 import { ownerAlive, readState, DEFAULT_PREFIX, verifyPrefix } from '../lab/lab-state.js';
 import { applyLinkFlag, scaleDelays } from '../lab/link-config.js';
 import { loadProfile } from '../lab/profile-file.js';
-import { formatAddressPlan, formatProfile, formatStatus } from '../lab/status-format.js';
+import { formatAddressPlan, formatProfile, formatStatus, formatWeb } from '../lab/status-format.js';
 import { CORE_TOOLS, PART_TOOLS, requireRoot, requireTools } from '../lab/tools.js';
 import { namespaceName, topologyExists } from '../lab/topology.js';
 
@@ -45,6 +45,9 @@ Options:
   --delay-scale F       multiply the profile's delays and jitters by F before --link applies (e.g. 0.1)
   --ipv6                also give every node the IPv6 plan (ULA fd00:7473:N::1 and ::2 on link N,
                         mirroring 198.18.N.1 and .2); off by default (no IPv6 packets at all)
+  --no-web              do not start the web server. By default nginx runs in 'server' on port
+                        80 with the paper's files 10kb, 100kb, 1mb and 10mb:
+                        tcpsplit lab exec client -- curl -o /dev/null http://198.18.3.2/1mb
   --prefix P            name prefix: a letter, then up to 7 of [a-z0-9] (default ${DEFAULT_PREFIX}); labs with different
                         prefixes run side by side
   -h, --help
@@ -115,7 +118,7 @@ async function up(args: string[]): Promise<number> {
     args, strict: true,
     options: {
       ...HELP, prefix: { type: 'string' }, profile: { type: 'string' }, link: { type: 'string', multiple: true },
-      'delay-scale': { type: 'string' }, ipv6: { type: 'boolean' },
+      'delay-scale': { type: 'string' }, ipv6: { type: 'boolean' }, 'no-web': { type: 'boolean' },
     },
   }));
   if (values.help === true) { out(UP_HELP); return 0; }
@@ -129,14 +132,17 @@ async function up(args: string[]): Promise<number> {
   for (const flag of values.link ?? []) profile = applyLinkFlag(profile, flag);
   requireRoot();
   requireTools([...CORE_TOOLS, ...PART_TOOLS]);
-  const pid = await startDaemon(prefix, profile, { ipv6: values.ipv6 === true });
+  const pid = await startDaemon(prefix, profile, { ipv6: values.ipv6 === true, web: values['no-web'] !== true });
+  const state = readState(prefix);
+  const web = state === undefined ? undefined : (await queryStatus(state)).web;
+  const dflt = prefix === DEFAULT_PREFIX;
   out(`lab '${prefix}' is up (daemon pid ${pid}, log ${daemonLogPath(prefix)})
 namespaces: ${LAB_NODES.map((n) => namespaceName(prefix, n)).join(' ')}
 
 ${formatAddressPlan()}
 
 ${formatProfile(profile)}
-
+${web === undefined ? '' : `\n${formatWeb(web, prefix, dflt)}\n`}
 Try: tcpsplit lab exec${prefix === DEFAULT_PREFIX ? '' : ` --prefix ${prefix}`} client -- ping -c 3 198.18.3.2
      tcpsplit lab status${prefix === DEFAULT_PREFIX ? '' : ` --prefix ${prefix}`}
      tcpsplit lab down${prefix === DEFAULT_PREFIX ? '' : ` --prefix ${prefix}`}`);
@@ -209,7 +215,7 @@ async function status(args: string[]): Promise<number> {
     throw new LabNotUpError(`lab '${prefix}' is stale: its owner pid ${state.ownerPid} is gone; 'tcpsplit lab down --prefix ${prefix}' (or the next 'lab up') removes it`);
   }
   const s = await queryStatus(state);
-  out(values.json === true ? JSON.stringify(s, null, 2) : formatStatus(s));
+  out(values.json === true ? JSON.stringify(s, null, 2) : formatStatus(s, prefix === DEFAULT_PREFIX));
   return 0;
 }
 

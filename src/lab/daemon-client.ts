@@ -34,7 +34,7 @@ function tail(path: string, lines: number): string {
 }
 
 /** Starts a detached daemon for the lab and resolves with its pid once the lab is ready. */
-export async function startDaemon(prefix: string, profile: LabProfile, options: { readonly ipv6?: boolean } = {}): Promise<number> {
+export async function startDaemon(prefix: string, profile: LabProfile, options: { readonly ipv6?: boolean; readonly web?: boolean } = {}): Promise<number> {
   const state = readState(prefix);
   if (state !== undefined && ownerAlive(state)) {
     throw new LabBusyError(`lab '${prefix}' is already up (pid ${state.ownerPid}); 'tcpsplit lab down --prefix ${prefix}' first, or pick another --prefix`);
@@ -44,7 +44,7 @@ export async function startDaemon(prefix: string, profile: LabProfile, options: 
   writeFileSync(profileFile, JSON.stringify(profile), { mode: 0o600 });
   const log = daemonLogPath(prefix);
   const logFd = openSync(log, 'w', 0o600);
-  const child = spawn(process.execPath, [DAEMON_PATH, '--prefix', prefix, '--profile-file', profileFile, ...(options.ipv6 === true ? ['--ipv6'] : [])], {
+  const child = spawn(process.execPath, [DAEMON_PATH, '--prefix', prefix, '--profile-file', profileFile, ...(options.ipv6 === true ? ['--ipv6'] : []), ...(options.web === false ? ['--no-web'] : [])], {
     detached: true, stdio: ['ignore', logFd, logFd, 'pipe'],
   });
   closeSync(logFd);

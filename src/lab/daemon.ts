@@ -14,7 +14,8 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { errorCode, LabError } from '../errors.js';
 import { createLogger } from '../observe/logger.js';
-import { Lab } from './lab.js';
+import { Lab, type LabWebStatus } from './lab.js';
+import { LAB_WEB_FILES, startNginx, type NginxServer } from './nginx.js';
 import { stateDir } from './lab-state.js';
 import type { LabProfile } from './link-config.js';
 
@@ -39,7 +40,7 @@ function listen(server: Server, path: string): Promise<void> {
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
-    options: { prefix: { type: 'string' }, 'profile-file': { type: 'string' }, ipv6: { type: 'boolean' } },
+    options: { prefix: { type: 'string' }, 'profile-file': { type: 'string' }, ipv6: { type: 'boolean' }, 'no-web': { type: 'boolean' } },
     strict: true,
   });
   if (values.prefix === undefined || values['profile-file'] === undefined) {
@@ -56,9 +57,21 @@ async function main(): Promise<void> {
   for (const signal of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) process.on(signal, () => { stop(signal); });
 
   const lab = await Lab.create({ prefix: values.prefix, profile, logger, ownerKind: 'daemon', controlSocket, ipv6: values.ipv6 === true });
+  // nginx in 'server' with the paper's files, so that `lab exec client -- curl` works at once.
+  let web: NginxServer | undefined;
+  let webStatus: LabWebStatus | undefined;
+  if (values['no-web'] !== true && stopSignal === undefined) {
+    try {
+      web = await startNginx(lab, { files: LAB_WEB_FILES, port: 80 });
+    } catch (err) {
+      await lab.destroy();
+      throw err;
+    }
+    webStatus = { port: web.port, files: LAB_WEB_FILES, path: web.url('path', ''), internet: web.url('internet', '') };
+  }
   const server = createServer((socket) => {
     socket.on('error', () => { /* a status reader that went away */ });
-    socket.end(`${JSON.stringify(lab.status())}\n`);
+    socket.end(`${JSON.stringify({ ...lab.status(), ...(webStatus === undefined ? {} : { web: webStatus }) })}\n`);
   });
   let stopping = false;
   stop = (signal: string): void => {
@@ -66,7 +79,7 @@ async function main(): Promise<void> {
     stopping = true;
     logger.info({ signal }, 'stopping lab');
     server.close();
-    lab.destroy().then(
+    Promise.resolve(web?.stop()).then(() => lab.destroy()).then(
       () => { process.exit(0); },
       (err: unknown) => { logger.error({ err }, 'teardown failed'); process.exit(1); },
     );

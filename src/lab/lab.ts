@@ -61,6 +61,17 @@ export interface LabStatus {
   readonly startedAt: string;
   readonly namespaces: Readonly<Record<LabNode, string>>;
   readonly links: readonly LinkStatus[];
+  /** The web server `lab up` starts in 'server' (absent with --no-web, and for a Lab made in code). */
+  readonly web?: LabWebStatus;
+}
+
+export interface LabWebStatus {
+  readonly port: number;
+  /** File name -> bytes, served at the root: http://ADDRESS/10kb. */
+  readonly files: Readonly<Record<string, number>>;
+  /** Base URLs: through rc and rs ('path'), and over the direct 'internet' link. */
+  readonly path: string;
+  readonly internet: string;
 }
 
 /**

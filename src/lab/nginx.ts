@@ -29,6 +29,12 @@ export interface NginxServer {
   stop(): Promise<void>;
 }
 
+/**
+ * What `tcpsplit lab up` serves: the paper's file sizes (KB and MB 1024-based), named as
+ * `lab paper --sizes` names them (src/paper/sizes.ts), so `curl http://198.18.3.2/1mb`.
+ */
+export const LAB_WEB_FILES: Readonly<Record<string, number>> = { '10kb': 10 * 1024, '100kb': 100 * 1024, '1mb': 1024 ** 2, '10mb': 10 * 1024 ** 2 };
+
 const READY_TIMEOUT_MS = 10_000;
 const READY_FILE = '.tcpsplit-ready';
 const CHUNK = 1 << 20;

@@ -1,6 +1,6 @@
 /** `tcpsplit lab status` and `lab up` output: the address plan and a per-direction link table. */
 import { ADDRESS_PLAN, LINK_NAMES } from './address-plan.js';
-import type { LabStatus } from './lab.js';
+import type { LabStatus, LabWebStatus } from './lab.js';
 import type { DirectionConfig, LabProfile } from './link-config.js';
 import { formatMs, formatPercent, formatRate } from './units.js';
 
@@ -36,7 +36,19 @@ export function formatProfile(profile: LabProfile): string {
   return table(rows);
 }
 
-export function formatStatus(status: LabStatus): string {
+/** The web server's lines: its files and URLs, and a command to try. */
+export function formatWeb(web: LabWebStatus, prefix: string, defaultPrefix: boolean): string {
+  const files = Object.keys(web.files);
+  const example = files.find((f) => f === '1mb') ?? files[0] ?? '';
+  return [
+    `web: nginx in 'server' on port ${String(web.port)}, files ${files.join(' ')}`,
+    `  through rc and rs: ${web.path}${example}`,
+    `  direct (internet): ${web.internet}${example}`,
+    `  try: tcpsplit lab exec${defaultPrefix ? '' : ` --prefix ${prefix}`} client -- curl -o /dev/null -w '%{time_starttransfer} s first byte, %{time_total} s in all\\n' ${web.path}${example}`,
+  ].join('\n');
+}
+
+export function formatStatus(status: LabStatus, defaultPrefix = false): string {
   const rows: string[][] = [[
     'link', 'dir', 'delay', 'jitter', 'rate', 'queue', 'loss',
     'rx pkts', 'tx pkts', 'tx bytes', 'drop loss', 'drop queue', 'drop buf', 'drop write', 'drop big', 'queued', 'late ms mean/max',
@@ -63,6 +75,7 @@ export function formatStatus(status: LabStatus): string {
     '',
     table(rows),
     ...failures,
+    ...(status.web === undefined ? [] : ['', formatWeb(status.web, status.prefix, defaultPrefix)]),
     '',
   ].join('\n');
 }
