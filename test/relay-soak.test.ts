@@ -39,6 +39,8 @@ const TRANSFER_TIMEOUT_MS = 30_000;
  * pass it within the run.
  */
 const RSS_SLACK_PER_HEAP = 48 * MiB;
+/** --max-old-space-size of the relays (see where they start). */
+const RELAY_OLD_SPACE_MB = 64;
 /**
  * Each worker thread is a V8 isolate with a heap of its own that grows in its own steps:
  * the slack is per heap. With two workers, R_S once ended a CI run 58 MiB above its
@@ -75,7 +77,12 @@ void test(`relay soak (nginx, curl): ${SOAK_SECONDS} s of downloads through R_C 
     const nginx = await loopbackNginx(FILES);
     t.after(nginx.stop);
     const flags = ['--metrics', '127.0.0.1:0', '--drain-timeout', `${DRAIN_TIMEOUT_MS / 1000}s`];
-    const env = { TCPSPLIT_KEY: KEY_HEX };
+    // A small old space for the relays' V8 heaps (V8 flags are per process: every worker's
+    // heap too). Without it V8 grows the heap lazily and RSS climbed ~20 MiB per 30 s
+    // under this load with no leak (90 s soak, Node 24, one worker: R_S 158 -> 182 -> 203
+    // -> 221 MiB; with 48 MiB of old space, 132 -> 126 -> 139 -> 141, no OOM). With the
+    // cap, a leak on the JS heap cannot hide as growth: it ends in an out-of-memory crash.
+    const env = { TCPSPLIT_KEY: KEY_HEX, NODE_OPTIONS: `--max-old-space-size=${String(RELAY_OLD_SPACE_MB)}` };
     const rs = new RelayProcess(['--accept', '127.0.0.1:0', '--allow', '127.0.0.1/32', ...flags], { env });
     t.after(() => rs.stop());
     const { accept } = await rs.ready();
@@ -104,8 +111,14 @@ void test(`relay soak (nginx, curl): ${SOAK_SECONDS} s of downloads through R_C 
     await settle(relays, undefined);
     for (const r of relays) { r.fds = openFds(r.pid); r.rss = r.relay.rssBytes(); }
 
-    await runFor(SOAK_SECONDS * 0.9);
+    // The rest in thirds, RSS sampled after each: a plateau flattens, a leak keeps climbing.
+    const series: number[][] = relays.map((r) => [r.rss]);
+    for (let third = 0; third < 3; third++) {
+      await runFor(SOAK_SECONDS * 0.3);
+      for (const [i, r] of relays.entries()) series[i]?.push(r.relay.rssBytes());
+    }
     const after = await settle(relays, relays.map((r) => r.fds));
+    for (const [i, r] of relays.entries()) t.diagnostic(`${r.name}: RSS after the warm-up and each third of the load: ${(series[i] ?? []).map(mib).join(', ')}`);
 
     assert.deepEqual(tally.bad, [], 'every whole download complete with the right SHA-256, every half-closed one a correct prefix');
     assert.ok(tally.checked > 0 && tally.resets > 0 && tally.kills > 0, `checked ${tally.checked}, resets ${tally.resets}, kills ${tally.kills}`);
