@@ -38,13 +38,19 @@ const TRAVERSAL_LATE_CAP_MS = 0.25;
 void test('lab paper (root, netns): the quick form with e2e and split: every median first byte is within the lateness-derived tolerance of the model, and the outputs are written', { skip: needsRoot, timeout: 180_000 }, async (t) => {
   const sizes = parseSizes('10kb,100kb');
   const profile = scaleDelays(PROFILES.paper, 0.1);
-  // A download whose emulator was late beyond the cap (p99 per traversal) was starved by
-  // the machine, not slowed by tcpsplit: it is left out of the check, as the lab's timing
-  // tests do (test/helpers/lab.ts). Each cell needs MIN_FIT such downloads; if a run left
-  // fewer, one more run adds samples (bounded), and the check then fails as it should.
+  // A download the runner flagged (its links' p90 lateness, over its round trips, could
+  // have moved it by more than 3 ms: src/paper/runner.ts) was starved by the machine, not
+  // slowed by tcpsplit: it is left out of the check, as the report marks it. Not the p99:
+  // a 10 KB download has a few dozen packets, so its p99 is its one latest packet, and
+  // in CI a p99 cap left 2 of 10 downloads of a cell. Each cell needs MIN_FIT unflagged
+  // downloads; if a run left fewer, more runs add samples (at most EXTRA_RUNS), and the
+  // check then fails as it should.
   const RUNS = 5;
   const MIN_FIT = 3;
-  const fit = (s: Sample): boolean => s.lateP99Ms <= TRAVERSAL_LATE_CAP_MS;
+  const EXTRA_RUNS = 3;
+  /** Before each extra run: a starved spell here can last a minute (test/helpers/lab.ts). */
+  const EXTRA_PAUSE_MS = 10_000;
+  const fit = (s: Sample): boolean => !s.flagged;
   const runOnce = async (): Promise<PaperRun> => {
     try {
       return await runPaper({ profile, configs: ['e2e', 'split'], sizes, runs: RUNS, cc: 'cubic', prefix: PREFIX });
@@ -60,8 +66,9 @@ void test('lab paper (root, netns): the quick form with e2e and split: every med
     for (const x of list) m.set(`${x.config} ${String(x.sizeBytes)}`, [...(m.get(`${x.config} ${String(x.sizeBytes)}`) ?? []), x]);
     return m;
   };
-  if ([...cells(samples).values()].some((c) => c.filter(fit).length < MIN_FIT)) {
-    t.diagnostic(`a cell had fewer than ${String(MIN_FIT)} downloads with lateness p99 <= ${String(TRAVERSAL_LATE_CAP_MS)} ms: one more run`);
+  for (let extra = 1; extra <= EXTRA_RUNS && [...cells(samples).values()].some((c) => c.filter(fit).length < MIN_FIT); extra++) {
+    t.diagnostic(`a cell had fewer than ${String(MIN_FIT)} unflagged downloads (the machine starved the emulator): run ${String(extra)} of at most ${String(EXTRA_RUNS)} more, in ${String(EXTRA_PAUSE_MS / 1000)} s`);
+    await new Promise((r) => setTimeout(r, EXTRA_PAUSE_MS));
     samples.push(...(await runOnce()).samples);
   }
   const results: Results = JSON.parse(JSON.stringify(summarize(run, 'cubic', RUNS))) as Results;
@@ -71,7 +78,7 @@ void test('lab paper (root, netns): the quick form with e2e and split: every med
     const mine = all.filter(fit);
     const first = all[0];
     if (first === undefined) continue;
-    assert.ok(mine.length >= MIN_FIT, `${cell}: only ${String(mine.length)} of ${String(all.length)} downloads had an emulator on time (lateness p99 <= ${String(TRAVERSAL_LATE_CAP_MS)} ms): the machine starved the lab`);
+    assert.ok(mine.length >= MIN_FIT, `${cell}: only ${String(mine.length)} of ${String(all.length)} downloads were not flagged for lateness: the machine starved the lab`);
     const conf = configuration(first.config);
     const model = predict(run.rtts, conf.path, first.sizeBytes);
     const row = results.results.find((r) => r.config === first.config && r.sizeBytes === first.sizeBytes);
@@ -79,11 +86,12 @@ void test('lab paper (root, netns): the quick form with e2e and split: every med
     const medianMs = median(mine.map((x) => x.ttfb * 1000));
     // Each link is crossed 4 times before the first byte (2 round trips' worth) in both timelines.
     const traversals = 4 * conf.links.length;
-    const late = Math.max(...mine.map((x) => x.lateP99Ms));
+    // Per traversal: the p90 lateness (as the runner's flag), capped as the lab's timing tests cap it.
+    const late = Math.min(Math.max(...mine.map((x) => x.lateP90Ms)), TRAVERSAL_LATE_CAP_MS);
     const relays = conf.path.kind === 'split' ? 2 : 0;
     const tolerance = traversals * (TRAVERSAL_BASE_MS + late) + FIRST_BYTE_HOST_MS + relays * RELAY_HOST_MS;
     const what = `${first.config} ${sizeLabel(first.sizeBytes)}: median first byte ${medianMs.toFixed(2)} ms over ${String(mine.length)} of ${String(all.length)} downloads, model ${model.ttfbMs.toFixed(2)} ms`;
-    t.diagnostic(`${what}, tolerance ${tolerance.toFixed(2)} ms (${String(traversals)} traversals x (${String(TRAVERSAL_BASE_MS)} + lateness p99 ${late.toFixed(2)} ms) + ${String(FIRST_BYTE_HOST_MS)} + ${String(relays)} x ${String(RELAY_HOST_MS)} ms)`);
+    t.diagnostic(`${what}, tolerance ${tolerance.toFixed(2)} ms (${String(traversals)} traversals x (${String(TRAVERSAL_BASE_MS)} + lateness p90 ${late.toFixed(2)} ms) + ${String(FIRST_BYTE_HOST_MS)} + ${String(relays)} x ${String(RELAY_HOST_MS)} ms)`);
     // The emulator never sends early, and the model counts only link delays: never below it.
     assert.ok(medianMs >= model.ttfbMs - 0.01, `${what}: below the model, so the model misses a shortcut`);
     assert.ok(medianMs <= model.ttfbMs + tolerance, `${what}: more than ${tolerance.toFixed(2)} ms above the model`);

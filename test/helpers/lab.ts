@@ -237,8 +237,13 @@ export function stealShare(since: CpuMark): number {
 
 /** Above this share of stolen CPU time during a measurement, the host was starved. */
 export const STARVED_STEAL_SHARE = 0.03;
-const STARVED_ATTEMPTS = 3;
-const STARVED_PAUSE_MS = 3000;
+/**
+ * Attempts in all, and the pause before each retry: starved spells here last from one
+ * second (a steal burst) to over a minute (a CI run's emulator at p99 10 ms for a
+ * minute), so the pauses grow. Worst case: 33 s of waiting.
+ */
+const STARVED_ATTEMPTS = 4;
+const STARVED_PAUSES_MS = [3000, 10_000, 20_000] as const;
 
 /**
  * Runs `measure` (samples and their assertions); if an assertion fails while the host
@@ -255,6 +260,7 @@ export async function retryIfStarved<T>(
   lab: CounterSource,
   links: readonly LinkNameT[],
   measure: (since: LatenessMark) => Promise<T>,
+  pausesMs: readonly number[] = STARVED_PAUSES_MS,
 ): Promise<T> {
   for (let attempt = 1; ; attempt++) {
     const since = markLateness(lab);
@@ -271,8 +277,9 @@ export async function retryIfStarved<T>(
         e.message += `\n  attempt ${String(attempt)} of ${String(STARVED_ATTEMPTS)}: ${why}`;
         throw e;
       }
-      t.diagnostic(`attempt ${String(attempt)} void, the host was starved (${why}); again in ${String(STARVED_PAUSE_MS / 1000)} s. It failed with: ${e.message.split('\n')[0] ?? ''}`);
-      await new Promise((r) => setTimeout(r, STARVED_PAUSE_MS));
+      const pauseMs = pausesMs[attempt - 1] ?? 20_000;
+      t.diagnostic(`attempt ${String(attempt)} void, the host was starved (${why}); again in ${String(pauseMs / 1000)} s. It failed with: ${e.message.split('\n')[0] ?? ''}`);
+      await new Promise((r) => setTimeout(r, pauseMs));
     }
   }
 }
