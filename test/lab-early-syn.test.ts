@@ -8,6 +8,9 @@
  *   catches that SYN too): early SYN saves r1 + r3.
  * - Forward listener (-L) on R_C with a peer R_S (--accept, no pool): R_S learns the
  *   target from the header, so only R_C's overlap is gained: r1.
+ * - -L with the pool (+ES+CP): the pooled leg is taken and the TARGET frame sent at the
+ *   SYN, so R_S's connect to the server overlaps the client's handshake: min(r1, r3)
+ *   less than the pool alone.
  *
  * Upper bounds go on the fastest of several fetches with an allowance per emulated-link
  * traversal from the emulator's own lateness in this run (test/helpers/lab.ts); lower
@@ -18,6 +21,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { Lab, startNginx } from '../src/lab/index.js';
 import { DEFAULT_DIRECTION, type LabProfile } from '../src/lab/link-config.js';
 import { startLabRelays, startTransparentRelays } from '../src/demo/lab-relays.js';
@@ -50,18 +54,22 @@ const NAIVE: SplitPath = { kind: 'split', rcLeg: 'at-accept', rcTarget: 'at-acce
 const TRANSPARENT_ES: SplitPath = { ...NAIVE, rcLeg: 'at-syn', rcTarget: 'at-syn', rsTarget: 'syn' };
 /** -L: R_C at the SYN, R_S from the header. */
 const FORWARD_ES: SplitPath = { ...NAIVE, rcLeg: 'at-syn', rcTarget: 'at-syn' };
+/** -L with the pool (+CP): the pooled leg is up; the TARGET frame leaves at accept. */
+const POOLED: SplitPath = { ...NAIVE, rcLeg: 'pooled' };
+/** -L with the pool and early SYN (+ES+CP): the pooled leg is taken, and the TARGET frame sent, at the SYN. */
+const POOLED_ES: SplitPath = { ...NAIVE, rcLeg: 'pooled', rcTarget: 'at-syn' };
 
 /**
  * Emulated-link traversals on the critical path to the first byte: the naive split
  * crosses each link 4 times (2 round trips each); early SYN takes a round trip off r1
  * (both cases) and off r3 (transparent).
  */
-const TRAVERSALS = new Map<SplitPath, number>([[NAIVE, 12], [TRANSPARENT_ES, 8], [FORWARD_ES, 10]]);
+const TRAVERSALS = new Map<SplitPath, number>([[NAIVE, 12], [TRANSPARENT_ES, 8], [FORWARD_ES, 10], [POOLED, 10], [POOLED_ES, 8]]);
 
 const cleanups: (() => Promise<void> | void)[] = [];
 after(async () => { for (const c of cleanups.reverse()) await c(); });
 
-test('lab (root, netns): early SYN lowers the first byte by r1 + r3 (transparent chain) and by r1 (-L), as the model says', { skip: needsRoot, timeout: 240_000 }, async (t) => {
+test('lab (root, netns): early SYN lowers the first byte by r1 + r3 (transparent chain), by r1 (-L), and by min(r1, r3) with the pool (-L, +ES+CP), as the model says', { skip: needsRoot, timeout: 240_000 }, async (t) => {
   const lab = await Lab.create({ prefix: PREFIX, profile: PROFILE });
   cleanups.push(async () => { await lab.destroy(); assertNoLabLeft(PREFIX); });
   const dir = mkdtempSync(join(tmpdir(), 'tcpsplit-lab-es-'));
@@ -136,4 +144,36 @@ test('lab (root, netns): early SYN lowers the first byte by r1 + r3 (transparent
   t.diagnostic(`-L: early SYN saved ${savedL.toFixed(2)} ms (model r1 = ${R1} ms)`);
   assert.ok(savedL >= R1 - forward.on.tolerance && savedL <= R1 + forward.off.tolerance,
     `-L: early SYN saved ${savedL.toFixed(2)} ms, expected ${R1} ms within -${forward.on.tolerance.toFixed(2)}/+${forward.off.tolerance.toFixed(2)} ms`);
+
+  // -L with the pool: early SYN takes the pooled leg at the SYN and sends the target on it
+  // at once, so R_S's leg to the server overlaps the client's handshake: min(r1, r3) less.
+  const pooled: Record<'off' | 'on', { floor: number; tolerance: number }> = { off: { floor: 0, tolerance: 0 }, on: { floor: 0, tolerance: 0 } };
+  for (const mode of ['off', 'on'] as const) {
+    const relays = await startLabRelays(lab, dir, 80, { earlySyn: mode === 'on', rcArgs: ['--metrics', METRICS, '--pool', 'on', '--turbo', 'off'] });
+    try {
+      if (mode === 'on') await relays.rc.waitFor((l) => l['event'] === 'early-syn' && String(l.msg).startsWith('early SYN on'), 5000);
+      const poolSize = async (): Promise<number> => {
+        const m = await lab.exec('rc', 'curl', ['-s', '--max-time', '5', `http://${METRICS}/metrics`]);
+        return Number(/^tcpsplit_pool_size\{peer="rs"\} (\d+)$/m.exec(m.stdout)?.[1] ?? 0);
+      };
+      for (let i = 0; i < 100 && await poolSize() === 0; i++) await sleep(50);
+      let fetched = 0;
+      pooled[mode] = await retryIfStarved(t, lab, PATH, async (since) => {
+        const samples = await fetches(relays.url('small.bin'));
+        fetched += FETCHES;
+        const m = await lab.exec('rc', 'curl', ['-s', '--max-time', '5', `http://${METRICS}/metrics`]);
+        assert.match(m.stdout, /^tcpsplit_pool_takes_total\{peer="rs"\} [1-9]/m, 'the pool was used');
+        if (mode === 'on') assert.match(m.stdout, new RegExp(`^tcpsplit_early_syn_paired_total ${String(fetched)}$`, 'm'), 'every fetch took the leg taken at its SYN');
+        return check(`-L with the pool, early SYN ${mode}`, samples, mode === 'on' ? POOLED_ES : POOLED, since);
+      });
+    } finally {
+      await relays.stop();
+    }
+  }
+  const savedP = pooled.off.floor - pooled.on.floor;
+  const modelP = timeline(RTTS, POOLED).ttfbMs - timeline(RTTS, POOLED_ES).ttfbMs;
+  t.diagnostic(`-L with the pool: early SYN saved ${savedP.toFixed(2)} ms (model min(r1, r3) = ${modelP} ms)`);
+  assert.equal(modelP, Math.min(R1, R3));
+  assert.ok(savedP >= modelP - pooled.on.tolerance && savedP <= modelP + pooled.off.tolerance,
+    `-L with the pool: early SYN saved ${savedP.toFixed(2)} ms, expected ${modelP} ms within -${pooled.on.tolerance.toFixed(2)}/+${pooled.off.tolerance.toFixed(2)} ms`);
 });

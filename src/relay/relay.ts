@@ -729,13 +729,12 @@ export class Relay {
     const { config } = state;
     const limit = this.#connectionLimit(config);
     if (this.#earlyUnsent.count >= MAX_UNSENT_EARLY_HEADERS) throw new OverloadError('early legs to peers are waiting for their connect');
-    // A peer with a pool: its pooled leg, taken at accept, is already up, which beats a leg
-    // dialled at the SYN whenever r(rc-rs) > r(client-rc); and sending the target at the
-    // SYN over a pooled leg (the paper's +ES+CP) is not wired yet. So no early leg.
+    // A route to a peer with a pool takes its pooled leg here, at the SYN, and
+    // headerAtConnect() sends the TARGET frame on it at once (the paper's +ES+CP): R_S
+    // connects to the server while the client's handshake is still under way. A name to
+    // resolve first is left to accept.
     const route = state.router.route(early.destination.target, config.connectTimeoutMs);
-    if (route instanceof Promise || (route.kind === 'peer' && state.pools?.get(route.peer.name) !== undefined)) {
-      throw new OverloadError('the route is resolved later, or goes to a pooled peer: the leg is taken at accept');
-    }
+    if (route instanceof Promise) throw new OverloadError('the route is resolved later: the leg is opened at accept');
     if (!this.#takeSlot(limit, false)) {
       throw new OverloadError('no connection slot for an early leg');
     }
