@@ -35,73 +35,78 @@ const RELAY_HOST_MS = 7;
 /** As test/helpers/lab.ts: the lateness share per traversal is capped; beyond, the run was starved. */
 const TRAVERSAL_LATE_CAP_MS = 0.25;
 
-void test('lab paper (root, netns): the quick form with e2e and split: every median first byte is within the lateness-derived tolerance of the model, and the outputs are written', { skip: needsRoot, timeout: 180_000 }, async (t) => {
+const CONFIGS = ['e2e', 'split', 'split+es', 'split+es+cp'] as const;
+
+void test('lab paper (root, netns): the quick form with e2e, split, split+es and split+es+cp: every median first byte is within the lateness-derived tolerance of the model, and the outputs are written', { skip: needsRoot, timeout: 300_000 }, async (t) => {
   const sizes = parseSizes('10kb,100kb');
   const profile = scaleDelays(PROFILES.paper, 0.1);
-  // A download the runner flagged (its links' p90 lateness, over its round trips, could
-  // have moved it by more than 3 ms: src/paper/runner.ts) was starved by the machine, not
-  // slowed by tcpsplit: it is left out of the check, as the report marks it. Not the p99:
-  // a 10 KB download has a few dozen packets, so its p99 is its one latest packet, and
-  // in CI a p99 cap left 2 of 10 downloads of a cell. Each cell needs MIN_FIT unflagged
-  // downloads; if a run left fewer, more runs add samples (at most EXTRA_RUNS), and the
-  // check then fails as it should.
   const RUNS = 5;
-  const MIN_FIT = 3;
-  const EXTRA_RUNS = 3;
-  /** Before each extra run: a starved spell here can last a minute (test/helpers/lab.ts). */
-  const EXTRA_PAUSE_MS = 10_000;
-  const fit = (s: Sample): boolean => !s.flagged;
   const runOnce = async (): Promise<PaperRun> => {
     try {
-      return await runPaper({ profile, configs: ['e2e', 'split'], sizes, runs: RUNS, cc: 'cubic', prefix: PREFIX });
+      return await runPaper({ profile, configs: [...CONFIGS], sizes, runs: RUNS, cc: 'cubic', prefix: PREFIX });
     } finally {
       assertNoLabLeft(PREFIX);
     }
   };
-  const run = await runOnce();
-  assert.equal(run.samples.length, 2 * 2 * RUNS);
-  const samples = [...run.samples];
   const cells = (list: readonly Sample[]): Map<string, Sample[]> => {
     const m = new Map<string, Sample[]>();
     for (const x of list) m.set(`${x.config} ${String(x.sizeBytes)}`, [...(m.get(`${x.config} ${String(x.sizeBytes)}`) ?? []), x]);
     return m;
   };
-  for (let extra = 1; extra <= EXTRA_RUNS && [...cells(samples).values()].some((c) => c.filter(fit).length < MIN_FIT); extra++) {
-    t.diagnostic(`a cell had fewer than ${String(MIN_FIT)} unflagged downloads (the machine starved the emulator): run ${String(extra)} of at most ${String(EXTRA_RUNS)} more, in ${String(EXTRA_PAUSE_MS / 1000)} s`);
-    await new Promise((r) => setTimeout(r, EXTRA_PAUSE_MS));
-    samples.push(...(await runOnce()).samples);
+  // The median of each cell against the model, with an allowance per traversal from the
+  // cell's median p90 lateness, capped as the lab's timing tests cap it. A run whose
+  // check fails while the emulator was late beyond the cap (a cell's median p90) was
+  // starved by the machine: it is void and run again (as retryIfStarved does).
+  const checkRun = (run: PaperRun): { failures: string[]; starved: string[] } => {
+    const failures: string[] = [];
+    const starved: string[] = [];
+    for (const [cell, all] of cells(run.samples)) {
+      const first = all[0];
+      if (first === undefined) continue;
+      const conf = configuration(first.config);
+      const model = predict(run.rtts, conf.path, first.sizeBytes);
+      const medianMs = median(all.map((x) => x.ttfb * 1000));
+      const lateMs = median(all.map((x) => x.lateP90Ms));
+      if (lateMs > TRAVERSAL_LATE_CAP_MS) starved.push(`${cell}: median p90 lateness ${lateMs.toFixed(2)} ms`);
+      // Each link is crossed at most 4 times before the first byte (2 round trips' worth).
+      const traversals = 4 * conf.links.length;
+      const relays = conf.path.kind === 'split' ? 2 : 0;
+      const tolerance = traversals * (TRAVERSAL_BASE_MS + Math.min(lateMs, TRAVERSAL_LATE_CAP_MS)) + FIRST_BYTE_HOST_MS + relays * RELAY_HOST_MS;
+      const what = `${first.config} ${sizeLabel(first.sizeBytes)}: median first byte ${medianMs.toFixed(2)} ms over ${String(all.length)} downloads, model ${model.ttfbMs.toFixed(2)} ms`;
+      t.diagnostic(`${what}, tolerance ${tolerance.toFixed(2)} ms (${String(traversals)} traversals x (${String(TRAVERSAL_BASE_MS)} + lateness p90 ${lateMs.toFixed(2)} ms, at most ${String(TRAVERSAL_LATE_CAP_MS)}) + ${String(FIRST_BYTE_HOST_MS)} + ${String(relays)} x ${String(RELAY_HOST_MS)} ms)`);
+      // The emulator never sends early, and the model counts only link delays: never below it.
+      if (medianMs < model.ttfbMs - 0.01) failures.push(`${what}: below the model, so the model misses a shortcut`);
+      if (medianMs > model.ttfbMs + tolerance) failures.push(`${what}: more than ${tolerance.toFixed(2)} ms above the model`);
+    }
+    return { failures, starved };
+  };
+  const ATTEMPTS = 3;
+  const PAUSE_MS = 10_000;
+  let run = await runOnce();
+  for (let attempt = 1; ; attempt++) {
+    const { failures, starved } = checkRun(run);
+    if (failures.length === 0) break;
+    if (starved.length === 0 || attempt >= ATTEMPTS) assert.fail(`${failures.join('\n')}\n  attempt ${String(attempt)} of ${String(ATTEMPTS)}; starved cells: ${starved.join(', ') || 'none'}`);
+    t.diagnostic(`run ${String(attempt)} void, the emulator was starved (${starved.join(', ')}); again in ${String(PAUSE_MS / 1000)} s. It failed with: ${failures.join('; ')}`);
+    await new Promise((r) => setTimeout(r, PAUSE_MS));
+    run = await runOnce();
   }
+  assert.equal(run.samples.length, CONFIGS.length * 2 * RUNS);
   const results: Results = JSON.parse(JSON.stringify(summarize(run, 'cubic', RUNS))) as Results;
   assert.deepEqual(validateResults(results), []);
-  assert.equal(results.results.length, 4);
-  for (const [cell, all] of cells(samples)) {
-    const mine = all.filter(fit);
-    const first = all[0];
-    if (first === undefined) continue;
-    assert.ok(mine.length >= MIN_FIT, `${cell}: only ${String(mine.length)} of ${String(all.length)} downloads were not flagged for lateness: the machine starved the lab`);
-    const conf = configuration(first.config);
-    const model = predict(run.rtts, conf.path, first.sizeBytes);
-    const row = results.results.find((r) => r.config === first.config && r.sizeBytes === first.sizeBytes);
-    assert.equal(row?.model.ttfb, model.ttfbMs / 1000, 'the report uses the model');
-    const medianMs = median(mine.map((x) => x.ttfb * 1000));
-    // Each link is crossed 4 times before the first byte (2 round trips' worth) in both timelines.
-    const traversals = 4 * conf.links.length;
-    // Per traversal: the p90 lateness (as the runner's flag), capped as the lab's timing tests cap it.
-    const late = Math.min(Math.max(...mine.map((x) => x.lateP90Ms)), TRAVERSAL_LATE_CAP_MS);
-    const relays = conf.path.kind === 'split' ? 2 : 0;
-    const tolerance = traversals * (TRAVERSAL_BASE_MS + late) + FIRST_BYTE_HOST_MS + relays * RELAY_HOST_MS;
-    const what = `${first.config} ${sizeLabel(first.sizeBytes)}: median first byte ${medianMs.toFixed(2)} ms over ${String(mine.length)} of ${String(all.length)} downloads, model ${model.ttfbMs.toFixed(2)} ms`;
-    t.diagnostic(`${what}, tolerance ${tolerance.toFixed(2)} ms (${String(traversals)} traversals x (${String(TRAVERSAL_BASE_MS)} + lateness p90 ${late.toFixed(2)} ms) + ${String(FIRST_BYTE_HOST_MS)} + ${String(relays)} x ${String(RELAY_HOST_MS)} ms)`);
-    // The emulator never sends early, and the model counts only link delays: never below it.
-    assert.ok(medianMs >= model.ttfbMs - 0.01, `${what}: below the model, so the model misses a shortcut`);
-    assert.ok(medianMs <= model.ttfbMs + tolerance, `${what}: more than ${tolerance.toFixed(2)} ms above the model`);
+  assert.equal(results.results.length, CONFIGS.length * 2);
+  for (const row of results.results) {
+    const conf = configuration(row.config);
+    assert.equal(row.model.ttfb, predict(run.rtts, conf.path, row.sizeBytes).ttfbMs / 1000, 'the report uses the model');
   }
   await writeOutputs(out, run, results);
   const json = JSON.parse(readFileSync(join(out, 'results.json'), 'utf8')) as unknown;
   assert.deepEqual(validateResults(json), []);
   const report = readFileSync(join(out, 'report.md'), 'utf8');
   assert.match(report, /\| 10 KB \| split \| KTCP \+TP \|/);
-  assert.match(report, /early SYN saves about r1 \+ r3 .*not measured/);
+  // Both savings measured in this run (their verdicts depend on the host's noise at this scale: not asserted).
+  assert.match(report, /early SYN saves about r1 \+ r3 [^\n]*\| (holds|does not hold): 10 KB: /);
+  assert.match(report, /the pool saves about r2 − r1 [^\n]*\| (holds|does not hold): 10 KB: /);
   for (const f of ['fig3-ttfb', 'fig4-download']) {
     assert.match(readFileSync(join(out, `${f}.svg`), 'utf8'), /^<svg[^>]*>/);
     assert.deepEqual([...readFileSync(join(out, `${f}.png`)).subarray(0, 4)], [0x89, 0x50, 0x4e, 0x47]);

@@ -26,27 +26,33 @@ export const NAIVE_SPLIT_ARGS: readonly string[] = ['--early-syn', 'off', '--poo
  * `relayArgs`: more options for both relays; `rcArgs`: for R_C only.
  */
 export async function startLabRelays(lab: Lab, dir: string, serverPort: number,
-  options: { readonly earlySyn?: boolean; readonly relayArgs?: readonly string[]; readonly rcArgs?: readonly string[] } = {}): Promise<LabRelays> {
+  options: {
+    readonly earlySyn?: boolean; readonly relayArgs?: readonly string[]; readonly rcArgs?: readonly string[];
+    /** R_C's -L port and R_S's --accept port (defaults RC_LISTEN_PORT, RS_ACCEPT_PORT): another pair runs beside on others. */
+    readonly rcPort?: number; readonly rsPort?: number;
+  } = {}): Promise<LabRelays> {
   // Early SYN is on by default where the relay may use it (root in the lab): say which.
   const early = options.earlySyn === undefined ? [] : ['--early-syn', options.earlySyn ? 'on' : 'off'];
   const extra = [...early, ...(options.relayArgs ?? [])];
-  const keyFile = join(dir, 'relay.key');
+  const rcPort = options.rcPort ?? RC_LISTEN_PORT;
+  const rsPort = options.rsPort ?? RS_ACCEPT_PORT;
+  const keyFile = join(dir, `relay-${String(rsPort)}.key`);
   writeFileSync(keyFile, randomBytes(32), { mode: 0o600 });
   const rsAddr = addressOf('rs', 'rc');
   const rcAddr = addressOf('rc', 'client');
   const started: RelayProcess[] = [];
   const stop = async (): Promise<void> => { await Promise.all(started.map((r) => r.stop())); };
   try {
-    const rs = new RelayProcess(['--accept', `${rsAddr}:${RS_ACCEPT_PORT}`, '--key-file', keyFile, '--allow', '198.18.3.0/24', ...extra],
+    const rs = new RelayProcess(['--accept', `${rsAddr}:${rsPort}`, '--key-file', keyFile, '--allow', '198.18.3.0/24', ...extra],
       { spawner: (cmd, args) => lab.spawn('rs', cmd, args) });
     started.push(rs);
     await rs.ready();
-    const rc = new RelayProcess(['-L', `${rcAddr}:${RC_LISTEN_PORT}:${addressOf('server', 'path')}:${serverPort}`,
-      '--peer', `rs=${rsAddr}:${RS_ACCEPT_PORT}`, '--route', '198.18.3.0/24=rs', '--key-file', keyFile, ...extra, ...(options.rcArgs ?? [])],
+    const rc = new RelayProcess(['-L', `${rcAddr}:${rcPort}:${addressOf('server', 'path')}:${serverPort}`,
+      '--peer', `rs=${rsAddr}:${rsPort}`, '--route', '198.18.3.0/24=rs', '--key-file', keyFile, ...extra, ...(options.rcArgs ?? [])],
     { spawner: (cmd, args) => lab.spawn('rc', cmd, args) });
     started.push(rc);
     await rc.ready();
-    return { rc, rs, url: (file) => `http://${rcAddr}:${RC_LISTEN_PORT}/${file}`, stop };
+    return { rc, rs, url: (file) => `http://${rcAddr}:${rcPort}/${file}`, stop };
   } catch (err) {
     await stop();
     throw err;
@@ -67,6 +73,14 @@ export interface TransparentRelayOptions {
   /** Extra arguments per relay (e.g. --log-level debug). */
   readonly rcArgs?: readonly string[];
   readonly rsArgs?: readonly string[];
+  /**
+   * Intercept only connections to this port of the server's subnets (default: every
+   * port), so that other ways to the server (a routed 'nosplit', another relay pair) run
+   * beside. Give `listenPort` too when another transparent pair runs in the lab.
+   */
+  readonly port?: number;
+  /** --intercept-listen of both relays (default 7080); the instance is named after it. */
+  readonly listenPort?: number;
 }
 
 /** The server's subnets: what the transparent relays intercept. */
@@ -88,7 +102,9 @@ export async function startTransparentRelays(lab: Lab, dir: string, options: Tra
 }> {
   const subnets = [SERVER_SUBNET, ...(options.ipv6 === true ? [SERVER_SUBNET6] : [])];
   const intercept = (iface: string): string[] => [
-    ...subnets.flatMap((s) => ['--intercept', s]), '--intercept-iface', iface, '--intercept-mode', options.mode ?? 'redirect',
+    ...subnets.flatMap((s) => ['--intercept', options.port === undefined ? s : `${s}:${String(options.port)}`]),
+    '--intercept-iface', iface, '--intercept-mode', options.mode ?? 'redirect',
+    ...(options.listenPort === undefined ? [] : ['--intercept-listen', String(options.listenPort)]),
   ];
   const rsAddr = addressOf('rs', 'rc');
   let rsArgs = [...intercept('rc'), ...(options.rsArgs ?? [])];

@@ -19,13 +19,15 @@ export interface NginxOptions {
   /** File name -> size in bytes; contents are random (incompressible). */
   readonly files: Readonly<Record<string, number>>;
   readonly port?: number;
+  /** More ports to serve the same files on (e.g. one a transparent relay intercepts and `port` not). */
+  readonly extraPorts?: readonly number[];
 }
 
 export interface NginxServer {
   readonly port: number;
   readonly root: string;
-  /** URL of a file via the server's 'path' (through rc, rs) or 'internet' address. */
-  url(side: 'path' | 'internet', file: string): string;
+  /** URL of a file via the server's 'path' (through rc, rs) or 'internet' address, on `port` or another of its ports. */
+  url(side: 'path' | 'internet', file: string, port?: number): string;
   stop(): Promise<void>;
 }
 
@@ -91,7 +93,9 @@ export async function startNginx(lab: Lab, options: NginxOptions): Promise<Nginx
     if (!Number.isInteger(size) || size < 0 || size > 4e9) throw new LabConfigError(`nginx: bad size ${size} for '${name}'`);
   }
   const dir = mkdtempSync(join(tmpdir(), `tcpsplit-nginx-${lab.prefix}-`));
-  const listen = [`${lab.address('server', 'path')}:${port}`, `${lab.address('server', 'internet')}:${port}`];
+  const ports = [port, ...(options.extraPorts ?? [])];
+  for (const p of ports) if (!Number.isInteger(p) || p < 1 || p > 65535) throw new LabConfigError(`nginx: bad port ${String(p)}`);
+  const listen = ports.flatMap((p) => [`${lab.address('server', 'path')}:${p}`, `${lab.address('server', 'internet')}:${p}`]);
   // Ready means *this* nginx answers: another server already on the port would answer too.
   const token = randomBytes(16).toString('hex');
   let child: ChildProcess | undefined;
@@ -132,7 +136,7 @@ export async function startNginx(lab: Lab, options: NginxOptions): Promise<Nginx
   }
   return {
     port, root: join(dir, 'www'),
-    url: (side, file) => `http://${lab.address('server', side)}${port === 80 ? '' : `:${port}`}/${file}`,
+    url: (side, file, at = port) => `http://${lab.address('server', side)}${at === 80 ? '' : `:${at}`}/${file}`,
     stop,
   };
 }

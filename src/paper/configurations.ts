@@ -44,18 +44,18 @@ export const CONFIGURATIONS = [
     path: { kind: 'split', rcLeg: 'at-accept', rcTarget: 'at-accept', rsTarget: 'first-bytes', dataWaitsForRs: false, turboRcRs: false },
   },
   {
-    name: 'split+es', paperName: 'KTCP +TP+ES', links: PATH_LINKS, needs: 'issue 8 (early SYN)',
-    description: 'early SYN at both relays',
+    name: 'split+es', paperName: 'KTCP +TP+ES', links: PATH_LINKS,
+    description: 'early SYN at both relays, transparent (R_S starts its leg at the SYN of R_C\'s)',
     path: { kind: 'split', rcLeg: 'at-syn', rcTarget: 'at-syn', rsTarget: 'syn', dataWaitsForRs: false, turboRcRs: false },
   },
   {
-    name: 'split+es+cp', paperName: 'KTCP +TP+ES+CP', links: PATH_LINKS, needs: 'issues 8 and 9 (early SYN, the connection pool)',
-    description: 'early SYN and the pre-established connection pool',
+    name: 'split+es+cp', paperName: 'KTCP +TP+ES+CP', links: PATH_LINKS,
+    description: 'early SYN and the pre-established connection pool: the pooled leg taken, and the target sent, at the SYN',
     path: { kind: 'split', rcLeg: 'pooled', rcTarget: 'at-syn', rsTarget: 'first-bytes', dataWaitsForRs: false, turboRcRs: false },
   },
   {
-    name: 'full', paperName: 'KTCP', links: PATH_LINKS, needs: 'issues 8 and 9 (early SYN, the pool, Turbo-Start)',
-    description: 'early SYN, the pool and Turbo-Start',
+    name: 'full', paperName: 'KTCP', links: PATH_LINKS,
+    description: 'early SYN, the pool and Turbo-Start (run in a phase of its own: its initial windows are routes that every rc-rs leg would get)',
     path: { kind: 'split', rcLeg: 'pooled', rcTarget: 'at-syn', rsTarget: 'first-bytes', dataWaitsForRs: false, turboRcRs: true },
   },
 ] as const satisfies readonly Configuration[];

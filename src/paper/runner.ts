@@ -12,7 +12,8 @@ import { LabConfigError, LabError } from '../errors.js';
 import { Lab, addressOf, startNginx, type LabProfile, type LinkName, type NginxServer } from '../lab/index.js';
 import { lateQuantileMs } from '../lab/emulator/lateness.js';
 import { curlArgs, parseCurlTiming } from '../demo/curl-timing.js';
-import { NAIVE_SPLIT_ARGS, startLabRelays, type LabRelays } from '../demo/lab-relays.js';
+import { NAIVE_SPLIT_ARGS, startLabRelays, startTransparentRelays } from '../demo/lab-relays.js';
+import type { RelayProcess } from '../demo/relay-process.js';
 import { configuration, type ConfigName } from './configurations.js';
 import { setLabCongestionControl, type CongestionControl } from './congestion.js';
 import { predict, type PathRtts } from './model.js';
@@ -69,6 +70,31 @@ export interface PaperRun {
 }
 
 const HTTP_PORT = 80;
+/**
+ * Every configuration runs beside the others, interleaved, so each has its own way in:
+ * 'split+es' is a transparent pair that intercepts only ES_PORT (nginx serves it too,
+ * so 'nosplit' on HTTP_PORT stays routed), with its own intercept listener; the -L pairs
+ * have their own R_C and R_S ports (and so their own early-SYN rules and queues).
+ */
+const ES_PORT = 8081;
+const ES_LISTEN_PORT = 7081;
+const ESCP_PORTS = { rcPort: 8082, rsPort: 7002 } as const;
+/** Early SYN and the pool on, Turbo-Start off: each improvement where its configuration has it. */
+const ES_ARGS: readonly string[] = ['--early-syn', 'on', '--pool', 'off', '--turbo', 'off'];
+const ESCP_ARGS: readonly string[] = ['--early-syn', 'on', '--pool', 'on', '--turbo', 'off'];
+const FULL_ARGS: readonly string[] = ['--early-syn', 'on', '--pool', 'on', '--turbo', 'on'];
+
+/**
+ * The configurations in the order they run: interleaved, except that those with
+ * Turbo-Start run in a phase of their own, after the rest. Its initial windows are routes
+ * to the peer relay's address (src/turbo), so while they are up every leg between rc and
+ * rs gets them, the other configurations' and ssh's too.
+ */
+export function phases(configs: readonly ConfigName[]): ConfigName[][] {
+  const turbo = configs.filter((c) => { const p = configuration(c).path; return p.kind === 'split' && p.turboRcRs; });
+  const rest = configs.filter((c) => !turbo.includes(c));
+  return [rest, turbo].filter((p) => p.length > 0);
+}
 const PING_COUNT = 5;
 
 /**
@@ -124,6 +150,14 @@ async function pingMin(lab: Lab, from: 'client' | 'rc' | 'rs', to: string): Prom
   return m?.[1] === undefined ? Number.NaN : Number(m[1]);
 }
 
+/** The relays' start line for early SYN says it runs; a configuration that needs it fails otherwise. */
+async function requireEarlySyn(config: ConfigName, relays: readonly RelayProcess[]): Promise<void> {
+  for (const relay of relays) {
+    const line = await relay.waitFor((l) => l['event'] === 'early-syn', 10_000);
+    if (!String(line.msg).startsWith('early SYN on')) throw new LabError(`configuration '${config}' needs early SYN, and a relay said: ${String(line.msg)}`);
+  }
+}
+
 export async function runPaper(options: PaperRunOptions): Promise<PaperRun> {
   const { configs, sizes, runs } = options;
   for (const name of configs) {
@@ -138,7 +172,7 @@ export async function runPaper(options: PaperRunOptions): Promise<PaperRun> {
   const lab = await Lab.create({ prefix: options.prefix, profile: options.profile });
   const dir = mkdtempSync(join(tmpdir(), 'tcpsplit-paper-'));
   let web: NginxServer | undefined;
-  let relays: LabRelays | undefined;
+  const relays: { stop(): Promise<void> }[] = [];
   let ssh: SshForward | undefined;
   try {
     setup(`congestion control ${options.cc} on every route of every host`);
@@ -150,32 +184,48 @@ export async function runPaper(options: PaperRunOptions): Promise<PaperRun> {
       'internet': { rttMs: rtts.riMs, pingMinMs: await pingMin(lab, 'client', addressOf('server', 'internet')) },
     };
     setup(`nginx in 'server' serving ${sizes.map((s) => s.file).join(', ')}`);
-    const server = await startNginx(lab, { files: Object.fromEntries(sizes.map((s) => [s.file, s.bytes])), port: HTTP_PORT });
+    const server = await startNginx(lab, {
+      files: Object.fromEntries(sizes.map((s) => [s.file, s.bytes])), port: HTTP_PORT, ...(configs.includes('split+es') ? { extraPorts: [ES_PORT] } : {}),
+    });
     web = server;
     const smallest = sizes.reduce((a, b) => (b.bytes < a.bytes ? b : a));
-    const urls = new Map<ConfigName, (file: string) => string>();
-    for (const name of configs) {
+    /** Starts what a configuration needs (its relays, its ssh session) and returns its URLs. */
+    const start = async (name: ConfigName): Promise<(file: string) => string> => {
       switch (name) {
-        case 'e2e': urls.set(name, (f) => server.url('internet', f)); break;
-        case 'nosplit': urls.set(name, (f) => server.url('path', f)); break;
+        case 'e2e': return (f) => server.url('internet', f);
+        case 'nosplit': return (f) => server.url('path', f);
         case 'split': {
           setup('tcpsplit relays: R_S in \'rs\', R_C in \'rc\'');
           // 'split' is the naive split: every improvement off (early SYN, the pool, Turbo-Start).
           const chain = await startLabRelays(lab, dir, HTTP_PORT, { relayArgs: NAIVE_SPLIT_ARGS });
-          relays = chain;
-          urls.set(name, (f) => chain.url(f));
-          break;
+          relays.push(chain);
+          return (f) => chain.url(f);
+        }
+        case 'split+es': {
+          setup(`tcpsplit relays with early SYN, transparent: R_C in 'rc' and R_S in 'rs' intercept port ${String(ES_PORT)} of the server`);
+          const pair = await startTransparentRelays(lab, dir, { port: ES_PORT, listenPort: ES_LISTEN_PORT, rcArgs: ES_ARGS, rsArgs: ES_ARGS });
+          relays.push(pair);
+          await requireEarlySyn(name, [pair.rc, pair.rs]);
+          return (f) => server.url('path', f, ES_PORT);
+        }
+        case 'split+es+cp':
+        case 'full': {
+          const turbo = name === 'full';
+          setup(`tcpsplit relays with early SYN and the pool${turbo ? ' and Turbo-Start' : ''}: R_S in 'rs' (port ${String(ESCP_PORTS.rsPort)}), R_C in 'rc' (port ${String(ESCP_PORTS.rcPort)})`);
+          const chain = await startLabRelays(lab, dir, HTTP_PORT, { relayArgs: turbo ? FULL_ARGS : ESCP_ARGS, ...ESCP_PORTS });
+          relays.push(chain);
+          await requireEarlySyn(name, [chain.rc]);
+          return (f) => chain.url(f);
         }
         case 'ssh': {
           setup('OpenSSH: sshd in \'rs\', ssh -L in \'rc\' (one session, set up now)');
           const fwd = await startSshForward(lab, { target: `${addressOf('server', 'path')}:${String(HTTP_PORT)}`, probeFile: smallest.file });
           ssh = fwd;
-          urls.set(name, (f) => fwd.url(f));
-          break;
+          return (f) => fwd.url(f);
         }
-        default: throw new LabConfigError(`configuration '${name}' has no runner yet`);
       }
-    }
+    };
+    const urls = new Map<ConfigName, (file: string) => string>();
     const download = async (name: ConfigName, size: FileSize): Promise<ReturnType<typeof parseCurlTiming>> => {
       const url = (urls.get(name) ?? ((f: string) => f))(size.file);
       const timing = parseCurlTiming(await lab.exec('client', 'curl', curlArgs(url, 300), { timeoutMs: 310_000 }), url);
@@ -184,39 +234,44 @@ export async function runPaper(options: PaperRunOptions): Promise<PaperRun> {
       }
       return timing;
     };
-    setup('one warm-up download per configuration (not counted)');
-    for (const name of configs) await download(name, smallest);
 
     const samples: Sample[] = [];
     const total = runs * sizes.length * configs.length;
-    for (let run = 1; run <= runs; run++) {
-      for (const size of sizes) {
-        // Rotate the order each round, so that no configuration always goes first.
-        const shift = (run - 1 + sizes.indexOf(size)) % configs.length;
-        for (const name of [...configs.slice(shift), ...configs.slice(0, shift)]) {
-          options.signal?.throwIfAborted();
-          const conf = configuration(name);
-          const since = mark(lab, conf.links);
-          const t = await download(name, size);
-          const lateP90Ms = lateSince(lab, conf.links, since, 0.9);
-          const lateP99Ms = lateSince(lab, conf.links, since, 0.99);
-          const model = predict(rtts, conf.path, size.bytes);
-          const pathRttMs = conf.path.kind === 'direct' && conf.path.via === 'internet' ? rtts.riMs : rtts.r1Ms + rtts.r2Ms + rtts.r3Ms;
-          const lateBoundMs = latenessBoundMs(lateP90Ms, conf.links.length, model.totalMs, pathRttMs);
-          const sample: Sample = {
-            config: name, sizeBytes: size.bytes, run,
-            connect: t.connectMs / 1000, ttfb: t.ttfbMs / 1000, total: t.totalMs / 1000,
-            lateP90Ms, lateP99Ms, lateBoundMs, flagged: lateBoundMs > Math.max(FLAG_FLOOR_MS, FLAG_SHARE * model.totalMs),
-          };
-          samples.push(sample);
-          options.onProgress?.({ kind: 'sample', done: samples.length, total, sample });
+    for (const phase of phases(configs)) {
+      for (const name of phase) urls.set(name, await start(name));
+      setup(`one warm-up download per configuration (not counted)${phase.length < configs.length ? `: ${phase.join(', ')}` : ''}`);
+      for (const name of phase) await download(name, smallest);
+      for (let run = 1; run <= runs; run++) {
+        for (const size of sizes) {
+          // Rotate the order each round, so that no configuration always goes first.
+          const shift = (run - 1 + sizes.indexOf(size)) % phase.length;
+          for (const name of [...phase.slice(shift), ...phase.slice(0, shift)]) {
+            options.signal?.throwIfAborted();
+            const conf = configuration(name);
+            const since = mark(lab, conf.links);
+            const t = await download(name, size);
+            const lateP90Ms = lateSince(lab, conf.links, since, 0.9);
+            const lateP99Ms = lateSince(lab, conf.links, since, 0.99);
+            const model = predict(rtts, conf.path, size.bytes);
+            const pathRttMs = conf.path.kind === 'direct' && conf.path.via === 'internet' ? rtts.riMs : rtts.r1Ms + rtts.r2Ms + rtts.r3Ms;
+            const lateBoundMs = latenessBoundMs(lateP90Ms, conf.links.length, model.totalMs, pathRttMs);
+            const sample: Sample = {
+              config: name, sizeBytes: size.bytes, run,
+              connect: t.connectMs / 1000, ttfb: t.ttfbMs / 1000, total: t.totalMs / 1000,
+              lateP90Ms, lateP99Ms, lateBoundMs, flagged: lateBoundMs > Math.max(FLAG_FLOOR_MS, FLAG_SHARE * model.totalMs),
+            };
+            samples.push(sample);
+            options.onProgress?.({ kind: 'sample', done: samples.length, total, sample });
+          }
         }
       }
+      // The phase's relays go (and with them any Turbo-Start routes) before the next starts.
+      await Promise.all(relays.splice(0).map((r) => r.stop()));
     }
     return { startedAt, finishedAt: new Date().toISOString(), profile: options.profile, rtts, links, samples };
   } finally {
     await ssh?.stop();
-    await relays?.stop();
+    await Promise.all(relays.map((r) => r.stop()));
     await web?.stop();
     await lab.destroy();
     rmSync(dir, { recursive: true, force: true });
