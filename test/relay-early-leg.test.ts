@@ -86,20 +86,3 @@ test('early leg: a SYN for no listener of ours opens nothing; an accept for anot
   assert.equal(early.size, 0);
 });
 
-test('early leg: with no connection slot free, an accept takes the oldest unclaimed leg\'s: it leaves the table, is counted, and is closed by evicted()', () => {
-  const { early, metrics, opened } = harness(0, 1);
-  early.onSyn(syn(40001));
-  early.onSyn(syn(40002));
-  assert.equal(early.size, 2);
-  const first = early.evictOldest();
-  assert.equal(first, opened[0] as unknown as SplitConnection, 'the oldest first');
-  assert.equal(early.size, 1);
-  assert.ok((opened[0] as FakeConn).failed === undefined, 'still open: the caller takes its slot before closing it');
-  assert.ok(first);
-  EarlyLegs.evicted(first);
-  assert.match(String((opened[0] as FakeConn).failed?.message), /gave its connection slot to an accepted connection/);
-  assert.equal(metrics.value('tcpsplit_early_syn_dropped_total', { reason: 'evicted' }), 1);
-  assert.equal(early.claim(accepted(40001), '198.18.1.1', 8080), undefined, 'its accept, if it ever comes, falls back');
-  assert.equal(early.claim(accepted(40002), '198.18.1.1', 8080), opened[1] as unknown as SplitConnection, 'the other leg is untouched');
-  assert.equal(early.evictOldest(), undefined, 'nothing left to evict');
-});

@@ -54,7 +54,7 @@ export interface SynOffer extends FourTuple {
 }
 
 export type OfferOutcome = 'opened' | 'retransmit' | 'late' | 'full' | 'source-cap' | 'open-failed';
-export type DropReason = 'expired' | 'superseded' | 'mismatch' | 'evicted' | 'closed';
+export type DropReason = 'expired' | 'superseded' | 'mismatch' | 'closed';
 
 export interface Claimed<L> {
   readonly leg: L;
@@ -96,8 +96,6 @@ export interface PairingCounters {
   missed: number;
   /** Claims whose accepted socket's ISN was not the entry's: the entry was dropped. */
   isnMismatch: number;
-  /** Entries dropped to give their connection slot to an accepted connection. */
-  evicted: number;
 }
 
 interface Entry<L> {
@@ -126,7 +124,7 @@ export class PairingTable<L> {
   readonly maxPerSource: number;
   readonly counters: PairingCounters = {
     offered: 0, opened: 0, retransmits: 0, late: 0, full: 0, sourceCapped: 0, openFailed: 0,
-    superseded: 0, expired: 0, claimed: 0, missed: 0, isnMismatch: 0, evicted: 0,
+    superseded: 0, expired: 0, claimed: 0, missed: 0, isnMismatch: 0,
   };
   readonly #entries = new Map<string, Entry<L>>();
   readonly #perSource = new Map<string, number>();
@@ -239,21 +237,6 @@ export class PairingTable<L> {
     this.#remove(key, entry);
     this.counters.claimed++;
     return { leg: entry.leg, isn: entry.isn, synAt: entry.synAt, waitedMs: now - entry.at };
-  }
-
-  /**
-   * Removes the oldest entry and returns its leg, or undefined when the table is empty:
-   * an accepted connection that found no free connection slot takes the slot of the most
-   * speculative thing holding one. onDrop is not called: the caller closes the leg, after
-   * taking its slot.
-   */
-  evictOldest(): L | undefined {
-    const oldest = this.#entries.entries().next();
-    if (oldest.done === true) return undefined;
-    const [key, entry] = oldest.value;
-    this.#remove(key, entry);
-    this.counters.evicted++;
-    return entry.leg;
   }
 
   /** Drops expired entries (closing their legs) and old tombstones. The timer calls it; tests may too. */

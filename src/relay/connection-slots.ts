@@ -20,6 +20,8 @@ export interface ConnectionSlots {
   /** Takes a slot if fewer than `limit` are taken. */
   tryTake(limit: number): boolean;
   release(): void;
+  /** Slots taken now, by every worker. */
+  readonly taken: number;
   /** The next connection id, unique across workers. */
   nextId(): number;
   /**

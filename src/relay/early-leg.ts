@@ -90,7 +90,7 @@ export class EarlyLegs {
       'What a captured SYN led to, by outcome (opened: an early leg; retransmit, late, full, source-cap, open-failed, not-ours: none).');
     this.#paired = m.counter('tcpsplit_early_syn_paired_total', 'Accepted connections that took the leg opened at their SYN.');
     this.#fallbacks = m.counter('tcpsplit_early_syn_fallbacks_total', 'Accepted connections with no early leg waiting: connected after accept.');
-    this.#dropped = m.counter('tcpsplit_early_syn_dropped_total', 'Early legs closed unclaimed, by reason (expired, superseded, mismatch, evicted: its slot went to an accepted connection, closed).');
+    this.#dropped = m.counter('tcpsplit_early_syn_dropped_total', 'Early legs closed unclaimed, by reason (expired, superseded, mismatch, closed).');
     this.#steeringMisses = m.counter('tcpsplit_early_syn_steering_misses_total', 'SYNs delivered to a worker that steer() says will not accept them.');
     m.gauge('tcpsplit_early_syn_pending', 'Early legs waiting for their accept now (the pairing table\'s size).', () => this.#table.size);
     this.#eventDelay = m.histogram('tcpsplit_early_syn_event_delay_seconds',
@@ -162,22 +162,6 @@ export class EarlyLegs {
     this.#paired();
     this.#lead(Math.max(0, monotonicMs() - claimed.synAt) / 1000);
     return claimed.leg;
-  }
-
-  /**
-   * Takes this worker's oldest unclaimed early leg out of the table and returns its
-   * connection, still open, for the caller to take its connection slot and then close
-   * it (evicted(conn)); undefined when none waits.
-   */
-  evictOldest(): SplitConnection | undefined {
-    const conn = this.#table.evictOldest();
-    if (conn !== undefined) this.#dropped(1, labelsFor('reason', 'evicted'));
-    return conn;
-  }
-
-  /** Closes a connection evictOldest() returned. */
-  static evicted(conn: SplitConnection): void {
-    conn.fail(new EarlyLegUnclaimedError('the leg opened at this SYN gave its connection slot to an accepted connection (evicted)'));
   }
 
   /** Drops every waiting leg and stops listening. */

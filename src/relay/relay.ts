@@ -176,8 +176,8 @@ export class Relay {
   #state: RelayState;
   readonly #replay: ReplayCheck;
   readonly #slots: ConnectionSlots | undefined;
-  /** Early legs evicted for an accepted connection: their slot is that connection's now (#takeSlot). */
-  readonly #slotGiven = new Set<SplitConnection>();
+  /** Early legs not claimed yet: they hold no connection slot (#takeSlot, #claimEarly). */
+  readonly #earlyUnclaimed = new Set<SplitConnection>();
   readonly #listeners: ListenerSet;
   #reloads: Promise<void> = Promise.resolve();
   readonly #connections = new Set<SplitConnection>();
@@ -543,7 +543,7 @@ export class Relay {
   #newConnection(kind: ConnectionKind, socket: Socket, state: RelayState, target: Endpoint | undefined): SplitConnection | undefined {
     const { config } = state;
     const limit = this.#connectionLimit(config);
-    if (!this.#takeSlot(limit, true)) {
+    if (!this.#takeSlot(limit)) {
       // A reset (SO_LINGER 0), never a clean FIN: a refused client must not mistake
       // this for an empty, complete response.
       socket.on('error', noop);
@@ -573,27 +573,32 @@ export class Relay {
   }
 
   /**
-   * A connection slot (--max-connections, across workers). When none is free, an accepted
-   * connection (`accepted`) takes the slot of this worker's oldest unclaimed early leg:
-   * a client whose handshake completed beats a leg opened for a SYN that may never
-   * complete (a flood, a client that gave up). The evicted leg closes; its slot passes
-   * to the new connection at once, so its close releases nothing.
+   * A connection slot (--max-connections, across workers), for an accepted connection.
+   * Early legs hold none until their accept claims them: a leg opened for a SYN must
+   * never cost a slot to a client whose handshake completed (its own, whose accept may
+   * still be queued, or another's, accepted by another worker).
    */
-  #takeSlot(limit: number, accepted: boolean): boolean {
+  #takeSlot(limit: number): boolean {
     if (this.#closing) return false;
-    if (this.#connections.size - this.#slotGiven.size < limit && this.#slots?.tryTake(limit) !== false) return true;
-    if (!accepted) return false;
-    const evicted = this.#early?.evictOldest();
-    if (evicted === undefined) return false;
-    this.#slotGiven.add(evicted);
-    EarlyLegs.evicted(evicted);
-    return true;
+    return this.#connections.size - this.#earlyUnclaimed.size < limit && this.#slots?.tryTake(limit) !== false;
+  }
+
+  /**
+   * Room for an early leg: fewer than `limit` connections with slots and unclaimed early
+   * legs in this worker together, so that early legs stay within the open-files budget
+   * (each holds one descriptor, as half a connection) and none is opened for a SYN whose
+   * accept would find the relay full.
+   */
+  #roomForEarly(limit: number): boolean {
+    if (this.#closing) return false;
+    const taken = this.#slots?.taken ?? this.#connections.size - this.#earlyUnclaimed.size;
+    return taken + this.#earlyUnclaimed.size < limit;
   }
 
   readonly #onConnectionClosed = (conn: SplitConnection, record: ConnectionRecord): void => {
     this.#connections.delete(conn);
     this.#idle.delete(conn);
-    if (!this.#slotGiven.delete(conn)) this.#slots?.release();
+    if (!this.#earlyUnclaimed.delete(conn)) this.#slots?.release();
     this.metrics.closed(1, labelsFor('outcome', record.outcome));
     this.metrics.bytes(record.up, UP);
     this.metrics.bytes(record.down, DOWN);
@@ -701,7 +706,19 @@ export class Relay {
     if (early === undefined || this.#closing || daddr === undefined || dport === undefined) return false;
     const conn = early.claim(socket, daddr, dport);
     if (conn === undefined) return false;
-    this.metrics.accepted(1, labelsFor('listener', conn.kind));
+    const limit = this.#connectionLimit(this.#state.config);
+    // Still unclaimed while it asks: it does not count against itself.
+    if (this.#takeSlot(limit)) {
+      this.#earlyUnclaimed.delete(conn);
+      this.metrics.accepted(1, labelsFor('listener', conn.kind));
+    } else {
+      // Full now: refused as any accept would be; its early leg closes with it, and,
+      // holding no slot, releases none.
+      this.metrics.overload(1);
+      this.#rejectLog.warn(OverloadError.code, { event: 'overload', code: OverloadError.code, kind: conn.kind, client: conn.client, open: this.#connections.size },
+        `connection refused: ${limit} connections are open (--max-connections or the open-files limit)`);
+      conn.fail(new OverloadError(`connection refused: ${limit} connections are open`));
+    }
     // A failed early leg resets the client here, with the failure's code in its record.
     conn.attachDownstream(socket);
     return true;
@@ -735,8 +752,8 @@ export class Relay {
     // resolve first is left to accept.
     const route = state.router.route(early.destination.target, config.connectTimeoutMs);
     if (route instanceof Promise) throw new OverloadError('the route is resolved later: the leg is opened at accept');
-    if (!this.#takeSlot(limit, false)) {
-      throw new OverloadError('no connection slot for an early leg');
+    if (!this.#roomForEarly(limit)) {
+      throw new OverloadError('no room for an early leg: the connections and early legs reach the limit');
     }
     const conn = new SplitConnection({
       id: this.#slots?.nextId() ?? this.#nextId++,
@@ -752,6 +769,7 @@ export class Relay {
       onClose: this.#onConnectionClosed,
     });
     this.#connections.add(conn);
+    this.#earlyUnclaimed.add(conn);
     openNextLeg(conn, early.destination, {
       router: state.router, legs: headerAtConnect(state.legs, this.#earlyUnsent), policy: state.policy, connectTimeoutMs: config.connectTimeoutMs,
       onDenied: this.#onPolicyDenied, onOpened: this.#onLegOpened,
