@@ -109,7 +109,7 @@ void test('model: slow-start rounds from an initial window of 10 (1448-byte segm
   assert.equal(slowStartRounds(0, 10), 0);
 });
 
-void test('model: download time adds the slowest leg\'s slow-start rounds; 10 KB fits in the first window; Turbo-Start removes rc-rs\'s rounds', () => {
+void test('model: download time adds the slowest leg\'s slow-start rounds; 10 KB fits in the first window; Turbo-Start starts rc-rs at 100 segments', () => {
   const r = { r1Ms: 32.7, r2Ms: 215, r3Ms: 26, riMs: 273.7 };
   const kb10 = predict(r, configuration('split+es+cp').path, 10 * 1024);
   close(kb10.totalMs, kb10.ttfbMs, '10 KB: one window');
@@ -117,7 +117,10 @@ void test('model: download time adds the slowest leg\'s slow-start rounds; 10 KB
   close(predict(r, configuration('e2e').path, 1 << 20).totalMs, 2 * 273.7 + 6 * 273.7, 'e2e 1 MB');
   close(predict(r, configuration('split').path, 1 << 20).totalMs, 2 * 273.7 + 6 * 215, 'split 1 MB: rc-rs sets the pace');
   const full = predict(r, configuration('full').path, 1 << 20);
-  close(full.totalMs, full.ttfbMs + 6 * 32.7, 'full 1 MB: client-rc sets the pace');
+  // Turbo-Start's 100 segments: 100 + 200 + 400 = 700 < 725, so 4 rounds on rc-rs, 3 r2 after the first byte.
+  close(full.totalMs, full.ttfbMs + 3 * 215, 'full 1 MB: rc-rs, from 100 segments, still sets the pace');
+  const full100k = predict(r, configuration('full').path, 100 * 1024);
+  close(full100k.totalMs, full100k.ttfbMs + 3 * 32.7, 'full 100 KB: one rc-rs round; client-rc (10 segments) sets the pace');
   // A rate cap adds the serialisation: 1 MB at 8 Mbit/s = 1048.816 ms ... on the slowest leg.
   const capped = transferAfterFirstByteMs(1e6 - 240, [{ rttMs: 0, rateBitsPerSec: 8e6, slowStart: false }]);
   close(capped, 1000, '1 MB at 8 Mbit/s');

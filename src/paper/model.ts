@@ -10,6 +10,7 @@
  * a max() of the events it waits for, so a server leg longer than the client leg, or a
  * client leg longer than the long haul, gives its own answer.
  */
+import { DEFAULT_TURBO_TUNING } from '../turbo/turbo-options.js';
 
 export interface PathRtts {
   readonly r1Ms: number;
@@ -153,15 +154,23 @@ export interface TransferParams {
   readonly initialWindowSegments: number;
   /** nginx's response header, which precedes the body. */
   readonly headerBytes: number;
+  /** The rc-rs leg's initial window with Turbo-Start: the relays' --turbo-initcwnd (default 100). */
+  readonly turboInitialWindowSegments: number;
 }
 
-export const DEFAULT_TRANSFER: TransferParams = { mssBytes: 1448, initialWindowSegments: 10, headerBytes: 240 };
+export const DEFAULT_TRANSFER: TransferParams = {
+  mssBytes: 1448, initialWindowSegments: 10, headerBytes: 240, turboInitialWindowSegments: DEFAULT_TURBO_TUNING.initCwnd,
+};
 
-/** A leg for the download model: its RTT, its rate cap (0 = none) and whether it starts slowly. */
+/**
+ * A leg for the download model: its RTT, its rate cap (0 = none), whether it starts
+ * slowly, and its initial window (default TransferParams.initialWindowSegments).
+ */
 export interface Leg {
   readonly rttMs: number;
   readonly rateBitsPerSec: number;
   readonly slowStart: boolean;
+  readonly initialWindowSegments?: number;
 }
 
 /**
@@ -179,7 +188,8 @@ export function slowStartRounds(segments: number, iw: number): number {
  * Time from the first byte to the last: on each leg, one RTT per slow-start round after
  * the first, and the serialisation at its rate. The legs run as a pipeline, so the
  * slowest leg sets the time (a split's gain: each leg ramps up on its own RTT). A leg
- * with Turbo-Start sends all in its first round. The receive window and its
+ * with Turbo-Start slow-starts from its larger initial window (100 segments: 145 KB in
+ * the first round, 1 MB in four). The receive window and its
  * auto-tuning, delayed ACKs, HyStart and BBR's pacing are left out: docs/model.md says
  * how far that goes.
  */
@@ -188,7 +198,7 @@ export function transferAfterFirstByteMs(sizeBytes: number, legs: readonly Leg[]
   const segments = Math.ceil(bytes / t.mssBytes);
   let worst = 0;
   for (const leg of legs) {
-    const rounds = leg.slowStart ? slowStartRounds(segments, t.initialWindowSegments) : 1;
+    const rounds = leg.slowStart ? slowStartRounds(segments, leg.initialWindowSegments ?? t.initialWindowSegments) : 1;
     const serialise = leg.rateBitsPerSec > 0 ? (bytes * 8 * 1000) / leg.rateBitsPerSec : 0;
     worst = Math.max(worst, (rounds - 1) * leg.rttMs + serialise);
   }
@@ -223,7 +233,7 @@ export function predict(rtts: PathRtts, path: PathModel, sizeBytes: number, rate
   } else {
     legs = [
       { rttMs: rtts.r1Ms, rateBitsPerSec: rates.clientRc, slowStart: true },
-      { rttMs: rtts.r2Ms, rateBitsPerSec: rates.rcRs, slowStart: !path.turboRcRs },
+      { rttMs: rtts.r2Ms, rateBitsPerSec: rates.rcRs, slowStart: true, ...(path.turboRcRs ? { initialWindowSegments: t.turboInitialWindowSegments } : {}) },
       { rttMs: rtts.r3Ms, rateBitsPerSec: rates.rsServer, slowStart: true },
     ];
   }
