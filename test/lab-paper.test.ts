@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { writeOutputs } from '../src/cli/paper-command.js';
 import { PROFILES, scaleDelays } from '../src/lab/index.js';
-import { configuration } from '../src/paper/configurations.js';
+import { CONFIG_NAMES, configuration } from '../src/paper/configurations.js';
 import { predict } from '../src/paper/model.js';
 import { summarize, validateResults, type Results } from '../src/paper/results.js';
 import { runPaper, type PaperRun, type Sample } from '../src/paper/runner.js';
@@ -35,9 +35,10 @@ const RELAY_HOST_MS = 7;
 /** As test/helpers/lab.ts: the lateness share per traversal is capped; beyond, the run was starved. */
 const TRAVERSAL_LATE_CAP_MS = 0.25;
 
-const CONFIGS = ['e2e', 'split', 'split+es', 'split+es+cp'] as const;
+/** Every configuration, as `lab paper --quick` runs them (full in its own phase). */
+const CONFIGS = CONFIG_NAMES;
 
-void test('lab paper (root, netns): the quick form with e2e, split, split+es and split+es+cp: every median first byte is within the lateness-derived tolerance of the model, and the outputs are written', { skip: needsRoot, timeout: 300_000 }, async (t) => {
+void test('lab paper (root, netns): the quick form with all seven configurations: every median first byte is within the lateness-derived tolerance of the model, and the outputs are written', { skip: needsRoot, timeout: 300_000 }, async (t) => {
   const sizes = parseSizes('10kb,100kb');
   const profile = scaleDelays(PROFILES.paper, 0.1);
   const RUNS = 5;
