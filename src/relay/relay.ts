@@ -711,6 +711,8 @@ export class Relay {
     if (this.#takeSlot(limit)) {
       this.#earlyUnclaimed.delete(conn);
       this.metrics.accepted(1, labelsFor('listener', conn.kind));
+      // The same debug line as an accept without early SYN (#newConnection).
+      if (this.#logger.isLevelEnabled('debug')) this.#logger.debug({ event: 'accept', id: conn.id, kind: conn.kind, client: conn.client, early: true }, 'connection accepted');
     } else {
       // Full now: refused as any accept would be; its early leg closes with it, and,
       // holding no slot, releases none.
