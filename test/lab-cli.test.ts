@@ -1,6 +1,6 @@
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -123,11 +123,19 @@ test('lab CLI (root, netns): after the daemon is SIGKILLed, status says stale an
   const staleExec = await tcpsplit('lab', 'exec', '--prefix', PREFIX, 'client', '--', 'true');
   assert.equal(staleExec.code, 1, 'no commands into a lab whose links carry nothing');
   assert.match(staleExec.stderr, /stale.*TCPSPLIT_ERR_LAB_NOT_UP/);
+  const nginxDirs = (): string[] => readdirSync(tmpdir()).filter((n) => n.startsWith(`tcpsplit-nginx-${PREFIX}-`));
+  assert.equal(nginxDirs().length, 1, 'the killed daemon\'s web server left its temp dir');
   const up2 = await tcpsplit('lab', 'up', '--prefix', PREFIX, '--profile', 'none');
   assert.equal(up2.code, 0, up2.stderr);
+  assert.equal(nginxDirs().length, 1, 'the next up removed the dead one\'s dir (one is the new web server\'s)');
   const ping = await tcpsplit('lab', 'exec', '--prefix', PREFIX, 'client', '--', 'ping', '-c', '1', '198.18.4.2');
   assert.equal(ping.code, 0);
+  const state2 = readState(PREFIX);
+  assert.ok(state2?.ownerKind === 'daemon' && state2.ownerPid !== state.ownerPid);
+  process.kill(state2.ownerPid, 'SIGKILL'); // the new daemon, once more: this time `down` cleans up
+  for (let i = 0; i < 100 && pidAlive(state2.ownerPid); i++) await new Promise((r) => setTimeout(r, 20));
   const down = await tcpsplit('lab', 'down', '--prefix', PREFIX);
   assert.equal(down.code, 0);
   assertNoLabLeft(PREFIX);
+  assert.deepEqual(nginxDirs(), [], 'nothing of the web server left');
 });

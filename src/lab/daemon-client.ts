@@ -8,6 +8,7 @@ import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } f
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { LabBusyError, LabError, TcpsplitError } from '../errors.js';
+import { removeStaleNginxDirs } from './nginx.js';
 import type { LabStatus } from './lab.js';
 import { STATE_ROOT, ownerAlive, readState, removeState, type LabState } from './lab-state.js';
 import type { LabProfile } from './link-config.js';
@@ -121,6 +122,7 @@ export async function stopLab(prefix: string): Promise<DownResult> {
   }
   const existed = state !== undefined || topologyExists(prefix);
   rmSync(profilePath(prefix), { force: true });
+  removeStaleNginxDirs(prefix); // the owner is gone: a SIGKILLed daemon leaves its web server's dir
   if (!existed && stoppedPid === undefined) {
     rmSync(daemonLogPath(prefix), { force: true });
     return { removed: false };

@@ -22,6 +22,7 @@ import { recordLateness } from './emulator/lateness.js';
 import { PROFILES, verifyProfile, type LabProfile, type LinkConfig } from './link-config.js';
 import { DEFAULT_PREFIX, ownerAlive, readCmdline, readState, removeState, verifyPrefix, writeState } from './lab-state.js';
 import { CORE_TOOLS, isTool, requireRoot, requireTools } from './tools.js';
+import { removeStaleNginxDirs } from './nginx.js';
 import { buildTopology, namespaceName, teardownTopology, topologyExists, type LinkDevices } from './topology.js';
 
 export interface LabOptions {
@@ -85,8 +86,10 @@ export async function cleanupStaleLab(prefix: string, logger: Logger = silentLog
       `lab '${prefix}' is up, owned by live pid ${state.ownerPid} (${state.ownerKind}); ` +
       `${state.ownerKind === 'daemon' ? `run 'tcpsplit lab down --prefix ${prefix}'` : 'that process must destroy it'} or use another --prefix`);
   }
+  // nginx's temp dirs of a dead owner (a SIGKILLed `lab up` daemon leaves its web server's).
+  const dirs = removeStaleNginxDirs(prefix);
   if (state === undefined && !topologyExists(prefix)) return false;
-  logger.warn({ prefix, stalePid: state?.ownerPid }, 'removing a stale lab');
+  logger.warn({ prefix, stalePid: state?.ownerPid, nginxDirs: dirs }, 'removing a stale lab');
   await teardownTopology(prefix);
   removeState(prefix);
   return true;

@@ -8,7 +8,7 @@
  */
 import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmodSync, closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { chmodSync, closeSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { LabConfigError, LabError } from '../errors.js';
@@ -85,6 +85,22 @@ ${listen.map((l) => `    listen ${l};`).join('\n')}
 `;
 }
 
+/** The temp dir of an nginx of lab `prefix`: its config, logs and files. */
+function dirPrefix(prefix: string): string {
+  return `tcpsplit-nginx-${prefix}-`;
+}
+
+/**
+ * Removes the temp dirs that nginx servers of lab `prefix` left when their owner died
+ * (SIGKILL: no stop() ran). Call only once that owner is known dead (cleanupStaleLab).
+ * Returns how many were removed.
+ */
+export function removeStaleNginxDirs(prefix: string): number {
+  const stale = readdirSync(tmpdir()).filter((name) => name.startsWith(dirPrefix(prefix)));
+  for (const name of stale) rmSync(join(tmpdir(), name), { recursive: true, force: true });
+  return stale.length;
+}
+
 export async function startNginx(lab: Lab, options: NginxOptions): Promise<NginxServer> {
   requireTools(['nginx', 'curl']);
   const port = options.port ?? 80;
@@ -92,7 +108,7 @@ export async function startNginx(lab: Lab, options: NginxOptions): Promise<Nginx
     if (!/^[A-Za-z0-9._-]+$/.test(name) || name.startsWith('.')) throw new LabConfigError(`nginx: bad file name '${name}'`);
     if (!Number.isInteger(size) || size < 0 || size > 4e9) throw new LabConfigError(`nginx: bad size ${size} for '${name}'`);
   }
-  const dir = mkdtempSync(join(tmpdir(), `tcpsplit-nginx-${lab.prefix}-`));
+  const dir = mkdtempSync(join(tmpdir(), dirPrefix(lab.prefix)));
   const ports = [port, ...(options.extraPorts ?? [])];
   for (const p of ports) if (!Number.isInteger(p) || p < 1 || p > 65535) throw new LabConfigError(`nginx: bad port ${String(p)}`);
   const listen = ports.flatMap((p) => [`${lab.address('server', 'path')}:${p}`, `${lab.address('server', 'internet')}:${p}`]);
