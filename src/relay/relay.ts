@@ -549,11 +549,7 @@ export class Relay {
       socket.on('error', noop);
       const client = clientOf(socket);
       resetSocket(socket);
-      if (!this.#closing) {
-        this.metrics.overload(1);
-        this.#rejectLog.warn(OverloadError.code, { event: 'overload', code: OverloadError.code, kind, client, open: this.#connections.size },
-          `connection refused: ${this.#connectionLimit(config)} connections are open (--max-connections or the open-files limit)`);
-      }
+      if (!this.#closing) this.#countOverload(kind, client, limit);
       return undefined;
     }
     const timeouts = {
@@ -593,6 +589,13 @@ export class Relay {
     if (this.#closing) return false;
     const taken = this.#slots?.taken ?? this.#connections.size - this.#earlyUnclaimed.size;
     return taken + this.#earlyUnclaimed.size < limit;
+  }
+
+  /** A client refused for want of a slot: counted, and logged (rate-limited). */
+  #countOverload(kind: ConnectionKind, client: string, limit: number): void {
+    this.metrics.overload(1);
+    this.#rejectLog.warn(OverloadError.code, { event: 'overload', code: OverloadError.code, kind, client, open: this.#connections.size },
+      `connection refused: ${limit} connections are open (--max-connections or the open-files limit)`);
   }
 
   readonly #onConnectionClosed = (conn: SplitConnection, record: ConnectionRecord): void => {
@@ -716,9 +719,7 @@ export class Relay {
     } else {
       // Full now: refused as any accept would be; its early leg closes with it, and,
       // holding no slot, releases none.
-      this.metrics.overload(1);
-      this.#rejectLog.warn(OverloadError.code, { event: 'overload', code: OverloadError.code, kind: conn.kind, client: conn.client, open: this.#connections.size },
-        `connection refused: ${limit} connections are open (--max-connections or the open-files limit)`);
+      this.#countOverload(conn.kind, conn.client, limit);
       conn.fail(new OverloadError(`connection refused: ${limit} connections are open`));
     }
     // A failed early leg resets the client here, with the failure's code in its record.
