@@ -240,10 +240,10 @@ export const STARVED_STEAL_SHARE = 0.03;
 /**
  * Attempts in all, and the pause before each retry: starved spells here last from one
  * second (a steal burst) to over a minute (a CI run's emulator at p99 10 ms for a
- * minute), so the pauses grow. Worst case: 33 s of waiting.
+ * minute, and in one CI run all four attempts over 50 s saw 40-50% steal), so the pauses grow. Worst case: 123 s of waiting.
  */
-const STARVED_ATTEMPTS = 4;
-const STARVED_PAUSES_MS = [3000, 10_000, 20_000] as const;
+const STARVED_ATTEMPTS = 6;
+const STARVED_PAUSES_MS = [3000, 10_000, 20_000, 40_000, 50_000] as const;
 
 /**
  * Runs `measure` (samples and their assertions); if an assertion fails while the host
