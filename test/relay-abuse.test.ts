@@ -13,7 +13,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { pino } from 'pino';
 import { MAGIC } from '../src/protocol/header-layout.js';
 import { PendingAdmission, sourceKey, type EvictionReason } from '../src/relay/admission.js';
-import { connectionsFor, RESERVE_FDS } from '../src/relay/fd-budget.js';
+import { connectionsFor, earlyLegsFor, RESERVE_FDS } from '../src/relay/fd-budget.js';
 import { RateLimitedLog } from '../src/observe/rate-limited-log.js';
 import { getOpenFilesLimit, procOpenFilesLimit, raiseOpenFilesLimit, setOpenFilesLimit } from '../src/sys/index.js';
 import { tcpServer, receiveAll, sendRandom, waitFor, KEY_HEX, MiB, type Received } from './helpers/net.js';
@@ -157,8 +157,10 @@ describe('relay abuse', () => {
   // FIN; with one fewer, the next leg's socket() does. Both must end in a counted reset.
   for (const extra of [0, 1]) {
     it(`R_C under prlimit --nofile=256:256 (${1 + extra} forward listeners) resets and counts the clients it cannot hold; none sees a clean EOF`, async () => {
+      // Open at the target now: with early SYN a leg opened at a client's SYN reaches the
+      // target before the relay admits (or refuses) that client, and closes if refused.
       let held = 0;
-      const target = await tcpServer(() => { held++; }); // accepts and holds
+      const target = await tcpServer((s) => { held++; s.on('close', () => { held--; }); }); // accepts and holds
       cleanups.push(target.close);
       const extraListener = extra === 0 ? [] : ['-L', `127.0.0.1:0:127.0.0.1:${target.port}`];
       const rc = new RelayProcess(['-L', `127.0.0.1:0:127.0.0.1:${target.port}`, ...extraListener, '--metrics', '127.0.0.1:0'], {
@@ -175,6 +177,11 @@ describe('relay abuse', () => {
       await waitFor(() => settled() + held >= 400, 20_000)
         .catch(() => { assert.fail(`after 20 s: ${held} held by the target, clients: ${JSON.stringify(countBy(clients))}`); });
       await sleep(200); // a late FIN would show here
+      // A refused client's early leg closes at the target a moment after the client's reset
+      // (with a reset: one closed while Node still called it connecting once sent a FIN,
+      // and the target held it open; test/sys-reset-socket.test.ts).
+      const openClients = (): number => clients.filter((t) => t.outcome === undefined).length;
+      await waitFor(() => held === openClients(), 5000).catch(() => undefined);
       const outcomes = countBy(clients);
       const resets = clients.filter((t) => t.outcome?.outcome === 'ECONNRESET').length;
       assert.equal(clients.filter((t) => t.outcome?.outcome === 'end').length, 0, `clients that saw a clean EOF: ${JSON.stringify(outcomes)}`);
@@ -277,6 +284,12 @@ describe('descriptor budget', () => {
     assert.equal(connectionsFor(20_000, 30), Math.floor((20_000 - 30 - RESERVE_FDS) / 2));
     assert.equal(connectionsFor(64, 30), 0);
     assert.equal(connectionsFor(Infinity, 30), Infinity);
+    // With early SYN, an eighth of what is left goes to early legs (one descriptor each).
+    const left = 256 - 20 - RESERVE_FDS;
+    assert.equal(earlyLegsFor(256, 20, true), Math.floor(left / 8));
+    assert.equal(connectionsFor(256, 20, true), Math.floor((left - Math.floor(left / 8)) / 2));
+    assert.equal(earlyLegsFor(256, 20, false), 0);
+    assert.equal(earlyLegsFor(Infinity, 20, true), Infinity);
   });
 
   it('getrlimit agrees with /proc/self/limits, and the soft limit is raised back to the hard limit', () => {

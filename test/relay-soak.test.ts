@@ -8,7 +8,7 @@ import { availableParallelism } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { findTool } from '../src/lab/tools.js';
 import { KEY_HEX, loopbackNginx, MiB } from './helpers/net.js';
-import { openFds, RelayProcess, scrapeMetric, tcpStatesOf } from './helpers/relay-process.js';
+import { fdsNetOfPool, RelayProcess, scrapeMetric, tcpStatesOf } from './helpers/relay-process.js';
 
 /**
  * Soak (issue #6): client -> R_C -> R_S -> nginx, two relay processes with a key, on
@@ -109,7 +109,7 @@ void test(`relay soak (nginx, curl): ${SOAK_SECONDS} s of downloads through R_C 
 
     await runFor(Math.max(6, SOAK_SECONDS / 10));
     await settle(relays, undefined);
-    for (const r of relays) { r.fds = openFds(r.pid); r.rss = r.relay.rssBytes(); }
+    for (const r of relays) { r.fds = await fdsNetOfPool(r.pid, r.metricsPort); r.rss = r.relay.rssBytes(); }
 
     // The rest in thirds, RSS sampled after each: a plateau flattens, a leak keeps climbing.
     const series: number[][] = relays.map((r) => [r.rss]);
@@ -126,7 +126,7 @@ void test(`relay soak (nginx, curl): ${SOAK_SECONDS} s of downloads through R_C 
       const { active, fds } = after[i] ?? { active: -1, fds: -1 };
       const accepted = await scrapeMetric(r.metricsPort, 'tcpsplit_connections_accepted_total');
       assert.equal(active, 0, `${r.name}: ${active} connections still active after the load (accepted ${accepted})`);
-      assert.equal(fds, r.fds, `${r.name}: ${fds} fds after the load, ${r.fds} after the warm-up`);
+      assert.equal(fds, r.fds, `${r.name}: ${fds} fds (net of the pool) after the load, ${r.fds} after the warm-up`);
       const states = tcpStatesOf(r.pid);
       assert.equal((states.get('CLOSE_WAIT') ?? 0) + (states.get('FIN_WAIT2') ?? 0), 0, `${r.name}: sockets by state ${JSON.stringify([...states])}`);
       const rss = r.relay.rssBytes();
@@ -151,11 +151,11 @@ function mib(bytes: number): string {
   return `${(bytes / MiB).toFixed(1)} MiB`;
 }
 
-/** Waits (bounded) until both relays have no connection and, if given, their baseline fds. */
+/** Waits (bounded) until both relays have no connection and, if given, their baseline fds (net of their pools). */
 async function settle(relays: readonly { pid: number; metricsPort: number }[], fds: readonly number[] | undefined): Promise<{ active: number; fds: number }[]> {
   const deadline = Date.now() + 10_000;
   for (;;) {
-    const now = await Promise.all(relays.map(async (r) => ({ active: await scrapeMetric(r.metricsPort, 'tcpsplit_connections_active'), fds: openFds(r.pid) })));
+    const now = await Promise.all(relays.map(async (r) => ({ active: await scrapeMetric(r.metricsPort, 'tcpsplit_connections_active'), fds: await fdsNetOfPool(r.pid, r.metricsPort) })));
     if (now.every((n, i) => n.active === 0 && (fds === undefined || n.fds === fds[i])) || Date.now() > deadline) return now;
     await sleep(100);
   }

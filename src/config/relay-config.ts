@@ -117,10 +117,8 @@ export const DEFAULTS = {
   logLevel: 'info',
   /** Holds a burst of 2,000 simultaneous connects (Node's default 511 lost 98 of them; issue 7). */
   backlog: 4096,
-  /** Opt-in for now (docs/early-syn.md); off with a warning where the relay lacks the privileges. */
-  // Opt-in for now: a race between an early leg's connection slot and its accept
-  // (a relay at --max-connections refused a client once in CI) is open (issue 8).
-  earlySyn: false,
+  /** On; off with a warning where the relay lacks the privileges (docs/early-syn.md). */
+  earlySyn: true,
   pool: true,
   /** KTCP's watermarks. */
   poolLow: 4,

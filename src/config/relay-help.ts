@@ -123,9 +123,9 @@ Workers (restart-only: a reload that changes them is refused)
                           Node's own 511 dropped some). The kernel caps it at
                           net.core.somaxconn; the relay warns when N is larger
   --early-syn on|off      start the next leg when the client's SYN arrives, not at
-                          accept (NFQUEUE; -L and --intercept listeners; default off
-                          for now: opt in with 'on'; needs CAP_NET_ADMIN and
-                          iptables, else a warning and off). Saves a client round trip per connection
+                          accept (NFQUEUE; -L and --intercept listeners; default on;
+                          needs CAP_NET_ADMIN and iptables, else a warning and off).
+                          Saves a client round trip per connection
 
 Pool and Turbo-Start (relays with a --peer; both on by default; a reload switches them)
   --pool on|off           keep pre-established, authenticated connections to each peer

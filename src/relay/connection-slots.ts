@@ -11,17 +11,38 @@
  * The open-files budget is the process's, shared by all workers: the supervisor sizes it
  * once every worker listens (src/relay/fd-budget.ts) and sets it here as a cap.
  *
- * Layout: Int32 [0] total, [1] the fd cap (0: none), [2 + k] worker k's share; then a BigInt64 id counter. A worker that dies holds slots it
- * will never release: the supervisor calls forget(k), which takes its share off the
- * total. (A worker terminated between the two adds of take() leaks one slot until
- * restart: the price of not taking a lock on the accept path.)
+ * Early legs (docs/early-syn.md) are counted here too, relay-wide. A leg opened at a
+ * client's SYN holds one descriptor before any accept; with early SYN on, the open-files
+ * budget keeps a share of its descriptors for them (src/relay/fd-budget.ts), so that
+ * they never eat into the connections' two each:
+ * - an accept takes a slot if fewer than `limit` connections are open (early legs do not
+ *   count: a leg opened for a SYN never costs an accepted client its slot);
+ * - an early leg is opened only while connections and early legs together are fewer
+ *   than `limit` (none for a SYN whose accept would find the relay full), and early legs
+ *   are fewer than their descriptor cap;
+ * - a claim turns an early leg into a connection under the accept's rule.
+ *
+ * Layout: Int32 [0] connections, [1] the fd cap in connections (0: none), [2] early legs,
+ * [3] the early legs' fd cap (0: none), [4 + 2k] worker k's connections, [5 + 2k] its
+ * early legs; then a BigInt64 id counter. A worker that dies holds slots it will never
+ * release: the supervisor calls forget(k), which takes its shares off the totals. (A
+ * worker terminated between the two adds of a take leaks one slot until restart: the
+ * price of not taking a lock on the accept path.)
  */
 export interface ConnectionSlots {
-  /** Takes a slot if fewer than `limit` are taken. */
+  /** Takes a slot if fewer than `limit` are taken (and two descriptors are left). */
   tryTake(limit: number): boolean;
   release(): void;
+  /** Reserves room for an early leg: connections and early legs together fewer than `limit`. */
+  tryTakeEarly(limit: number): boolean;
+  /** An early leg closed unclaimed (or its claim was refused). */
+  releaseEarly(): void;
+  /** An early leg becomes a connection, if a connection could be admitted now; false leaves it early. */
+  tryClaimEarly(limit: number): boolean;
   /** Slots taken now, by every worker. */
   readonly taken: number;
+  /** Early legs waiting for their accept, in every worker. */
+  readonly early: number;
   /** The next connection id, unique across workers. */
   nextId(): number;
   /**
@@ -32,20 +53,27 @@ export interface ConnectionSlots {
   readonly pendingShare: number;
 }
 
+const TAKEN = 0;
+const FD_CAP = 1;
+const EARLY = 2;
+const EARLY_CAP = 3;
+const HEADER = 4;
+
 export class SharedConnectionSlots implements ConnectionSlots {
   readonly buffer: SharedArrayBuffer;
   readonly pendingShare: number;
   readonly #i32: Int32Array;
   readonly #ids: BigInt64Array;
-  readonly #share: number;
+  /** This view's own counters (-1: the supervisor's view, which has none). */
+  readonly #own: number;
 
   /** `workers` slots of bookkeeping; `worker` is this view's owner (-1: the supervisor's view). */
   constructor(workers: number, worker = -1, buffer?: SharedArrayBuffer) {
-    const counts = 8 * Math.ceil((4 * (2 + workers)) / 8);
+    const counts = 8 * Math.ceil((4 * (HEADER + 2 * workers)) / 8);
     this.buffer = buffer ?? new SharedArrayBuffer(counts + 8);
-    this.#i32 = new Int32Array(this.buffer, 0, 2 + workers);
+    this.#i32 = new Int32Array(this.buffer, 0, HEADER + 2 * workers);
     this.#ids = new BigInt64Array(this.buffer, counts, 1);
-    this.#share = worker + 2;
+    this.#own = worker < 0 ? -1 : HEADER + 2 * worker;
     this.pendingShare = 1 / workers;
   }
 
@@ -58,34 +86,69 @@ export class SharedConnectionSlots implements ConnectionSlots {
   }
 
   get taken(): number {
-    return Atomics.load(this.#i32, 0);
+    return Atomics.load(this.#i32, TAKEN);
   }
 
-  /** The most connections the open-files limit allows, for all workers together. */
-  setFdCap(connections: number): void {
-    Atomics.store(this.#i32, 1, Number.isFinite(connections) ? Math.min(connections, 0x7fffffff) : 0);
+  get early(): number {
+    return Atomics.load(this.#i32, EARLY);
   }
 
-  tryTake(requested: number): boolean {
-    const cap = Atomics.load(this.#i32, 1);
-    const limit = cap > 0 ? Math.min(requested, cap) : requested;
-    for (;;) {
-      const now = Atomics.load(this.#i32, 0);
-      if (now >= limit) return false;
-      if (Atomics.compareExchange(this.#i32, 0, now, now + 1) === now) break;
-    }
-    if (this.#share > 1) Atomics.add(this.#i32, this.#share, 1);
+  /** The most connections, and early legs, the open-files limit allows, for all workers together. */
+  setFdCap(connections: number, earlyLegs = 0): void {
+    const cap = (n: number): number => (Number.isFinite(n) ? Math.max(0, Math.min(n, 0x7fffffff)) : 0);
+    Atomics.store(this.#i32, FD_CAP, cap(connections));
+    Atomics.store(this.#i32, EARLY_CAP, cap(earlyLegs));
+  }
+
+  tryTake(limit: number): boolean {
+    const cap = Atomics.load(this.#i32, FD_CAP);
+    if (!this.#increment(TAKEN, () => cap > 0 ? Math.min(limit, cap) : limit)) return false;
+    if (this.#own >= 0) Atomics.add(this.#i32, this.#own, 1);
     return true;
   }
 
   release(): void {
-    Atomics.sub(this.#i32, 0, 1);
-    if (this.#share > 1) Atomics.sub(this.#i32, this.#share, 1);
+    this.#add(TAKEN, -1);
   }
 
-  /** Worker `worker` is gone: its slots are free again. */
+  tryTakeEarly(limit: number): boolean {
+    const cap = Atomics.load(this.#i32, EARLY_CAP);
+    // Below both the early legs' own cap and what the connections leave of `limit`.
+    const ok = this.#increment(EARLY, () => Math.min(cap > 0 ? cap : limit, limit - Atomics.load(this.#i32, TAKEN)));
+    if (!ok) return false;
+    if (this.#own >= 0) Atomics.add(this.#i32, this.#own + 1, 1);
+    return true;
+  }
+
+  releaseEarly(): void {
+    this.#add(EARLY, -1);
+  }
+
+  tryClaimEarly(limit: number): boolean {
+    if (!this.tryTake(limit)) return false;
+    this.#add(EARLY, -1);
+    return true;
+  }
+
+  /** Worker `worker` is gone: its slots and early legs are free again. */
   forget(worker: number): void {
-    const held = Atomics.exchange(this.#i32, worker + 2, 0);
-    Atomics.sub(this.#i32, 0, held);
+    const at = HEADER + 2 * worker;
+    Atomics.sub(this.#i32, TAKEN, Atomics.exchange(this.#i32, at, 0));
+    Atomics.sub(this.#i32, EARLY, Atomics.exchange(this.#i32, at + 1, 0));
+  }
+
+  /** Adds one to a total if it stays below `bound()` (read again on each try); false if it would not. */
+  #increment(index: number, bound: () => number): boolean {
+    for (;;) {
+      const now = Atomics.load(this.#i32, index);
+      if (now >= bound()) return false;
+      if (Atomics.compareExchange(this.#i32, index, now, now + 1) === now) return true;
+    }
+  }
+
+  /** Adds `n` to a total and to this view's share of it. */
+  #add(index: typeof TAKEN | typeof EARLY, n: number): void {
+    Atomics.add(this.#i32, index, n);
+    if (this.#own >= 0) Atomics.add(this.#i32, this.#own + (index === EARLY ? 1 : 0), n);
   }
 }

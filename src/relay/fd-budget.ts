@@ -20,6 +20,15 @@ export const FDS_PER_CONNECTION = 2;
  */
 export const RESERVE_FDS = 64;
 
+/**
+ * With early SYN on, this share of the descriptors left after the reserve is kept for
+ * early legs (one each: opened at a client's SYN, before its accept), so that they never
+ * take a descriptor an admitted connection counts on. At the 20,000-file hard limit of
+ * this kind of machine that is ~2,500 early legs beside ~8,700 connections (the default
+ * --max-connections is 8,000); the pairing tables cap pending legs at 1,024 per worker.
+ */
+export const EARLY_LEG_FD_SHARE = 0.125;
+
 export interface FdBudget {
   /** The soft open-files limit now in force, and what it was before the relay raised it. */
   readonly soft: number;
@@ -29,20 +38,33 @@ export interface FdBudget {
   readonly baseline: number;
   /** Split connections the limit leaves room for. */
   readonly maxConnections: number;
+  /** Early legs it leaves room for beside them (0 without early SYN). */
+  readonly maxEarlyLegs: number;
 }
 
-/** The connection budget for `soft` descriptors of which `baseline` are taken. */
-export function connectionsFor(soft: number, baseline: number): number {
+/** The connection budget for `soft` descriptors of which `baseline` are taken (less the early legs' share, with early SYN). */
+export function connectionsFor(soft: number, baseline: number, earlySyn = false): number {
   if (soft === Infinity) return Infinity;
-  return Math.max(0, Math.floor((soft - baseline - RESERVE_FDS) / FDS_PER_CONNECTION));
+  const left = Math.max(0, soft - baseline - RESERVE_FDS);
+  return Math.floor((left - earlyLegsFor(soft, baseline, earlySyn)) / FDS_PER_CONNECTION);
+}
+
+/** The early legs' budget: their share of the descriptors left (0 without early SYN; Infinity with no limit). */
+export function earlyLegsFor(soft: number, baseline: number, earlySyn: boolean): number {
+  if (!earlySyn) return 0;
+  if (soft === Infinity) return Infinity;
+  return Math.floor(Math.max(0, soft - baseline - RESERVE_FDS) * EARLY_LEG_FD_SHARE);
 }
 
 /**
  * Raises the soft limit to the hard limit and sizes the budget; `listeners` are the
  * listening sockets about to be opened (not open yet, so not in the count).
  */
-export function planFdBudget(listeners: number): FdBudget {
+export function planFdBudget(listeners: number, earlySyn = false): FdBudget {
   const limit = raiseOpenFilesLimit();
   const baseline = openFdCount() + listeners;
-  return { soft: limit.soft, hard: limit.hard, softBefore: limit.before, baseline, maxConnections: connectionsFor(limit.soft, baseline) };
+  return {
+    soft: limit.soft, hard: limit.hard, softBefore: limit.before, baseline,
+    maxConnections: connectionsFor(limit.soft, baseline, earlySyn), maxEarlyLegs: earlyLegsFor(limit.soft, baseline, earlySyn),
+  };
 }

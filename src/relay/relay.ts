@@ -26,7 +26,7 @@ import {
   PendingEvictedError, RestartRequiredError,
 } from '../errors.js';
 import { ListenerSet, nodeListenerSource, type ListenerSource, type WantedListener } from './listener-set.js';
-import type { ConnectionSlots } from './connection-slots.js';
+import { SharedConnectionSlots, type ConnectionSlots } from './connection-slots.js';
 import { prepareSocketCalls, resetSocket } from '../sys/index.js';
 import { unmapIpv4 } from '../net/ip-address.js';
 import { PendingAdmission, type EvictionReason, type PendingLimits } from './admission.js';
@@ -175,14 +175,14 @@ export class Relay {
   readonly #logger: Logger;
   #state: RelayState;
   readonly #replay: ReplayCheck;
-  readonly #slots: ConnectionSlots | undefined;
+  /** Relay-wide (shared by the workers), or this relay's own when it runs alone. */
+  readonly #slots: ConnectionSlots;
   /** Early legs not claimed yet: they hold no connection slot (#takeSlot, #claimEarly). */
   readonly #earlyUnclaimed = new Set<SplitConnection>();
   readonly #listeners: ListenerSet;
   #reloads: Promise<void> = Promise.resolve();
   readonly #connections = new Set<SplitConnection>();
   #metricsServer: HttpServer | undefined;
-  #nextId = 1;
   #closing = false;
   /** Peer connections still waiting for their header (unauthenticated so far). */
   readonly #pending: PendingAdmission<SplitConnection>;
@@ -211,7 +211,7 @@ export class Relay {
     this.#logger = options.logger;
     this.#listeners = new ListenerSet(options.logger, options.listenerSource ?? nodeListenerSource(config.backlog));
     this.#replay = options.replayGuard ?? new ReplayGuard({ maxClockSkewMs: config.maxClockSkewMs });
-    this.#slots = options.connectionSlots;
+    this.#slots = options.connectionSlots ?? new SharedConnectionSlots(1, 0);
     this.#onPeerAuthenticated = options.onPeerAuthenticated;
     this.#ffi = prepareSocketCalls();
     this.#state = deriveState(config, this.#replay, this.#hooks(undefined));
@@ -533,7 +533,7 @@ export class Relay {
   #pendingLimits(config: RelayConfig): PendingLimits {
     // Unauthenticated connections get a quarter of the connection limit: a flood of them
     // cannot starve forwards and verified peers.
-    const share = this.#slots?.pendingShare ?? 1;
+    const share = this.#slots.pendingShare;
     return {
       maxPending: Math.max(1, Math.floor((this.#connectionLimit(config) / 4) * share)),
       maxPendingPerSource: Math.max(1, Math.ceil(config.maxPendingPerSource * share)),
@@ -559,7 +559,7 @@ export class Relay {
       pairTimeoutMs: (kind === 'accept' ? config.headerTimeoutMs : 0) + 2 * config.connectTimeoutMs + PAIR_MARGIN_MS,
     };
     const conn = SplitConnection.accepted(socket, {
-      id: this.#slots?.nextId() ?? this.#nextId++, kind, timeouts, onClose: this.#onConnectionClosed, ...(target === undefined ? {} : { target }),
+      id: this.#slots.nextId(), kind, timeouts, onClose: this.#onConnectionClosed, ...(target === undefined ? {} : { target }),
     });
     this.#connections.add(conn);
     this.metrics.accepted(1, labelsFor('listener', kind));
@@ -572,23 +572,11 @@ export class Relay {
    * A connection slot (--max-connections, across workers), for an accepted connection.
    * Early legs hold none until their accept claims them: a leg opened for a SYN must
    * never cost a slot to a client whose handshake completed (its own, whose accept may
-   * still be queued, or another's, accepted by another worker).
+   * still be queued, or another's, accepted by another worker). The rules, relay-wide
+   * and within the open-files budget, are in src/relay/connection-slots.ts.
    */
   #takeSlot(limit: number): boolean {
-    if (this.#closing) return false;
-    return this.#connections.size - this.#earlyUnclaimed.size < limit && this.#slots?.tryTake(limit) !== false;
-  }
-
-  /**
-   * Room for an early leg: fewer than `limit` connections with slots and unclaimed early
-   * legs in this worker together, so that early legs stay within the open-files budget
-   * (each holds one descriptor, as half a connection) and none is opened for a SYN whose
-   * accept would find the relay full.
-   */
-  #roomForEarly(limit: number): boolean {
-    if (this.#closing) return false;
-    const taken = this.#slots?.taken ?? this.#connections.size - this.#earlyUnclaimed.size;
-    return taken + this.#earlyUnclaimed.size < limit;
+    return !this.#closing && this.#slots.tryTake(limit);
   }
 
   /** A client refused for want of a slot: counted, and logged (rate-limited). */
@@ -601,7 +589,8 @@ export class Relay {
   readonly #onConnectionClosed = (conn: SplitConnection, record: ConnectionRecord): void => {
     this.#connections.delete(conn);
     this.#idle.delete(conn);
-    if (!this.#earlyUnclaimed.delete(conn)) this.#slots?.release();
+    if (this.#earlyUnclaimed.delete(conn)) this.#slots.releaseEarly();
+    else this.#slots.release();
     this.metrics.closed(1, labelsFor('outcome', record.outcome));
     this.metrics.bytes(record.up, UP);
     this.metrics.bytes(record.down, DOWN);
@@ -710,15 +699,14 @@ export class Relay {
     const conn = early.claim(socket, daddr, dport);
     if (conn === undefined) return false;
     const limit = this.#connectionLimit(this.#state.config);
-    // Still unclaimed while it asks: it does not count against itself.
-    if (this.#takeSlot(limit)) {
+    if (this.#slots.tryClaimEarly(limit)) {
       this.#earlyUnclaimed.delete(conn);
       this.metrics.accepted(1, labelsFor('listener', conn.kind));
       // The same debug line as an accept without early SYN (#newConnection).
       if (this.#logger.isLevelEnabled('debug')) this.#logger.debug({ event: 'accept', id: conn.id, kind: conn.kind, client: conn.client, early: true }, 'connection accepted');
     } else {
-      // Full now: refused as any accept would be; its early leg closes with it, and,
-      // holding no slot, releases none.
+      // Full now: refused as any accept would be; its early leg closes with it, and
+      // gives back its early reservation, not a slot.
       this.#countOverload(conn.kind, conn.client, limit);
       conn.fail(new OverloadError(`connection refused: ${limit} connections are open`));
     }
@@ -755,11 +743,14 @@ export class Relay {
     // resolve first is left to accept.
     const route = state.router.route(early.destination.target, config.connectTimeoutMs);
     if (route instanceof Promise) throw new OverloadError('the route is resolved later: the leg is opened at accept');
-    if (!this.#roomForEarly(limit)) {
+    // Room relay-wide: connections and early legs together below the limit (and within
+    // the open-files budget), so that none is opened for a SYN whose accept would find
+    // the relay full. Given back at the claim or when the leg closes unclaimed.
+    if (this.#closing || !this.#slots.tryTakeEarly(limit)) {
       throw new OverloadError('no room for an early leg: the connections and early legs reach the limit');
     }
     const conn = new SplitConnection({
-      id: this.#slots?.nextId() ?? this.#nextId++,
+      id: this.#slots.nextId(),
       kind: early.kind,
       client: `${canonicalAddress(syn.saddr)}:${syn.sport}`,
       target: early.destination.target,

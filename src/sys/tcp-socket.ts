@@ -78,11 +78,9 @@ export function setLinger(fd: number, on: boolean, seconds: number): void {
  */
 export function resetSocket(socket: Socket): void {
   if (socket.destroyed) return;
-  // A connecting socket has nothing to reset; resetAndDestroy() would wait for 'connect'.
-  if (socket.connecting) {
-    socket.destroy();
-    return;
-  }
+  // Also while Node still calls it connecting: the kernel may have completed the
+  // handshake already ('connect' not yet emitted), and a plain close would send a FIN.
+  // With SO_LINGER {1, 0}, close() resets an established socket and drops a SYN_SENT one.
   const fd = socketFd(socket);
   if (fd !== undefined) {
     try {
@@ -92,6 +90,12 @@ export function resetSocket(socket: Socket): void {
     } catch {
       // No FFI: fall through.
     }
+  }
+  // No descriptor yet (a name still being resolved): nothing was sent. And without the FFI,
+  // resetAndDestroy() would wait for 'connect'.
+  if (socket.connecting) {
+    socket.destroy();
+    return;
   }
   if (socket.writableEnded && !socket.writableFinished) socket.destroy();
   else socket.resetAndDestroy();

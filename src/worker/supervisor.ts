@@ -143,9 +143,10 @@ export class Supervisor {
       const results = await Promise.allSettled(ready);
       const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
       if (failed !== undefined) throw failed.reason;
-      supervisor.#sizeFdBudget();
       supervisor.#started = true;
       if (config.earlySyn) await supervisor.#startEarlySyn();
+      // After early SYN: its sockets and threads count, and its legs get their share.
+      supervisor.#sizeFdBudget();
       if (config.metrics !== undefined) {
         supervisor.#metricsServer = await startMetricsServer(supervisor, config.metrics.host, config.metrics.port);
       }
@@ -168,15 +169,16 @@ export class Supervisor {
    * listeners and threads counted), and shared as a cap on the relay-wide connection count.
    */
   #sizeFdBudget(): void {
-    const fd = planFdBudget(0);
-    this.#slots.setFdCap(fd.maxConnections);
+    const fd = planFdBudget(0, this.#earlySyn !== undefined);
+    this.#slots.setFdCap(fd.maxConnections, fd.maxEarlyLegs);
     const config = this.#config;
     if (config.maxConnections > fd.maxConnections) {
       this.#logger.warn({
         event: 'fd-limit', code: FdLimitError.code, requested: config.maxConnections, maxConnections: fd.maxConnections,
-        openFilesLimit: fd.soft, hardLimit: fd.hard,
+        openFilesLimit: fd.soft, hardLimit: fd.hard, earlyLegs: fd.maxEarlyLegs,
       }, `--max-connections ${config.maxConnections} lowered to ${fd.maxConnections}: the open-files limit is ${fd.soft} (hard ${fd.hard}), `
-        + `${fd.baseline} are taken and each split connection needs ${FDS_PER_CONNECTION}; raise the limit (ulimit -n, LimitNOFILE=) to allow more`);
+        + `${fd.baseline} are taken and each split connection needs ${FDS_PER_CONNECTION}`
+        + `${fd.maxEarlyLegs > 0 ? ` (${fd.maxEarlyLegs} more are kept for early-SYN legs)` : ''}; raise the limit (ulimit -n, LimitNOFILE=) to allow more`);
     }
   }
 

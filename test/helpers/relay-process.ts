@@ -20,9 +20,9 @@ export function openFds(pid: number): number {
   return readdirSync(`/proc/${pid}/fd`).length;
 }
 
-/** One sample of a relay's /metrics (a fresh connection each time, so none is left open). */
-export async function scrapeMetric(metricsPort: number, name: string): Promise<number> {
-  const body = await new Promise<string>((resolve, reject) => {
+/** The text of a relay's /metrics (a fresh connection each time, so none is left open). */
+async function scrapeAll(metricsPort: number): Promise<string> {
+  return new Promise<string>((resolve, reject) => {
     httpGet({ host: '127.0.0.1', port: metricsPort, path: '/metrics', agent: false, headers: { connection: 'close' } }, (res) => {
       let text = '';
       res.setEncoding('utf8');
@@ -30,14 +30,35 @@ export async function scrapeMetric(metricsPort: number, name: string): Promise<n
       res.on('end', () => { resolve(text); });
     }).on('error', reject);
   });
-  let sum = 0;
-  let seen = false;
+}
+
+/** A series summed over its labels, or undefined if the relay does not export it. */
+function sumOf(body: string, name: string): number | undefined {
+  let sum: number | undefined;
   for (const line of body.split('\n')) {
     const m = /^([a-z_]+)(\{[^}]*\})? (\S+)$/.exec(line);
-    if (m?.[1] === name) { sum += Number(m[3]); seen = true; }
+    if (m?.[1] === name) sum = (sum ?? 0) + Number(m[3]);
   }
-  if (!seen) throw new Error(`no metric ${name} on :${metricsPort}`);
   return sum;
+}
+
+/** One sample of a relay's /metrics, summed over labels; throws if the series is absent. */
+export async function scrapeMetric(metricsPort: number, name: string): Promise<number> {
+  const sum = sumOf(await scrapeAll(metricsPort), name);
+  if (sum === undefined) throw new Error(`no metric ${name} on :${metricsPort}`);
+  return sum;
+}
+
+/**
+ * A relay's open descriptors less its pooled connections (ready ones it keeps as R_C, and
+ * authenticated idle ones it holds as R_S): one descriptor each, and their number moves
+ * with the load (a miss raises the pool's target towards the high watermark; docs/pool.md),
+ * so a leak check counts net of them.
+ */
+export async function fdsNetOfPool(pid: number, metricsPort: number): Promise<number> {
+  const body = await scrapeAll(metricsPort);
+  const fds = openFds(pid);
+  return fds - (sumOf(body, 'tcpsplit_pool_size') ?? 0) - (sumOf(body, 'tcpsplit_pool_idle_accepted') ?? 0);
 }
 
 const TCP_STATES: Readonly<Record<string, string>> = {
