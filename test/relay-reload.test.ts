@@ -125,4 +125,34 @@ describe('relay reload (SIGHUP)', () => {
     await flushed();
     assert.equal(relay.lines.filter(isAccept).length, before, 'at info again, no debug line');
   });
+
+  it('a -L listener added by a reload gets early SYN: its SYNs are captured from then on', { skip: EARLY_SYN === 'off' ? 'early SYN needs root' : false }, async () => {
+    const target = await tcpServer((s) => { s.end(); });
+    cleanups.push(target.close);
+    const dir = mkdtempSync(join(tmpdir(), 'tcpsplit-reload-es-'));
+    cleanups.push(() => { rmSync(dir, { recursive: true, force: true }); });
+    const [metricsPort, added] = [await freePort(), await freePort()];
+    const file = join(dir, 'relay.yaml');
+    const yaml = (forwards: string[]): string => `forward: ${JSON.stringify(forwards)}\nearly-syn: on\nmetrics: "127.0.0.1:${metricsPort}"\n`;
+    const first = `127.0.0.1:0:127.0.0.1:${target.port}`;
+    writeFileSync(file, yaml([first]));
+    const relay = new RelayProcess(['--config', file]);
+    cleanups.push(() => relay.stop());
+    await relay.ready();
+    await relay.waitFor((l) => l.event === 'early-syn');
+    const captured = async (): Promise<number> => Number(/^tcpsplit_early_syn_captured_total (\d+)$/m.exec(await scrape(metricsPort))?.[1] ?? 'NaN');
+    const through = async (port: number, n: number): Promise<void> => {
+      for (let i = 0; i < n; i++) assert.equal((await receiveAll(connect({ port, host: '127.0.0.1' }))).outcome, 'end');
+    };
+    const before = await captured();
+
+    writeFileSync(file, yaml([first, `127.0.0.1:${added}:127.0.0.1:${target.port}`]));
+    relay.child.kill('SIGHUP');
+    await relay.waitFor((l) => l.event === 'reload' && l['code'] === undefined);
+    assert.equal(relay.lines.filter((l) => l.event === 'early-syn').length, 2, 'early SYN started again for the new set of listeners');
+    await through(added, 5);
+    // SYN events reach the workers a moment after their SYN passed.
+    for (let i = 0; i < 100 && await captured() < before + 5; i++) await sleep(20);
+    assert.equal(await captured(), before + 5, 'every SYN to the added listener was captured');
+  });
 });

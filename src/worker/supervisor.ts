@@ -99,6 +99,10 @@ export class Supervisor {
   #retired: MetricsSnapshot = { series: [] };
   /** Early SYN's rules and one SYN queue reader per worker (src/intercept/early-syn.ts); undefined: off. */
   #earlySyn: EarlySyn | undefined;
+  /** What early SYN was last started for (its rule groups), so a reload restarts it only when they change. */
+  #earlySynFor: string | undefined;
+  /** The descriptor budget last logged, so a reload that leaves it alone logs nothing. */
+  #fdBudgetLogged: string | undefined;
   /** Turbo-Start's per-peer routes: once per relay, not per worker. */
   readonly #turbo: TurboStart;
 
@@ -172,6 +176,9 @@ export class Supervisor {
     const fd = planFdBudget(0, this.#earlySyn !== undefined);
     this.#slots.setFdCap(fd.maxConnections, fd.maxEarlyLegs);
     const config = this.#config;
+    const logged = `${fd.maxConnections}/${fd.maxEarlyLegs}/${config.maxConnections}`;
+    if (logged === this.#fdBudgetLogged) return;
+    this.#fdBudgetLogged = logged;
     if (config.maxConnections > fd.maxConnections) {
       this.#logger.warn({
         event: 'fd-limit', code: FdLimitError.code, requested: config.maxConnections, maxConnections: fd.maxConnections,
@@ -183,10 +190,31 @@ export class Supervisor {
   }
 
   /**
+   * After a reload: a -L listener added, moved or removed changes what early SYN must
+   * capture, so its rules and queues start again for the new set (SYNs in the gap, a few
+   * milliseconds, connect after accept). Nothing to do when the set is unchanged, or when
+   * early SYN is off.
+   */
+  async #syncEarlySyn(): Promise<void> {
+    if (!this.#config.earlySyn || this.#stopping) return;
+    if (this.#earlySynKey() === this.#earlySynFor) return;
+    const old = this.#earlySyn;
+    this.#earlySyn = undefined;
+    await old?.stop();
+    await this.#startEarlySyn();
+    this.#sizeFdBudget();
+  }
+
+  #earlySynKey(): string {
+    return JSON.stringify(ruleGroups({ forwards: this.#addresses.forward, intercept: this.#config.intercept }));
+  }
+
+  /**
    * Early SYN, once every worker listens (the rules name the bound ports). When it cannot
    * run, one warning line with its code, and the relay runs without it.
    */
   async #startEarlySyn(): Promise<void> {
+    this.#earlySynFor = this.#earlySynKey();
     // Only -L and --intercept listeners know their target at the SYN: nothing to do for a peer listener alone.
     if (ruleGroups({ forwards: this.#addresses.forward, intercept: this.#config.intercept }).length === 0) return;
     try {
@@ -299,6 +327,7 @@ export class Supervisor {
     }
     this.#reloadCounter(1, labelsFor('result', 'ok'));
     await this.#refreshAddresses();
+    await this.#syncEarlySyn();
     const metrics = this.#metricsServer === undefined ? undefined : serverAddress(this.#metricsServer);
     this.#logger.info({ event: 'reload', changed: changes.map((c) => c.option), listeners: this.#fds.keys(), metrics },
       `config reloaded: ${describeChanges(changes)}`);
