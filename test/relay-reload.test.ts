@@ -126,7 +126,7 @@ describe('relay reload (SIGHUP)', () => {
     assert.equal(relay.lines.filter(isAccept).length, before, 'at info again, no debug line');
   });
 
-  it('a -L listener added by a reload gets early SYN: its SYNs are captured from then on', { skip: EARLY_SYN === 'off' ? 'early SYN needs root' : false }, async () => {
+  it('a -L listener added by a reload gets early SYN: its SYNs are captured from then on; the queue probe samples without adding events', { skip: EARLY_SYN === 'off' ? 'early SYN needs root' : false }, async () => {
     const target = await tcpServer((s) => { s.end(); });
     cleanups.push(target.close);
     const dir = mkdtempSync(join(tmpdir(), 'tcpsplit-reload-es-'));
@@ -145,6 +145,12 @@ describe('relay reload (SIGHUP)', () => {
       for (let i = 0; i < n; i++) assert.equal((await receiveAll(connect({ port, host: '127.0.0.1' }))).outcome, 'end');
     };
     const before = await captured();
+    // The queue probe (src/intercept/queue-probe.ts) has sampled at start, through the
+    // queue, without its SYNs showing as captured ones.
+    assert.equal(before, 0, 'no client yet: nothing captured (the probe\'s SYNs are not events)');
+    const probes = async (): Promise<number> => Number(/^tcpsplit_early_syn_queue_delay_seconds_count (\d+)$/m.exec(await scrape(metricsPort))?.[1] ?? 'NaN');
+    for (let i = 0; i < 100 && !(await probes() >= 1); i++) await sleep(20);
+    assert.ok(await probes() >= 1, 'the queue probe sampled');
 
     writeFileSync(file, yaml([first, `127.0.0.1:${added}:127.0.0.1:${target.port}`]));
     relay.child.kill('SIGHUP');

@@ -35,12 +35,16 @@ export interface EarlySynPlan {
   readonly intercept: InterceptConfig | undefined;
   /** How the listeners steer: early SYN needs steer() to name the accepting worker. */
   readonly steering: string;
+  /** The queue probe's captured port on 127.0.0.1 (src/intercept/queue-probe.ts), queued like a -L listener's. */
+  readonly probePort?: number;
 }
 
 export interface EarlySynStats {
   readonly packets: number;
   readonly syns: number;
   readonly overruns: number;
+  /** Of the SYNs, the queue probe's. */
+  readonly probes: number;
 }
 
 /** Queue numbers: a block of `stride` per relay, chosen from its instance, moved on if taken. */
@@ -96,7 +100,9 @@ export class EarlySyn {
         const { forWorkers, forCaptures } = eventChannels(plan.workers);
         try {
           for (let k = 0; k < plan.workers; k++) {
-            captures.push(await SynCapture.start({ queueNum: candidate + k, port: forCaptures[k] as MessagePort }));
+            captures.push(await SynCapture.start({
+              queueNum: candidate + k, port: forCaptures[k] as MessagePort, ...(plan.probePort === undefined ? {} : { probePort: plan.probePort }),
+            }));
           }
           base = candidate;
           workerPorts = forWorkers;
@@ -108,7 +114,9 @@ export class EarlySyn {
           if (attempt + 1 >= QUEUE_TRIES) throw err;
         }
       }
-      for (const group of groups) {
+      const probe: RuleGroup[] = plan.probePort === undefined ? []
+        : [{ instance: `p${plan.probePort}`, capture: [{ cidr: '127.0.0.1/32', ports: { first: plan.probePort, last: plan.probePort } }], iface: 'lo' }];
+      for (const group of [...groups, ...probe]) {
         rules.push(await SynRules.install({ instance: group.instance, workers: plan.workers, queueBase: base, capture: group.capture,
           ...(group.iface === undefined ? {} : { iface: group.iface }) }));
       }
@@ -136,13 +144,15 @@ export class EarlySyn {
     let packets = 0;
     let syns = 0;
     let overruns = 0;
+    let probes = 0;
     for (const c of this.#captures) {
       const s = c.stats();
       packets += s.packets;
       syns += s.syns;
       overruns += s.overruns;
+      probes += s.probes;
     }
-    return { packets, syns, overruns };
+    return { packets, syns, overruns, probes };
   }
 
   /** Removes the rules first (new SYNs pass untouched), then ends the readers. */

@@ -16,6 +16,8 @@ export interface SynCaptureThreadData {
   readonly controlPort: MessagePort;
   /** Where SYN events go; undefined: to the owner (parentPort). */
   readonly eventsPort: MessagePort | undefined;
+  /** SYNs to 127.0.0.1 on this port are the queue probe's (src/intercept/queue-probe.ts): given their verdict, never posted. */
+  readonly probePort: number | undefined;
 }
 
 /** A command from the owner: deliver SYN events to `port` from now on. */
@@ -44,8 +46,10 @@ export const C = {
   unparsed: 2,
   /** Socket overflows: packets the kernel accepted (fail-open) without showing them to us. */
   overruns: 3,
+  /** Of the SYNs, the queue probe's (not posted). */
+  probes: 4,
 } as const;
-export const COUNTER_SLOTS = 4;
+export const COUNTER_SLOTS = 5;
 
 export type ThreadMessage =
   | { readonly type: 'ready'; readonly fd: number }

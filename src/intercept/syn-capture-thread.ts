@@ -71,6 +71,10 @@ function run(): void {
       return;
     }
     bump(C.syns);
+    if (syn.dport === data.probePort && syn.daddr === '127.0.0.1') {
+      bump(C.probes);
+      return;
+    }
     postEvent({ type: 'syn', saddr: syn.saddr, sport: syn.sport, daddr: syn.daddr, dport: syn.dport, family: syn.family, isn: syn.isn, t, queueNum: p.queueNum });
   };
   try {

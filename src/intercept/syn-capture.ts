@@ -66,6 +66,8 @@ export interface SynCaptureOptions {
    * flood the kernel's RT throttling still leaves other threads 5% of each CPU.
    */
   readonly realtime?: boolean;
+  /** SYNs to 127.0.0.1 on this port are the queue probe's: verdict only, no event. */
+  readonly probePort?: number;
 }
 
 export interface SynCaptureStats {
@@ -73,6 +75,7 @@ export interface SynCaptureStats {
   readonly syns: number;
   readonly unparsed: number;
   readonly overruns: number;
+  readonly probes: number;
 }
 
 export class SynCapture {
@@ -93,6 +96,7 @@ export class SynCapture {
     const data: SynCaptureThreadData = {
       queueNum: options.queueNum, copyBytes: options.copyBytes ?? 128, maxLen: options.maxLen ?? 4096,
       realtime: options.realtime ?? false, control: this.#control, counters: this.#counters, controlPort: control.port2, eventsPort: options.port,
+      probePort: options.probePort,
     };
     const transferList = options.port === undefined ? [control.port2] : [control.port2, options.port];
     // execArgv: []: the parent's flags (e.g. --input-type) may not apply to a worker file.
@@ -176,7 +180,7 @@ export class SynCapture {
 
   stats(): SynCaptureStats {
     const c = this.#counters;
-    return { packets: c[C.packets] ?? 0, syns: c[C.syns] ?? 0, unparsed: c[C.unparsed] ?? 0, overruns: c[C.overruns] ?? 0 };
+    return { packets: c[C.packets] ?? 0, syns: c[C.syns] ?? 0, unparsed: c[C.unparsed] ?? 0, overruns: c[C.overruns] ?? 0, probes: c[C.probes] ?? 0 };
   }
 
   /**

@@ -30,6 +30,7 @@ import { labelsFor, mergeSnapshots, Metrics, renderSnapshots, type MetricsSnapsh
 import { serverAddress, startMetricsServer } from '../observe/metrics-server.js';
 import { SharedReplayGuard } from '../protocol/shared-replay-guard.js';
 import { SharedConnectionSlots } from '../relay/connection-slots.js';
+import { QueueProbe } from '../intercept/queue-probe.js';
 import { errorCode, FdLimitError, RestartRequiredError, WorkerExitError } from '../errors.js';
 import { EarlySyn, ruleGroups } from '../intercept/early-syn.js';
 import { FDS_PER_CONNECTION, planFdBudget } from '../relay/fd-budget.js';
@@ -99,6 +100,10 @@ export class Supervisor {
   #retired: MetricsSnapshot = { series: [] };
   /** Early SYN's rules and one SYN queue reader per worker (src/intercept/early-syn.ts); undefined: off. */
   #earlySyn: EarlySyn | undefined;
+  /** Measures the queue's added latency while early SYN runs (src/intercept/queue-probe.ts). */
+  #queueProbe: QueueProbe | undefined;
+  readonly #queueDelay = this.#metrics.histogram('tcpsplit_early_syn_queue_delay_seconds',
+    'What the early-SYN queue adds to a SYN: a loopback probe\'s handshake through the queue less one around it, every 10 s.', QUEUE_DELAY_BUCKETS);
   /** What early SYN was last started for (its rule groups), so a reload restarts it only when they change. */
   #earlySynFor: string | undefined;
   /** The descriptor budget last logged, so a reload that leaves it alone logs nothing. */
@@ -156,6 +161,7 @@ export class Supervisor {
       }
     } catch (err) {
       supervisor.#stopping = true;
+      supervisor.#stopQueueProbe();
       await supervisor.#earlySyn?.stop();
       supervisor.#earlySyn = undefined;
       await supervisor.#terminateAll();
@@ -200,6 +206,7 @@ export class Supervisor {
     if (this.#earlySynKey() === this.#earlySynFor) return;
     const old = this.#earlySyn;
     this.#earlySyn = undefined;
+    this.#queueProbe?.stopSampling();
     await old?.stop();
     await this.#startEarlySyn();
     this.#sizeFdBudget();
@@ -218,8 +225,10 @@ export class Supervisor {
     // Only -L and --intercept listeners know their target at the SYN: nothing to do for a peer listener alone.
     if (ruleGroups({ forwards: this.#addresses.forward, intercept: this.#config.intercept }).length === 0) return;
     try {
+      this.#queueProbe ??= await QueueProbe.listen((sample) => { this.#queueDelay(sample.addedUs / 1e6); });
       const early = await EarlySyn.start({
         workers: this.workers, forwards: this.#addresses.forward, intercept: this.#config.intercept, steering: this.#fds.steering,
+        probePort: this.#queueProbe.capturedPort,
       });
       this.#earlySyn = early;
       early.workerPorts.forEach((port, index) => {
@@ -229,11 +238,18 @@ export class Supervisor {
       if (early.orphansRemoved.length > 0) {
         this.#logger.info({ event: 'early-syn-stale', instances: early.orphansRemoved }, 'removed early-SYN rules left by relays no longer running');
       }
+      this.#queueProbe.start(QUEUE_PROBE_INTERVAL_MS);
       this.#logger.info({ event: 'early-syn', queues: `${early.queueBase}-${early.queueBase + this.workers - 1}` },
         'early SYN on: next legs start at the client\'s SYN');
     } catch (err) {
+      this.#stopQueueProbe();
       this.#logger.warn({ event: 'early-syn', code: errorCode(err) }, err instanceof Error ? err.message : String(err));
     }
+  }
+
+  #stopQueueProbe(): void {
+    this.#queueProbe?.close();
+    this.#queueProbe = undefined;
   }
 
   /** For tests of fail-open: terminates worker `index`'s SYN queue reader as a crash would. */
@@ -348,6 +364,7 @@ export class Supervisor {
     // First: new SYNs pass untouched, then the queue readers end.
     const early = this.#earlySyn;
     this.#earlySyn = undefined;
+    this.#stopQueueProbe();
     await early?.stop();
     const running = this.#workerSlots.filter((s) => s.ready);
     const draining = new Promise<number>((resolve) => {
@@ -550,6 +567,11 @@ export class Supervisor {
     await Promise.allSettled(this.#workerSlots.map((s) => s.worker.terminate()));
   }
 }
+
+/** How often the queue probe samples (two loopback handshakes). */
+const QUEUE_PROBE_INTERVAL_MS = 10_000;
+/** 10 us to 10 ms: the queue adds ~50 us on a quiet host (benchmarks/early-syn-queue.ts). */
+const QUEUE_DELAY_BUCKETS = [0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.01];
 
 /** The metrics endpoint is the supervisor's: workers only keep their counters. */
 function workerConfig(config: RelayConfig): RelayConfig {
