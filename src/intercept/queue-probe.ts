@@ -35,13 +35,19 @@ export class QueueProbe {
   readonly #captured: Server;
   readonly #baseline: Server;
   readonly #onSample: (sample: QueueProbeSample) => void;
+  /** The port early SYN's rules must capture. */
+  readonly capturedPort: number;
+  readonly #baselinePort: number;
   #timer: NodeJS.Timeout | undefined;
   #running = false;
+  #closed = false;
 
   private constructor(captured: Server, baseline: Server, onSample: (sample: QueueProbeSample) => void) {
     this.#captured = captured;
     this.#baseline = baseline;
     this.#onSample = onSample;
+    this.capturedPort = (captured.address() as AddressInfo).port;
+    this.#baselinePort = (baseline.address() as AddressInfo).port;
   }
 
   /** Listens on two loopback ports; sampling starts with start(). */
@@ -62,11 +68,6 @@ export class QueueProbe {
     }
   }
 
-  /** The port early SYN's rules must capture. */
-  get capturedPort(): number {
-    return (this.#captured.address() as AddressInfo).port;
-  }
-
   /** Samples now, then every `intervalMs`. */
   start(intervalMs: number): void {
     this.stopSampling();
@@ -80,14 +81,15 @@ export class QueueProbe {
     this.#timer = undefined;
   }
 
-  /** One sample (skipped if one is still running); undefined if a handshake could not be read. */
+  /** One sample (skipped if one is still running, or once closed); undefined if a handshake could not be read. */
   async sample(): Promise<QueueProbeSample | undefined> {
-    if (this.#running) return undefined;
+    if (this.#running || this.#closed) return undefined;
     this.#running = true;
     try {
-      const baselineUs = await handshakeUs((this.#baseline.address() as AddressInfo).port);
+      const baselineUs = await handshakeUs(this.#baselinePort);
       const capturedUs = await handshakeUs(this.capturedPort);
-      if (baselineUs === undefined || capturedUs === undefined) return undefined;
+      // Closed while the handshakes ran: the relay is stopping, nobody reads the metric.
+      if (baselineUs === undefined || capturedUs === undefined || this.closed) return undefined;
       const sample = { addedUs: Math.max(0, capturedUs - baselineUs), capturedUs, baselineUs };
       this.#onSample(sample);
       return sample;
@@ -96,7 +98,12 @@ export class QueueProbe {
     }
   }
 
+  get closed(): boolean {
+    return this.#closed;
+  }
+
   close(): void {
+    this.#closed = true;
     this.stopSampling();
     this.#captured.close();
     this.#baseline.close();
