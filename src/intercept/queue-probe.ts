@@ -71,8 +71,8 @@ export class QueueProbe {
   /** Samples now, then every `intervalMs`. */
   start(intervalMs: number): void {
     this.stopSampling();
-    void this.sample();
-    this.#timer = setInterval(() => { void this.sample(); }, intervalMs);
+    void this.sample().catch(noop);
+    this.#timer = setInterval(() => { void this.sample().catch(noop); }, intervalMs);
     this.#timer.unref();
   }
 
