@@ -129,3 +129,16 @@ void test('without the namespace (or the ip tool), apply fails with TurboRouteEr
   const routes = new TurboRoutes({ initCwnd: 100, initRwnd: 100, netns: `tsp-p9-${process.pid}-missing` });
   await assert.rejects(routes.apply(PEER), (err: unknown) => err instanceof TurboRouteError && /failed/.test(err.message));
 });
+
+void test('netns: the route\'s congestion control (congctl) is kept on the Turbo-Start route', { skip, timeout: 60_000 }, async () => {
+  await setup();
+  // The lab sets CUBIC per route (a namespace cannot change its default, BBR here); the
+  // Turbo-Start route once dropped it, and the rc-rs legs ran BBR under Turbo-Start.
+  ip('-n', NS_A, 'route', 'replace', '198.18.209.0/24', 'dev', DEV_A, 'congctl', 'cubic');
+  const routes = new TurboRoutes({ initCwnd: 100, initRwnd: 100, netns: NS_A });
+  const applied = await routes.apply(PEER);
+  assert.equal(applied.congestion, 'cubic');
+  const [route] = JSON.parse(ip('-n', NS_A, '-j', 'route', 'show', 'exact', `${PEER}/32`)) as { metrics?: Record<string, unknown>[] }[];
+  assert.deepEqual(Object.assign({}, ...(route?.metrics ?? [])), { congestion: 'cubic', initcwnd: 100, initrwnd: 100 });
+  await routes.removeAll();
+});

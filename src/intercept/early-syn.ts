@@ -24,6 +24,7 @@ import { MessageChannel, type MessagePort } from 'node:worker_threads';
 import type { AddressInfo } from 'node:net';
 import type { InterceptConfig } from './intercept-spec.js';
 import { SynCapture } from './syn-capture.js';
+import { PROBE_ADDRESS } from './syn-capture-protocol.js';
 import { removeOrphanedSynRules, SynRules, type SynCaptureRule } from './syn-rules.js';
 import { CAP_NET_ADMIN, hasEffectiveCapability } from '../sys/index.js';
 import { EarlySynUnavailableError, errorCode } from '../errors.js';
@@ -35,7 +36,7 @@ export interface EarlySynPlan {
   readonly intercept: InterceptConfig | undefined;
   /** How the listeners steer: early SYN needs steer() to name the accepting worker. */
   readonly steering: string;
-  /** The queue probe's captured port on 127.0.0.1 (src/intercept/queue-probe.ts), queued like a -L listener's. */
+  /** The queue probe's captured port on PROBE_ADDRESS (src/intercept/queue-probe.ts), queued like a -L listener's. */
   readonly probePort?: number;
 }
 
@@ -115,7 +116,7 @@ export class EarlySyn {
         }
       }
       const probe: RuleGroup[] = plan.probePort === undefined ? []
-        : [{ instance: `p${plan.probePort}`, capture: [{ cidr: '127.0.0.1/32', ports: { first: plan.probePort, last: plan.probePort } }], iface: 'lo' }];
+        : [{ instance: `p${plan.probePort}`, capture: [{ cidr: `${PROBE_ADDRESS}/32`, ports: { first: plan.probePort, last: plan.probePort } }], iface: 'lo' }];
       for (const group of [...groups, ...probe]) {
         rules.push(await SynRules.install({ instance: group.instance, workers: plan.workers, queueBase: base, capture: group.capture,
           ...(group.iface === undefined ? {} : { iface: group.iface }) }));

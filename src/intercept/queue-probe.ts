@@ -8,7 +8,8 @@
  * sockets give no receive timestamp. So the relay measures it the way
  * benchmarks/early-syn-queue.ts does, as a synthetic probe on loopback:
  *
- * - two listeners of its own on 127.0.0.1: `captured`, whose port early SYN's rules queue
+ * - two listeners of its own on PROBE_ADDRESS (a loopback address of its own, so that its
+ *   ports never take one a service on 127.0.0.1 expects to bind): `captured`, whose port early SYN's rules queue
  *   like a -L listener's (the capture threads give those SYNs their verdict and post no
  *   event: SynCaptureOptions.probePort), and `baseline`, which no rule touches;
  * - every `intervalMs` it connects to each, alternately, and reads tcpi_rtt from the
@@ -23,6 +24,7 @@ import { createServer, connect, type AddressInfo, type Server } from 'node:net';
 import { once } from 'node:events';
 import { socketFd } from '../sys/tcp-socket.js';
 import { tcpRtt } from '../sys/tcp-info.js';
+import { PROBE_ADDRESS } from './syn-capture-protocol.js';
 
 export interface QueueProbeSample {
   /** The captured handshake's RTT sample less the baseline's, microseconds (≥ 0). */
@@ -54,7 +56,7 @@ export class QueueProbe {
   static async listen(onSample: (sample: QueueProbeSample) => void): Promise<QueueProbe> {
     const listener = async (): Promise<Server> => {
       const server = createServer((s) => { s.on('error', noop); s.destroy(); });
-      server.listen(0, '127.0.0.1');
+      server.listen(0, PROBE_ADDRESS);
       await once(server, 'listening');
       server.unref();
       return server;
@@ -113,7 +115,7 @@ export class QueueProbe {
 /** tcpi_rtt of a fresh loopback connection to `port`, read at 'connect'; undefined on any failure. */
 async function handshakeUs(port: number): Promise<number | undefined> {
   return new Promise((resolve) => {
-    const socket = connect({ port, host: '127.0.0.1' });
+    const socket = connect({ port, host: PROBE_ADDRESS });
     const timer = setTimeout(() => { socket.destroy(); resolve(undefined); }, PROBE_TIMEOUT_MS);
     socket.on('error', () => { clearTimeout(timer); resolve(undefined); });
     socket.once('connect', () => {

@@ -16,9 +16,15 @@ export interface SynCaptureThreadData {
   readonly controlPort: MessagePort;
   /** Where SYN events go; undefined: to the owner (parentPort). */
   readonly eventsPort: MessagePort | undefined;
-  /** SYNs to 127.0.0.1 on this port are the queue probe's (src/intercept/queue-probe.ts): given their verdict, never posted. */
+  /** SYNs to PROBE_ADDRESS on this port are the queue probe's (src/intercept/queue-probe.ts): given their verdict, never posted. */
   readonly probePort: number | undefined;
 }
+
+/**
+ * The queue probe's loopback address (all of 127.0.0.0/8 is local on Linux): one of its
+ * own, so its ephemeral listening ports never collide with a service's on 127.0.0.1.
+ */
+export const PROBE_ADDRESS = '127.31.0.1';
 
 /** A command from the owner: deliver SYN events to `port` from now on. */
 export interface RetargetCommand {

@@ -15,7 +15,7 @@ import { NfQueue, type QueuedPacket } from '../sys/nfqueue.js';
 import { setThreadRealtime } from '../sys/thread.js';
 import { monotonicMs } from './clock.js';
 import { isOpeningSyn, parseSynPacket } from './syn-packet.js';
-import { C, type RetargetCommand, type SynCaptureThreadData, type ThreadMessage } from './syn-capture-protocol.js';
+import { C, PROBE_ADDRESS, type RetargetCommand, type SynCaptureThreadData, type ThreadMessage } from './syn-capture-protocol.js';
 
 const data = workerData as SynCaptureThreadData;
 const port = parentPort;
@@ -71,7 +71,7 @@ function run(): void {
       return;
     }
     bump(C.syns);
-    if (syn.dport === data.probePort && syn.daddr === '127.0.0.1') {
+    if (syn.dport === data.probePort && syn.daddr === PROBE_ADDRESS) {
       bump(C.probes);
       return;
     }

@@ -66,7 +66,7 @@ export interface SynCaptureOptions {
    * flood the kernel's RT throttling still leaves other threads 5% of each CPU.
    */
   readonly realtime?: boolean;
-  /** SYNs to 127.0.0.1 on this port are the queue probe's: verdict only, no event. */
+  /** SYNs to PROBE_ADDRESS on this port are the queue probe's: verdict only, no event. */
   readonly probePort?: number;
 }
 

@@ -2,8 +2,8 @@
  * Per-peer routes with a large initcwnd and initrwnd, through the `ip` tool (iproute2).
  *
  * For each peer address the route the kernel uses now (`ip route get`) is copied into a
- * host route (/32 or /128) with the same device, gateway and source, plus `initcwnd N
- * initrwnd N`, in the main table. Only connections to that peer address take it, so
+ * host route (/32 or /128) with the same device, gateway, source and congestion control
+ * (`congctl`), plus `initcwnd N initrwnd N`, in the main table. Only connections to that peer address take it, so
  * Internet-facing legs keep the default window.
  *
  * Ownership: every route made here carries protocol number TURBO_ROUTE_PROTO (241, unused
@@ -41,6 +41,8 @@ export interface AppliedRoute {
   readonly dev: string;
   readonly gateway?: string;
   readonly prefsrc?: string;
+  /** The shadowed route's congestion control (`congctl`), kept on ours. */
+  readonly congestion?: string;
   readonly initCwnd: number;
   readonly initRwnd: number;
 }
@@ -59,7 +61,7 @@ interface IpRoute {
   readonly gateway?: string;
   readonly prefsrc?: string;
   readonly protocol?: string;
-  readonly metrics?: readonly Record<string, number>[];
+  readonly metrics?: readonly Record<string, number | string>[];
 }
 
 export class TurboRoutes {
@@ -100,10 +102,15 @@ export class TurboRoutes {
     if (existing !== undefined && existing.protocol !== String(TURBO_ROUTE_PROTO)) {
       throw new TurboRouteError(`turbo: a host route to peer ${peer} exists (protocol ${existing.protocol ?? '?'}) and is not tcpsplit's; left alone`);
     }
+    // A congestion control set on the route (`congctl`) is kept: Turbo-Start changes the
+    // initial windows only. (Dropping it switched the lab's CUBIC rc-rs legs to the
+    // namespace default, BBR, under Turbo-Start: test/lab-turbo.test.ts.)
+    const congestion = (current.metrics ?? []).map((m) => m['congestion']).find((c) => c !== undefined);
     const route: AppliedRoute = {
       peer, family, dev: current.dev, initCwnd: this.#o.initCwnd, initRwnd: this.#o.initRwnd,
       ...(current.gateway === undefined ? {} : { gateway: current.gateway }),
       ...(current.prefsrc === undefined ? {} : { prefsrc: current.prefsrc }),
+      ...(typeof congestion === 'string' && /^[a-z0-9_]{1,15}$/.test(congestion) ? { congestion } : {}),
     };
     await this.#ip(family, [
       'route', 'replace', prefix,
@@ -112,6 +119,7 @@ export class TurboRoutes {
       ...(route.prefsrc === undefined ? [] : ['src', route.prefsrc]),
       'proto', String(TURBO_ROUTE_PROTO),
       'initcwnd', String(route.initCwnd), 'initrwnd', String(route.initRwnd),
+      ...(route.congestion === undefined ? [] : ['congctl', route.congestion]),
     ]);
     this.#applied.set(peer, route);
     return route;
