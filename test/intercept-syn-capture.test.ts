@@ -136,3 +136,13 @@ test('syn capture (root, netns): a reader that stops reading holds at most its q
   assert.equal(r.ok, 60, 'every client connected');
   assert.ok(r.within100ms >= 60 - 8, 'all but the queue length connected at once');
 });
+
+test('syn capture (root, netns): SYNs passed because the reader\'s socket buffer was full are counted (overflows)', { skip }, (t) => {
+  // A long queue and a 4 KiB socket buffer: the buffer fills first, and the kernel accepts
+  // the rest (fail-open) without a word to the reader (NETLINK_NO_ENOBUFS): only the
+  // socket's drop count says so. Counting ENOBUFS alone, this stayed 0.
+  const r = probe({ mode: 'fail-open', instance: `tse${process.pid}`, server: SERVER4, count: 50, maxLen: 4096, receiveBufferBytes: 4096 }) as FailOpenResult;
+  t.diagnostic(`50 concurrent connects, a 4 KiB socket buffer, nobody reading: ${r.ok} connected, ${r.within100ms} within 100 ms, ${r.overflows} overflows`);
+  assert.equal(r.ok, 50, 'every client connected');
+  assert.ok(r.overflows > 0 && r.overflows <= 50 + 10, `overflows ${r.overflows}`);
+});

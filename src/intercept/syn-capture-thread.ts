@@ -82,11 +82,14 @@ function run(): void {
     while (Atomics.load(data.control, 0) === 0) {
       if (queue.waitReadable(WAIT_NS)) {
         queue.receive(onPacket);
-        if (++wakeups % CONTROL_EVERY === 0) readControl();
+        if (++wakeups % CONTROL_EVERY === 0) {
+          readControl();
+          data.counters[C.overruns] = queue.overflows();
+        }
       } else {
         readControl();
+        data.counters[C.overruns] = queue.overflows();
       }
-      data.counters[C.overruns] = queue.overruns;
     }
   } catch (err) {
     post({ type: 'error', message: err instanceof Error ? err.message : String(err), code: codeOf(err) });

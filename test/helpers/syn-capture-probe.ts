@@ -52,8 +52,13 @@ export interface RulesRequest { readonly mode: 'rules'; readonly instance: strin
 export interface RulesResult {
   readonly installed: string; readonly staleRemoved: number; readonly afterReinstall: string; readonly afterClose: string;
 }
-export interface FailOpenRequest { readonly mode: 'fail-open'; readonly instance: string; readonly server: string; readonly count: number; readonly maxLen: number }
-export interface FailOpenResult { readonly ok: number; readonly within100ms: number }
+export interface FailOpenRequest {
+  readonly mode: 'fail-open'; readonly instance: string; readonly server: string; readonly count: number; readonly maxLen: number;
+  /** The reader's socket buffer (default: NfQueue's 1 MiB). */
+  readonly receiveBufferBytes?: number;
+}
+/** `overflows`: the stuck reader's NfQueue.overflows() at the end. */
+export interface FailOpenResult { readonly ok: number; readonly within100ms: number; readonly overflows: number }
 export interface PortRequest { readonly mode: 'port'; readonly instance: string; readonly server: string }
 export interface PortResult { readonly first: { a: number; b: number }; readonly second: { a: number; b: number }; readonly ports: number[] }
 export type ProbeRequest = SteerRequest | BypassRequest | RulesRequest | PortRequest | FailOpenRequest;
@@ -166,11 +171,11 @@ async function bypass(req: BypassRequest): Promise<BypassResult> {
 async function failOpen(req: FailOpenRequest): Promise<FailOpenResult> {
   const rules = await SynRules.install({ instance: req.instance, workers: 1, queueBase: 60, capture: [{ cidr: `${req.server}/32` }] });
   const srv = await server(req.server);
-  const stuck = NfQueue.open({ queueNum: 60, maxLen: req.maxLen });
+  const stuck = NfQueue.open({ queueNum: 60, maxLen: req.maxLen, ...(req.receiveBufferBytes === undefined ? {} : { receiveBufferBytes: req.receiveBufferBytes }) });
   try {
     const results = await Promise.all(Array.from({ length: req.count }, () => connectOnce(req.server)));
     const done = results.filter((r) => r !== undefined);
-    return { ok: done.length, within100ms: done.filter((r) => r.ms < 100).length };
+    return { ok: done.length, within100ms: done.filter((r) => r.ms < 100).length, overflows: stuck.overflows() };
   } finally {
     stuck.close();
     srv.close();
