@@ -119,7 +119,7 @@ test('R_S restarted: its whole pool goes stale, and no client request fails or r
   assert.equal(failed, 0);
 });
 
-test('pooled connections killed by ss -K while idle (the peer sends RST) are replaced invisibly: no client request fails, the origin sees each once',
+test('root: pooled connections killed by ss -K while idle (the peer sends RST) are replaced invisibly: no client request fails, the origin sees each once',
   { skip: process.getuid?.() === 0 ? false : 'ss -K needs CAP_NET_ADMIN' }, async (t) => {
     const server = await origin();
     cleanups.push(() => server.close());

@@ -10,9 +10,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import { connect, type AddressInfo, type Socket } from 'node:net';
+import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { tcpServer } from './helpers/net.js';
+import { freePort, receiveAll, startRelay, tcpServer } from './helpers/net.js';
+import { MessageChannel } from 'node:worker_threads';
+import { monotonicMs } from '../src/intercept/clock.js';
 import { RelayProcess } from './helpers/relay-process.js';
 import { needsRoot } from './helpers/lab.js';
 
@@ -52,4 +54,41 @@ test('early SYN, two workers, --max-connections 1: of two clients at once, exact
   }
   t.diagnostic((await scrape()).split('\n').filter((l) => /^tcpsplit_early_syn_(paired|fallbacks|offers)/.test(l)).join('; '));
   assert.deepEqual(wrong, [], 'one client admitted and one reset in every round');
+});
+
+test('early SYN: an early leg that failed before its accept (a refused target) costs no slot: with --max-connections 1 the next client is still admitted', async (t) => {
+  // In process, with the SYN event posted by hand (no capture, no root), so that the
+  // early leg is refused and recorded before the client connects, every time. Such a
+  // claim once took a slot that nothing released (and gave the early reservation back a
+  // second time), so one refused client filled --max-connections 1 for good.
+  const targetPort = await freePort();
+  const relay = await startRelay(['-L', `127.0.0.1:0:127.0.0.1:${String(targetPort)}`, '--max-connections', '1']);
+  t.after(() => relay.close());
+  const port = relay.addresses().forward[0]?.port ?? assert.fail();
+  const events = new MessageChannel();
+  t.after(() => { events.port1.close(); events.port2.close(); });
+  relay.attachSynEvents(events.port1, { index: 0, workers: 1 });
+  const metric = (name: string, labels?: Record<string, string>): number => relay.metrics.registry.value(name, labels);
+
+  const clientPort = await freePort();
+  events.port2.postMessage({ type: 'syn', saddr: '127.0.0.1', sport: clientPort, daddr: '127.0.0.1', dport: port, family: 4, isn: 1, t: monotonicMs(), queueNum: 0 });
+  for (let i = 0; i < 200 && metric('tcpsplit_connections_closed_total') < 1; i++) await sleep(10);
+  assert.equal(metric('tcpsplit_early_syn_offers_total', { outcome: 'opened' }), 1, 'the SYN opened an early leg');
+  assert.equal(metric('tcpsplit_connections_closed_total'), 1, 'which was refused and recorded before any accept');
+
+  const first = await receiveAll(connect({ port, host: '127.0.0.1', localAddress: '127.0.0.1', localPort: clientPort, allowHalfOpen: true }));
+  assert.equal(first.outcome, 'ECONNRESET', 'its client is reset, with the leg\'s failure');
+  assert.equal(metric('tcpsplit_early_syn_paired_total'), 1, 'the accept took the failed leg');
+
+  const holding = new Set<Socket>();
+  const hold = createServer({ allowHalfOpen: true }, (s) => { s.on('error', () => undefined); holding.add(s); });
+  hold.listen(targetPort, '127.0.0.1');
+  await once(hold, 'listening');
+  t.after(() => { for (const s of holding) s.destroy(); hold.close(); });
+  const second = connect({ port, host: '127.0.0.1', allowHalfOpen: true });
+  second.on('error', () => undefined);
+  t.after(() => second.destroy());
+  for (let i = 0; i < 200 && holding.size < 1; i++) await sleep(10);
+  assert.equal(holding.size, 1, 'the next client reached the target');
+  assert.equal(metric('tcpsplit_overload_total'), 0, 'no client refused for want of a slot');
 });

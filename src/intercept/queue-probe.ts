@@ -56,6 +56,8 @@ export class QueueProbe {
   static async listen(onSample: (sample: QueueProbeSample) => void): Promise<QueueProbe> {
     const listener = async (): Promise<Server> => {
       const server = createServer((s) => { s.on('error', noop); s.destroy(); });
+      // An accept that fails (EMFILE near the descriptor limit) costs a sample, not the relay.
+      server.on('error', noop);
       server.listen(0, PROBE_ADDRESS);
       await once(server, 'listening');
       server.unref();
@@ -117,6 +119,7 @@ async function handshakeUs(port: number): Promise<number | undefined> {
   return new Promise((resolve) => {
     const socket = connect({ port, host: PROBE_ADDRESS });
     const timer = setTimeout(() => { socket.destroy(); resolve(undefined); }, PROBE_TIMEOUT_MS);
+    timer.unref();
     socket.on('error', () => { clearTimeout(timer); resolve(undefined); });
     socket.once('connect', () => {
       clearTimeout(timer);

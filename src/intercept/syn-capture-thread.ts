@@ -84,11 +84,11 @@ function run(): void {
         queue.receive(onPacket);
         if (++wakeups % CONTROL_EVERY === 0) {
           readControl();
-          data.counters[C.overruns] = queue.overflows();
+          readOverflows(queue);
         }
       } else {
         readControl();
-        data.counters[C.overruns] = queue.overflows();
+        readOverflows(queue);
       }
     }
   } catch (err) {
@@ -98,6 +98,15 @@ function run(): void {
     // the owner closing an fd number that may already belong to something else.
     Atomics.store(data.control, 1, 1);
     queue.close();
+  }
+}
+
+/** The overflow count for the owner's metric; a failed read keeps the last value (a metric must not end the reader). */
+function readOverflows(queue: NfQueue): void {
+  try {
+    data.counters[C.overruns] = queue.overflows();
+  } catch {
+    // kept as it was
   }
 }
 

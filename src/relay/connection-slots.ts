@@ -22,8 +22,8 @@
  *   are fewer than their descriptor cap;
  * - a claim turns an early leg into a connection under the accept's rule.
  *
- * Layout: Int32 [0] connections, [1] the fd cap in connections (0: none), [2] early legs,
- * [3] the early legs' fd cap (0: none), [4 + 2k] worker k's connections, [5 + 2k] its
+ * Layout: Int32 [0] connections, [1] the fd cap in connections (-1: none), [2] early legs,
+ * [3] the early legs' fd cap (-1: none), [4 + 2k] worker k's connections, [5 + 2k] its
  * early legs; then a BigInt64 id counter. A worker that dies holds slots it will never
  * release: the supervisor calls forget(k), which takes its shares off the totals. (A
  * worker terminated between the two adds of a take leaks one slot until restart: the
@@ -58,6 +58,8 @@ const FD_CAP = 1;
 const EARLY = 2;
 const EARLY_CAP = 3;
 const HEADER = 4;
+/** A cap slot's value for "no cap". */
+const NO_CAP = -1;
 
 export class SharedConnectionSlots implements ConnectionSlots {
   readonly buffer: SharedArrayBuffer;
@@ -75,6 +77,10 @@ export class SharedConnectionSlots implements ConnectionSlots {
     this.#ids = new BigInt64Array(this.buffer, counts, 1);
     this.#own = worker < 0 ? -1 : HEADER + 2 * worker;
     this.pendingShare = 1 / workers;
+    if (buffer === undefined) {
+      Atomics.store(this.#i32, FD_CAP, NO_CAP);
+      Atomics.store(this.#i32, EARLY_CAP, NO_CAP);
+    }
   }
 
   static attach(buffer: SharedArrayBuffer, workers: number, worker: number): SharedConnectionSlots {
@@ -94,15 +100,16 @@ export class SharedConnectionSlots implements ConnectionSlots {
   }
 
   /** The most connections, and early legs, the open-files limit allows, for all workers together. */
-  setFdCap(connections: number, earlyLegs = 0): void {
-    const cap = (n: number): number => (Number.isFinite(n) ? Math.max(0, Math.min(n, 0x7fffffff)) : 0);
+  setFdCap(connections: number, earlyLegs = Infinity): void {
+    // 0 is a cap (nothing more fits); only Infinity (no limit) is none.
+    const cap = (n: number): number => (Number.isFinite(n) ? Math.max(0, Math.min(n, 0x7fffffff)) : NO_CAP);
     Atomics.store(this.#i32, FD_CAP, cap(connections));
     Atomics.store(this.#i32, EARLY_CAP, cap(earlyLegs));
   }
 
   tryTake(limit: number): boolean {
     const cap = Atomics.load(this.#i32, FD_CAP);
-    if (!this.#increment(TAKEN, () => cap > 0 ? Math.min(limit, cap) : limit)) return false;
+    if (!this.#increment(TAKEN, () => cap === NO_CAP ? limit : Math.min(limit, cap))) return false;
     if (this.#own >= 0) Atomics.add(this.#i32, this.#own, 1);
     return true;
   }
@@ -114,7 +121,7 @@ export class SharedConnectionSlots implements ConnectionSlots {
   tryTakeEarly(limit: number): boolean {
     const cap = Atomics.load(this.#i32, EARLY_CAP);
     // Below both the early legs' own cap and what the connections leave of `limit`.
-    const ok = this.#increment(EARLY, () => Math.min(cap > 0 ? cap : limit, limit - Atomics.load(this.#i32, TAKEN)));
+    const ok = this.#increment(EARLY, () => Math.min(cap === NO_CAP ? limit : cap, limit - Atomics.load(this.#i32, TAKEN)));
     if (!ok) return false;
     if (this.#own >= 0) Atomics.add(this.#i32, this.#own + 1, 1);
     return true;
@@ -146,9 +153,15 @@ export class SharedConnectionSlots implements ConnectionSlots {
     }
   }
 
-  /** Adds `n` to a total and to this view's share of it. */
+  /**
+   * Adds `n` to a total and to this view's share of it. A release takes from the share
+   * first: a worker terminated in between then leaves the total one too high (a slot
+   * held until restart), never one too low (forget() would take the share off again).
+   */
   #add(index: typeof TAKEN | typeof EARLY, n: number): void {
+    const share = this.#own + (index === EARLY ? 1 : 0);
+    if (n < 0 && this.#own >= 0) Atomics.add(this.#i32, share, n);
     Atomics.add(this.#i32, index, n);
-    if (this.#own >= 0) Atomics.add(this.#i32, this.#own + (index === EARLY ? 1 : 0), n);
+    if (n > 0 && this.#own >= 0) Atomics.add(this.#i32, share, n);
   }
 }

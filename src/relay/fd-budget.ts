@@ -58,11 +58,14 @@ export function earlyLegsFor(soft: number, baseline: number, earlySyn: boolean):
 
 /**
  * Raises the soft limit to the hard limit and sizes the budget; `listeners` are the
- * listening sockets about to be opened (not open yet, so not in the count).
+ * listening sockets about to be opened (not open yet, so not in the count), `inUse` the
+ * descriptors the relay's connections and early legs hold now.
  */
-export function planFdBudget(listeners: number, earlySyn = false): FdBudget {
+export function planFdBudget(listeners: number, earlySyn = false, inUse = 0): FdBudget {
   const limit = raiseOpenFilesLimit();
-  const baseline = openFdCount() + listeners;
+  // `inUse`: descriptors of connections and early legs open now (a re-plan while the
+  // relay runs), which the budget counts in, not out.
+  const baseline = Math.max(0, openFdCount() + listeners - inUse);
   return {
     soft: limit.soft, hard: limit.hard, softBefore: limit.before, baseline,
     maxConnections: connectionsFor(limit.soft, baseline, earlySyn), maxEarlyLegs: earlyLegsFor(limit.soft, baseline, earlySyn),

@@ -698,6 +698,13 @@ export class Relay {
     if (early === undefined || this.#closing || daddr === undefined || dport === undefined) return false;
     const conn = early.claim(socket, daddr, dport);
     if (conn === undefined) return false;
+    if (!this.#earlyUnclaimed.has(conn)) {
+      // Its leg failed before this accept (refused, unreachable, denied): the connection
+      // is recorded and its early reservation given back already. The client is reset
+      // with that failure's code, and takes no slot (it would never be released).
+      conn.attachDownstream(socket);
+      return true;
+    }
     const limit = this.#connectionLimit(this.#state.config);
     if (this.#slots.tryClaimEarly(limit)) {
       this.#earlyUnclaimed.delete(conn);

@@ -153,9 +153,13 @@ export class Supervisor {
       const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
       if (failed !== undefined) throw failed.reason;
       supervisor.#started = true;
-      if (config.earlySyn) await supervisor.#startEarlySyn();
-      // After early SYN: its sockets and threads count, and its legs get their share.
-      supervisor.#sizeFdBudget();
+      // Sized now, so that no accept runs uncapped while early SYN starts; logged once it has.
+      supervisor.#sizeFdBudget(!config.earlySyn);
+      if (config.earlySyn) {
+        await supervisor.#startEarlySyn();
+        // Again: early SYN's sockets and threads count, and its legs get their share.
+        supervisor.#sizeFdBudget();
+      }
       if (config.metrics !== undefined) {
         supervisor.#metricsServer = await startMetricsServer(supervisor, config.metrics.host, config.metrics.port);
       }
@@ -178,12 +182,12 @@ export class Supervisor {
    * The open-files budget is one for the process: sized once every worker listens (their
    * listeners and threads counted), and shared as a cap on the relay-wide connection count.
    */
-  #sizeFdBudget(): void {
-    const fd = planFdBudget(0, this.#earlySyn !== undefined);
+  #sizeFdBudget(log = true): void {
+    const fd = planFdBudget(0, this.#earlySyn !== undefined, FDS_PER_CONNECTION * this.#slots.taken + this.#slots.early);
     this.#slots.setFdCap(fd.maxConnections, fd.maxEarlyLegs);
     const config = this.#config;
     const logged = `${fd.maxConnections}/${fd.maxEarlyLegs}/${config.maxConnections}`;
-    if (logged === this.#fdBudgetLogged) return;
+    if (!log || logged === this.#fdBudgetLogged) return;
     this.#fdBudgetLogged = logged;
     if (config.maxConnections > fd.maxConnections) {
       this.#logger.warn({
@@ -224,27 +228,49 @@ export class Supervisor {
     this.#earlySynFor = this.#earlySynKey();
     // Only -L and --intercept listeners know their target at the SYN: nothing to do for a peer listener alone.
     if (ruleGroups({ forwards: this.#addresses.forward, intercept: this.#config.intercept }).length === 0) return;
+    // The probe only measures: early SYN runs without it if it cannot listen.
+    this.#queueProbe ??= await QueueProbe.listen((sample) => { this.#queueDelay(sample.addedUs / 1e6); }).catch((err: unknown) => {
+      this.#logger.warn({ event: 'early-syn-probe', code: errorCode(err) }, `no queue-latency probe: ${err instanceof Error ? err.message : String(err)}`);
+      return undefined;
+    });
+    if (this.#draining()) {
+      // A drain began while the probe listened (a reload's restart): nothing more starts.
+      this.#stopQueueProbe();
+      return;
+    }
     try {
-      this.#queueProbe ??= await QueueProbe.listen((sample) => { this.#queueDelay(sample.addedUs / 1e6); });
+      const probe = this.#queueProbe;
       const early = await EarlySyn.start({
         workers: this.workers, forwards: this.#addresses.forward, intercept: this.#config.intercept, steering: this.#fds.steering,
-        probePort: this.#queueProbe.capturedPort,
+        ...(probe === undefined ? {} : { probePort: probe.capturedPort }),
       });
+      if (this.#draining()) {
+        this.#stopQueueProbe();
+        await early.stop();
+        return;
+      }
       this.#earlySyn = early;
       early.workerPorts.forEach((port, index) => {
         const slot = this.#workerSlots[index];
-        if (slot !== undefined) slot.worker.postMessage({ type: 'syn-events', port } satisfies ToWorker, [port]);
+        // A worker still starting gets its events through retarget() once ready.
+        if (slot?.ready === true) slot.worker.postMessage({ type: 'syn-events', port } satisfies ToWorker, [port]);
+        else port.close();
       });
       if (early.orphansRemoved.length > 0) {
         this.#logger.info({ event: 'early-syn-stale', instances: early.orphansRemoved }, 'removed early-SYN rules left by relays no longer running');
       }
-      this.#queueProbe.start(QUEUE_PROBE_INTERVAL_MS);
+      probe?.start(QUEUE_PROBE_INTERVAL_MS);
       this.#logger.info({ event: 'early-syn', queues: `${early.queueBase}-${early.queueBase + this.workers - 1}` },
         'early SYN on: next legs start at the client\'s SYN');
     } catch (err) {
       this.#stopQueueProbe();
       this.#logger.warn({ event: 'early-syn', code: errorCode(err) }, err instanceof Error ? err.message : String(err));
     }
+  }
+
+  /** A drain has begun (read again after each await: a reload's restart may overlap one). */
+  #draining(): boolean {
+    return this.#stopping;
   }
 
   #stopQueueProbe(): void {
@@ -570,7 +596,7 @@ export class Supervisor {
 
 /** How often the queue probe samples (two loopback handshakes). */
 const QUEUE_PROBE_INTERVAL_MS = 10_000;
-/** 10 us to 10 ms: the queue adds ~50 us on a quiet host (benchmarks/early-syn-queue.ts). */
+/** 10 us to 10 ms: the queue adds 45-100 us at the median here (benchmarks/README.md), milliseconds when the host is starved. */
 const QUEUE_DELAY_BUCKETS = [0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.01];
 
 /** The metrics endpoint is the supervisor's: workers only keep their counters. */
