@@ -42,25 +42,10 @@
  * receive loop on a thread of its own.
  */
 import { formatIp } from '../net/ip-address.js';
-import { EAGAIN, EINTR, sysCallError } from './errno.js';
-import { close } from './fd.js';
-import { lastErrno, libcFunction } from './libc.js';
-import { PollSet, POLLIN } from './poll.js';
-import { SocketDrops } from './socket-drops.js';
+import { NetfilterSocket } from './netfilter-socket.js';
 
-const AF_NETLINK = 16;
 const AF_INET = 2;
 const AF_INET6 = 10;
-const SOCK_RAW = 3;
-const SOCK_NONBLOCK = 0o4000;
-const SOCK_CLOEXEC = 0o2000000;
-const NETLINK_NETFILTER = 12;
-const SOL_SOCKET = 1;
-const SO_RCVBUF = 8;
-const SO_RCVBUFFORCE = 33;
-const SOL_NETLINK = 270;
-const NETLINK_NO_ENOBUFS = 5;
-const ENOBUFS = 105;
 
 const NLMSG_HDRLEN = 16;
 const NFGENMSG_LEN = 4;
@@ -93,12 +78,6 @@ const CTA_PROTOINFO_TCP_STATE = 1;
 /** enum tcp_conntrack: the state of an entry a SYN made (a packet picked up mid-stream makes ESTABLISHED or later). */
 export const TCP_CONNTRACK_SYN_SENT = 1;
 
-const PROTO = {
-  socket: 'int socket(int domain, int type, int protocol)',
-  bind: 'int bind(int fd, const void *addr, uint32_t len)',
-  setsockopt: 'int setsockopt(int fd, int level, int name, const void *val, uint32_t len)',
-  recv: 'long recv(int fd, void *buf, unsigned long len, int flags)',
-} as const;
 
 // ---- wire codec (pure: tested by feeding bytes) -------------------------------------
 
@@ -224,19 +203,14 @@ export interface ConntrackEventsOptions {
  */
 export class ConntrackEvents {
   readonly fd: number;
-  /** Times recv() reported ENOBUFS (never with NETLINK_NO_ENOBUFS, which open() sets: see drops()). */
-  overruns = 0;
   /** Messages that were not a new entry's event with a complete tuple. */
   skipped = 0;
+  readonly #socket: NetfilterSocket;
   readonly #buf = Buffer.alloc(256 * 1024);
-  readonly #drops: SocketDrops;
-  readonly #poll: PollSet;
-  #closed = false;
 
-  private constructor(fd: number) {
-    this.fd = fd;
-    this.#poll = new PollSet([{ fd, events: POLLIN }]);
-    this.#drops = new SocketDrops(fd);
+  private constructor(socket: NetfilterSocket) {
+    this.#socket = socket;
+    this.fd = socket.fd;
   }
 
   /** Opens the socket and joins NFNLGRP_CONNTRACK_NEW (needs CAP_NET_ADMIN in the namespace). */
@@ -245,42 +219,24 @@ export class ConntrackEvents {
     if (!Number.isInteger(receiveBufferBytes) || receiveBufferBytes < 4096 || receiveBufferBytes > 2 ** 30) {
       throw new RangeError(`conntrack events: receiveBufferBytes must be an integer in 4096..2^30, got ${receiveBufferBytes}`);
     }
-    const fd = libcFunction(PROTO.socket)(AF_NETLINK, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, NETLINK_NETFILTER) as number;
-    if (fd < 0) throw sysCallError('socket(AF_NETLINK, NETLINK_NETFILTER)', lastErrno());
-    const c = new ConntrackEvents(fd);
-    try {
-      c.#setInt(SOL_NETLINK, NETLINK_NO_ENOBUFS, 1, 'NETLINK_NO_ENOBUFS');
-      try {
-        c.#setInt(SOL_SOCKET, SO_RCVBUFFORCE, receiveBufferBytes, 'SO_RCVBUFFORCE');
-      } catch {
-        c.#setInt(SOL_SOCKET, SO_RCVBUF, receiveBufferBytes, 'SO_RCVBUF');
-      }
-      const addr = Buffer.alloc(12); // struct sockaddr_nl { u16 family; u16 pad; u32 pid; u32 groups; }
-      addr.writeUInt16LE(AF_NETLINK, 0);
-      addr.writeUInt32LE(1 << (NFNLGRP_CONNTRACK_NEW - 1), 8);
-      if ((libcFunction(PROTO.bind)(fd, addr, addr.length) as number) < 0) {
-        const errno = lastErrno();
-        const e = sysCallError('bind(AF_NETLINK, NFNLGRP_CONNTRACK_NEW)', errno);
-        if (errno === 1) e.message += ': needs CAP_NET_ADMIN';
-        throw e;
-      }
-    } catch (err) {
-      close(fd);
-      throw err;
-    }
-    return c;
+    return new ConntrackEvents(NetfilterSocket.open({ groups: 1 << (NFNLGRP_CONNTRACK_NEW - 1), receiveBufferBytes, name: 'conntrack events' }));
+  }
+
+  /** Times recv() reported ENOBUFS (never with NETLINK_NO_ENOBUFS, which open() sets: see drops()). */
+  get overruns(): number {
+    return this.#socket.overruns;
   }
 
   /** Waits up to `timeoutNs` (negative: forever) for something to read; false on timeout or signal. */
   waitReadable(timeoutNs: number): boolean {
-    return this.#poll.wait(timeoutNs) > 0;
+    return this.#socket.waitReadable(timeoutNs);
   }
 
   /** Reads what is readable now and calls `onEvent` for each new entry; returns how many. */
   receive(onEvent: (event: ConntrackEvent) => void): number {
     let count = 0;
     for (;;) {
-      const n = this.#recv();
+      const n = this.#socket.recv(this.#buf);
       if (n <= 0) return count;
       const parsed = parseConntrackMessages(this.#buf, n);
       this.skipped += parsed.skipped;
@@ -293,33 +249,11 @@ export class ConntrackEvents {
 
   /** Events the kernel dropped for this socket because its buffer was full (sk_drops, through SO_MEMINFO). */
   drops(): number {
-    return this.#drops.read();
+    return this.#socket.drops();
   }
 
   /** Closes the socket (the kernel takes it out of the group). */
   close(): void {
-    if (this.#closed) return;
-    this.#closed = true;
-    close(this.fd);
-  }
-
-  #setInt(level: number, name: number, value: number, what: string): void {
-    const v = Buffer.alloc(4);
-    v.writeInt32LE(value, 0);
-    if ((libcFunction(PROTO.setsockopt)(this.fd, level, name, v, 4) as number) < 0) {
-      throw sysCallError(`setsockopt(netlink fd ${this.fd}, ${what})`, lastErrno());
-    }
-  }
-
-  /** Bytes received, or 0 when nothing is readable. */
-  #recv(): number {
-    for (;;) {
-      const n = libcFunction(PROTO.recv)(this.fd, this.#buf, this.#buf.length, 0) as number;
-      if (n >= 0) return n;
-      const errno = lastErrno();
-      if (errno === EAGAIN) return 0;
-      if (errno === ENOBUFS) { this.overruns++; continue; }
-      if (errno !== EINTR) throw sysCallError(`recv(conntrack events fd ${this.fd})`, errno);
-    }
+    this.#socket.close();
   }
 }

@@ -21,6 +21,7 @@ export function errnoName(errno: number): string {
 
 export const EAGAIN = 11;
 export const EINTR = 4;
+export const EPERM = 1;
 
 /** A SysCallError for `call` (e.g. "ioctl(TUNSETIFF)") that failed with `errno`. */
 export function sysCallError(call: string, errno: number): InstanceType<typeof SysCallError> {

@@ -26,23 +26,9 @@
  * receive loop on a thread of its own (src/intercept/syn-capture.ts does).
  */
 import { NfqueueError } from '../errors.js';
-import { EAGAIN, EINTR, sysCallError } from './errno.js';
-import { close } from './fd.js';
-import { lastErrno, libcFunction } from './libc.js';
-import { PollSet, POLLIN } from './poll.js';
-import { SocketDrops } from './socket-drops.js';
+import { sysCallError } from './errno.js';
+import { NetfilterSocket } from './netfilter-socket.js';
 
-const AF_NETLINK = 16;
-const SOCK_RAW = 3;
-const SOCK_NONBLOCK = 0o4000;
-const SOCK_CLOEXEC = 0o2000000;
-const NETLINK_NETFILTER = 12;
-const SOL_SOCKET = 1;
-const SO_RCVBUF = 8;
-const SO_RCVBUFFORCE = 33;
-const SOL_NETLINK = 270;
-const NETLINK_NO_ENOBUFS = 5;
-const ENOBUFS = 105;
 
 const NLMSG_HDRLEN = 16;
 const NFGENMSG_LEN = 4;
@@ -79,13 +65,6 @@ export const NF_ACCEPT = 1;
 /** The largest queue number: nfgenmsg.res_id is 16 bits. */
 export const MAX_QUEUE_NUM = 0xffff;
 
-const PROTO = {
-  socket: 'int socket(int domain, int type, int protocol)',
-  bind: 'int bind(int fd, const void *addr, uint32_t len)',
-  setsockopt: 'int setsockopt(int fd, int level, int name, const void *val, uint32_t len)',
-  send: 'long send(int fd, const void *buf, unsigned long len, int flags)',
-  recv: 'long recv(int fd, void *buf, unsigned long len, int flags)',
-} as const;
 
 // ---- wire codec (pure: tested by feeding bytes) -------------------------------------
 
@@ -247,23 +226,19 @@ const ACK_TIMEOUT_NS = 2e9;
 export class NfQueue {
   readonly queueNum: number;
   readonly fd: number;
-  /** Times recv() reported ENOBUFS (never with NETLINK_NO_ENOBUFS, which open() sets: see overflows()). */
-  overruns = 0;
   /** Packets that arrived while open() configured the queue: accepted at once, not passed to receive(). */
   unreported = 0;
+  readonly #socket: NetfilterSocket;
   readonly #buf = Buffer.alloc(256 * 1024);
   readonly #verdict: Buffer;
-  readonly #poll: PollSet;
-  readonly #drops: SocketDrops;
   #seq = 1;
   #closed = false;
 
-  private constructor(fd: number, queueNum: number) {
-    this.fd = fd;
+  private constructor(socket: NetfilterSocket, queueNum: number) {
+    this.#socket = socket;
+    this.fd = socket.fd;
     this.queueNum = queueNum;
-    this.#drops = new SocketDrops(fd);
     this.#verdict = encodeVerdict(queueNum, 0, NF_ACCEPT);
-    this.#poll = new PollSet([{ fd, events: POLLIN }]);
   }
 
   /** Opens a netlink socket and binds queue `options.queueNum` (needs CAP_NET_ADMIN). */
@@ -275,23 +250,13 @@ export class NfQueue {
     if (!Number.isInteger(copyBytes) || copyBytes < 60 || copyBytes > 0xffff) {
       throw new NfqueueError(`nfqueue: copyBytes must be an integer in 60..65535, got ${copyBytes}`);
     }
-    const fd = libcFunction(PROTO.socket)(AF_NETLINK, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, NETLINK_NETFILTER) as number;
-    if (fd < 0) throw sysCallError('socket(AF_NETLINK, NETLINK_NETFILTER)', lastErrno());
-    const q = new NfQueue(fd, queueNum);
+    const socket = NetfilterSocket.open({ groups: 0, receiveBufferBytes, name: `nfqueue ${String(queueNum)}` });
+    const q = new NfQueue(socket, queueNum);
     try {
-      const addr = Buffer.alloc(12); // struct sockaddr_nl { u16 family; u16 pad; u32 pid; u32 groups; }
-      addr.writeUInt16LE(AF_NETLINK, 0);
-      if ((libcFunction(PROTO.bind)(fd, addr, addr.length) as number) < 0) throw sysCallError('bind(AF_NETLINK)', lastErrno());
-      q.#setInt(SOL_NETLINK, NETLINK_NO_ENOBUFS, 1, 'NETLINK_NO_ENOBUFS');
-      try {
-        q.#setInt(SOL_SOCKET, SO_RCVBUFFORCE, receiveBufferBytes, 'SO_RCVBUFFORCE');
-      } catch {
-        q.#setInt(SOL_SOCKET, SO_RCVBUF, receiveBufferBytes, 'SO_RCVBUF');
-      }
       q.#request(encodeQueueMessage(NFQNL_MSG_CONFIG, NLM_F_ACK, q.#nextSeq(), queueNum, [cmdAttr(NFQNL_CFG_CMD_BIND)]), 'BIND');
       q.#request(encodeQueueParams(q.#nextSeq(), queueNum, copyBytes, maxLen), 'PARAMS');
     } catch (err) {
-      close(fd);
+      socket.close();
       throw err;
     }
     return q;
@@ -304,19 +269,19 @@ export class NfQueue {
    * and stayed 0: a 4 KiB buffer left unread while 50 SYNs came showed 41 drops here.)
    */
   overflows(): number {
-    return this.overruns + this.#drops.read();
+    return this.#socket.overruns + this.#socket.drops();
   }
 
   /** Waits up to `timeoutNs` (negative: forever) for something to read; false on timeout or signal. */
   waitReadable(timeoutNs: number): boolean {
-    return this.#poll.wait(timeoutNs) > 0;
+    return this.#socket.waitReadable(timeoutNs);
   }
 
   /** Reads what is readable now and calls `onPacket` for each queued packet; returns how many. */
   receive(onPacket: (packet: QueuedPacket) => void): number {
     let count = 0;
     for (;;) {
-      const n = this.#recv();
+      const n = this.#socket.recv(this.#buf);
       if (n <= 0) return count;
       for (const p of parseQueueMessages(this.#buf, n).packets) {
         count++;
@@ -332,7 +297,7 @@ export class NfQueue {
 
   verdict(id: number, verdict: number): void {
     encodeVerdict(this.queueNum, id, verdict, this.#verdict);
-    this.#send(this.#verdict, 'VERDICT');
+    this.#socket.send(this.#verdict, 'VERDICT');
   }
 
   /** Unbinds the queue and closes the socket (closing alone would also unbind). */
@@ -340,11 +305,11 @@ export class NfQueue {
     if (this.#closed) return;
     this.#closed = true;
     try {
-      this.#send(encodeQueueMessage(NFQNL_MSG_CONFIG, 0, this.#nextSeq(), this.queueNum, [cmdAttr(NFQNL_CFG_CMD_UNBIND)]), 'UNBIND');
+      this.#socket.send(encodeQueueMessage(NFQNL_MSG_CONFIG, 0, this.#nextSeq(), this.queueNum, [cmdAttr(NFQNL_CFG_CMD_UNBIND)]), 'UNBIND');
     } catch {
       // closing the socket unbinds too
     } finally {
-      close(this.fd);
+      this.#socket.close();
     }
   }
 
@@ -353,45 +318,16 @@ export class NfQueue {
     return this.#seq;
   }
 
-  #setInt(level: number, name: number, value: number, what: string): void {
-    const v = Buffer.alloc(4);
-    v.writeInt32LE(value, 0);
-    if ((libcFunction(PROTO.setsockopt)(this.fd, level, name, v, 4) as number) < 0) {
-      throw sysCallError(`setsockopt(netlink fd ${this.fd}, ${what})`, lastErrno());
-    }
-  }
-
-  #send(msg: Buffer, what: string): void {
-    for (;;) {
-      const n = libcFunction(PROTO.send)(this.fd, msg, msg.length, 0) as number;
-      if (n >= 0) return;
-      const errno = lastErrno();
-      if (errno !== EINTR) throw sysCallError(`send(nfqueue ${this.queueNum} ${what})`, errno);
-    }
-  }
-
-  /** Bytes received, or 0 when nothing is readable. */
-  #recv(): number {
-    for (;;) {
-      const n = libcFunction(PROTO.recv)(this.fd, this.#buf, this.#buf.length, 0) as number;
-      if (n >= 0) return n;
-      const errno = lastErrno();
-      if (errno === EAGAIN) return 0;
-      if (errno === ENOBUFS) { this.overruns++; continue; }
-      if (errno !== EINTR) throw sysCallError(`recv(nfqueue ${this.queueNum})`, errno);
-    }
-  }
-
   /** Sends a request with NLM_F_ACK and waits for its answer; a netlink error becomes an NfqueueError. */
   #request(msg: Buffer, what: string): void {
     const seq = msg.readUInt32LE(8);
-    this.#send(msg, what);
+    this.#socket.send(msg, what);
     const deadline = process.hrtime.bigint() + BigInt(ACK_TIMEOUT_NS);
     for (;;) {
       const left = Number(deadline - process.hrtime.bigint());
       if (left <= 0) throw new NfqueueError(`nfqueue ${this.queueNum}: no answer to ${what} within ${ACK_TIMEOUT_NS / 1e9} s`);
       this.waitReadable(left);
-      const n = this.#recv();
+      const n = this.#socket.recv(this.#buf);
       if (n === 0) continue;
       const parsed = parseQueueMessages(this.#buf, n);
       // Once BIND is acknowledged the kernel queues packets to us, possibly before the
