@@ -3,9 +3,9 @@
  * latency" as a metric).
  *
  * The kernel does not say how long a packet waited for its verdict: NFQA_TIMESTAMP is
- * absent for these SYNs (TCP stamps its packets with a monotonic departure time, which
- * nfnetlink_queue does not report: tried here on loopback, no packet carried one), and netlink
- * sockets give no receive timestamp. So the relay measures it the way
+ * absent for these SYNs (tried here on loopback: no packet carried one; most likely
+ * because TCP stamps its packets with a monotonic departure time, which nfnetlink_queue
+ * does not report), and netlink sockets give no receive timestamp. So the relay measures it the way
  * benchmarks/early-syn-queue.ts does, as a synthetic probe on loopback:
  *
  * - two listeners of its own on PROBE_ADDRESS (a loopback address of its own, so that its
