@@ -10,7 +10,7 @@ import { predict } from '../src/paper/model.js';
 import { summarize, validateResults, type Results } from '../src/paper/results.js';
 import { runPaper, type PaperRun, type Sample } from '../src/paper/runner.js';
 import { parseSizes, sizeLabel } from '../src/paper/sizes.js';
-import { TRAVERSAL_BASE_MS, assertNoLabLeft, needsRoot } from './helpers/lab.js';
+import { FIRST_BYTE_HOST_MS, RELAY_HOST_MS, TRAVERSAL_BASE_MS, TRAVERSAL_LATE_CAP_MS, assertNoLabLeft, needsRoot } from './helpers/lab.js';
 
 function median(xs: readonly number[]): number {
   const s = [...xs].sort((a, b) => a - b);
@@ -21,19 +21,6 @@ function median(xs: readonly number[]): number {
 const PREFIX = 'ttpaper';
 const out = mkdtempSync(join(tmpdir(), 'tcpsplit-paper-test-'));
 after(() => { rmSync(out, { recursive: true, force: true }); });
-
-/**
- * What the hosts add to a median first byte, beyond the emulated links (the model has
- * none of it). curl and nginx: as in lab-web.test.ts (2.5 ms, there on the fastest of
- * three). Each tcpsplit relay: accept, the header (HMAC), connect and the first write in
- * a Node process; measured 2-3.5 ms a relay on this 2-core machine at load average 3-5
- * (split's median 6.3-7.0 ms above the model, e2e's 1.3-1.6), and up to 6.5 ms a relay
- * with a 10 MB paper run beside it (12.1-13.7 ms above; e2e 0.9-1.8).
- */
-const FIRST_BYTE_HOST_MS = 2.5;
-const RELAY_HOST_MS = 7;
-/** As test/helpers/lab.ts: the lateness share per traversal is capped; beyond, the run was starved. */
-const TRAVERSAL_LATE_CAP_MS = 0.25;
 
 /** Every configuration, as `lab paper --quick` runs them (full in its own phase). */
 const CONFIGS = CONFIG_NAMES;

@@ -60,7 +60,7 @@ import { rttsOf } from '../src/paper/runner.js';
 import { setLabCongestionControl } from '../src/paper/congestion.js';
 import { parseSize } from '../src/paper/sizes.js';
 import {
-  needsRoot, assertNoLabLeft, lateP99Ms, latenessReport, markLateness, retryIfStarved, traversalAllowanceMs, type LatenessMark,
+  FIRST_BYTE_HOST_MS, RELAY_HOST_MS, needsRoot, assertNoLabLeft, lateP99Ms, latenessReport, markLateness, retryIfStarved, traversalAllowanceMs, type LatenessMark,
 } from './helpers/lab.js';
 
 const PREFIX = 'ttrb';
@@ -82,9 +82,7 @@ const IDLE_MS = 1500;
 const POOL_LOW = 4;
 /** The lab's congestion control, and the one the model's slow start describes. */
 const CC = 'cubic';
-/** As lab-paper.test.ts, on medians: curl and nginx, and each relay's own work. */
-const FIRST_BYTE_HOST_MS = 2.5;
-const RELAY_HOST_MS = 7;
+/** As lab-paper.test.ts, on medians: curl and nginx, and each relay's own work (test/helpers/lab.ts). */
 const HOST_MS = FIRST_BYTE_HOST_MS + 2 * RELAY_HOST_MS;
 /**
  * The 10 KB medians of the two phases run the same code on the hosts; what differs is

@@ -207,7 +207,7 @@ export class Supervisor {
    */
   async #syncEarlySyn(): Promise<void> {
     if (!this.#config.earlySyn || this.#stopping) return;
-    if (this.#earlySynKey() === this.#earlySynFor) return;
+    if (JSON.stringify(this.#ruleGroups()) === this.#earlySynFor) return;
     const old = this.#earlySyn;
     this.#earlySyn = undefined;
     this.#queueProbe?.stopSampling();
@@ -216,8 +216,9 @@ export class Supervisor {
     this.#sizeFdBudget();
   }
 
-  #earlySynKey(): string {
-    return JSON.stringify(ruleGroups({ forwards: this.#addresses.forward, intercept: this.#config.intercept }));
+  /** What early SYN captures for the listeners bound now. */
+  #ruleGroups(): ReturnType<typeof ruleGroups> {
+    return ruleGroups({ forwards: this.#addresses.forward, intercept: this.#config.intercept });
   }
 
   /**
@@ -225,9 +226,10 @@ export class Supervisor {
    * run, one warning line with its code, and the relay runs without it.
    */
   async #startEarlySyn(): Promise<void> {
-    this.#earlySynFor = this.#earlySynKey();
+    const groups = this.#ruleGroups();
+    this.#earlySynFor = JSON.stringify(groups);
     // Only -L and --intercept listeners know their target at the SYN: nothing to do for a peer listener alone.
-    if (ruleGroups({ forwards: this.#addresses.forward, intercept: this.#config.intercept }).length === 0) return;
+    if (groups.length === 0) return;
     // The probe only measures: early SYN runs without it if it cannot listen.
     this.#queueProbe ??= await QueueProbe.listen((sample) => { this.#queueDelay(sample.addedUs / 1e6); }).catch((err: unknown) => {
       this.#logger.warn({ event: 'early-syn-probe', code: errorCode(err) }, `no queue-latency probe: ${err instanceof Error ? err.message : String(err)}`);
