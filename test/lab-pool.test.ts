@@ -16,7 +16,7 @@ import { profileFromDelays } from '../src/lab/link-config.js';
 import { RelayProcess } from '../src/demo/relay-process.js';
 import { curlArgs, parseCurlTiming } from '../src/demo/curl-timing.js';
 import type { LinkName } from '../src/lab/address-plan.js';
-import { needsRoot, assertFloor, assertNoLabLeft, retryIfStarved, samplesOf, type Samples } from './helpers/lab.js';
+import { needsRoot, assertFloor, assertNoLabLeft, inconclusiveAsSkip, retryIfStarved, samplesOf, type Samples } from './helpers/lab.js';
 
 const PREFIX = 'tpl';
 const R1 = 10;
@@ -31,7 +31,7 @@ const RS_PORT = 7000;
 const cleanups: (() => Promise<void> | void)[] = [];
 after(async () => { for (const c of cleanups.reverse()) await c(); });
 
-test('lab (root, netns): the pool saves one rc-rs round trip of TTFB; Turbo-Start gives cwnd 100 toward the peer and 10 on Internet-facing legs; R_S restarted, no request fails', { skip: needsRoot }, async (t) => {
+test('lab (root, netns): the pool saves one rc-rs round trip of TTFB; Turbo-Start gives cwnd 100 toward the peer and 10 on Internet-facing legs; R_S restarted, no request fails', { skip: needsRoot }, inconclusiveAsSkip(async (t) => {
   const profile = profileFromDelays({ 'client-rc': R1 / 2, 'rc-rs': R2 / 2, 'rs-server': R3 / 2 });
   const lab = await Lab.create({ prefix: PREFIX, profile });
   cleanups.push(async () => { await lab.destroy(); assertNoLabLeft(PREFIX); });
@@ -196,4 +196,4 @@ test('lab (root, netns): the pool saves one rc-rs round trip of TTFB; Turbo-Star
   assert.equal((await turboRoutes()).split('\n').length, 1);
   await again.stop();
   assert.equal(await turboRoutes(), '', 'and removed its own at exit');
-});
+}));

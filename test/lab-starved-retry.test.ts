@@ -1,13 +1,14 @@
 /**
- * retryIfStarved (test/helpers/lab.ts), on a stand-in for a lab's counters: a timing
- * measurement that fails while the emulator was late beyond the cap is taken again; one
- * that fails on time fails at once; the last attempt's failure fails.
+ * retryIfStarved (test/helpers/lab.ts), on a stand-in for a lab's counters and for the
+ * CPU's steal: a timing measurement that fails while the emulator was late beyond the
+ * cap is taken again; one that fails on time fails at once; the last attempt's failure
+ * fails, unless the hypervisor starved it (inconclusive: a skip that says why).
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { LINK_NAMES } from '../src/lab/address-plan.js';
 import { LATE_BUCKETS_MS, type DirectionCounters } from '../src/lab/emulator/counters.js';
-import { retryIfStarved } from './helpers/lab.js';
+import { InconclusiveMeasurement, inconclusiveAsSkip, retryIfStarved, type StealSource } from './helpers/lab.js';
 
 /** Counters whose lateness histogram the test moves: `late(ms, n)` adds n packets that late. */
 function fakeLab(): { lab: { linkCounters(): { up: DirectionCounters; down: DirectionCounters } }; late(ms: number, n: number): void } {
@@ -31,8 +32,12 @@ function fakeLab(): { lab: { linkCounters(): { up: DirectionCounters; down: Dire
 
 const t0 = { diagnostic: (): void => undefined };
 const links = [LINK_NAMES[0]];
-/** No pauses between attempts here (the lab's are 3, 10, 20, 40 and 50 s). */
-const NO_PAUSE = [0, 0, 0, 0, 0];
+/** A steal share the test sets (the real one is read from /proc/stat). */
+function fakeSteal(share: () => number): StealSource {
+  return { mark: () => ({ total: 0, steal: 0 }), share };
+}
+/** No pauses between attempts here (the lab's are 3, 10, 20, 40 and 50 s), no steal, early in the file. */
+const NO_PAUSE = { pausesMs: [0, 0, 0, 0, 0], steal: fakeSteal(() => 0), uptimeMs: () => 1000 };
 
 void test('lab timing: a measurement that failed while the emulator was starved is taken again, and the retry can pass', async () => {
   const f = fakeLab();
@@ -77,4 +82,45 @@ void test('lab timing: starved every time, the sixth failure fails the test; err
     throw new Error('curl exited 7');
   }, NO_PAUSE), /curl exited 7/);
   assert.equal(crashes, 1);
+});
+
+void test('lab timing: starved every time, the last attempt by the hypervisor (steal): inconclusive, and the test is skipped with the reason', async () => {
+  const f = fakeLab();
+  let attempts = 0;
+  const steal = fakeSteal(() => (attempts === 6 ? 0.4 : 0));
+  await assert.rejects(retryIfStarved(t0, f.lab, links, () => {
+    attempts++;
+    f.late(20, 100);
+    assert.fail('too slow');
+  }, { ...NO_PAUSE, steal }), (e: Error) => e instanceof InconclusiveMeasurement && /all 6 attempts/.test(e.message) && /steal 40\.0%/.test(e.message) && /too slow/.test(e.message));
+  // Under inconclusiveAsSkip the test is skipped with that reason; other errors still fail it.
+  const skips: string[] = [];
+  const t = { skip: (m?: string): void => { skips.push(m ?? ''); } };
+  await inconclusiveAsSkip(() => Promise.reject(new InconclusiveMeasurement('starved')))(t);
+  assert.deepEqual(skips, ['inconclusive: starved']);
+  await assert.rejects(inconclusiveAsSkip(() => Promise.reject(new assert.AssertionError({ message: 'slow' })))(t), /slow/);
+  assert.equal(skips.length, 1);
+  // Steal on an attempt that passes, or that failed on time, changes nothing.
+  await assert.rejects(retryIfStarved(t0, f.lab, links, () => {
+    f.late(0.02, 1000);
+    assert.fail('2 ms slow');
+  }, { ...NO_PAUSE, steal: fakeSteal(() => 0) }), (e: Error) => !(e instanceof InconclusiveMeasurement));
+});
+
+void test('lab timing: no retry starts past the file deadline; the starved failure is then final (a fail without steal, inconclusive with it)', async () => {
+  const f = fakeLab();
+  let attempts = 0;
+  const late = { ...NO_PAUSE, uptimeMs: () => 239_000, deadlineMs: 240_000 };
+  await assert.rejects(retryIfStarved(t0, f.lab, links, () => {
+    attempts++;
+    f.late(20, 100);
+    assert.fail('too slow');
+  }, { ...late, pausesMs: [3000] }), (e: Error) => !(e instanceof InconclusiveMeasurement) && /attempt 1 of 6 \(no time left for another: 239 s into the file\)/.test(e.message));
+  assert.equal(attempts, 1);
+  await assert.rejects(retryIfStarved(t0, f.lab, links, () => {
+    attempts++;
+    f.late(20, 100);
+    assert.fail('too slow');
+  }, { ...late, pausesMs: [3000], steal: fakeSteal(() => 0.25) }), InconclusiveMeasurement);
+  assert.equal(attempts, 2);
 });
