@@ -12,6 +12,8 @@ declare -A DEB=(
   [nginx]=nginx-light [curl]=curl [iperf3]=iperf3 [haproxy]=haproxy [socat]=socat
   [wrk]=wrk [ssh]=openssh-client [sshd]=openssh-server [nft]=nftables [iptables]=iptables
   [ip]=iproute2 [ping]=iputils-ping [ps]=procps [hping3]=hping3
+  # the status page's browser test (playwright-core drives it)
+  [chromium]=chromium
 )
 missing=()
 for cmd in "${!DEB[@]}"; do
