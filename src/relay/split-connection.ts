@@ -189,6 +189,17 @@ export class SplitConnection implements ForwardingSink {
     return this.#upstream;
   }
 
+  /** Payload bytes moved so far each way (read when asked: the forwarder counts them). */
+  get progress(): { readonly up: number; readonly down: number } {
+    const stats = this.#forwarding ?? NO_FORWARDING;
+    return { up: stats.upBytes, down: stats.downBytes };
+  }
+
+  /** performance.now() when the connection was created. */
+  get startedAt(): number {
+    return this.#startedAt;
+  }
+
   get failed(): boolean {
     return this.#failure !== undefined;
   }
