@@ -17,6 +17,7 @@ import { SharedConnectionSlots } from '../relay/connection-slots.js';
 import { SharedReplayGuard } from '../protocol/shared-replay-guard.js';
 import { enableSaveSyn, listenOnFd, type SocketOptions } from '../sys/index.js';
 import { errorCode } from '../errors.js';
+import { LoopLag } from '../observe/loop-lag.js';
 import { fromWire, toWire, wireConfig, type FromWorker, type ToWorker, type WorkerData } from './messages.js';
 
 /** Events that every worker logs identically; only worker 0 writes them. */
@@ -26,6 +27,7 @@ const SUPERVISOR_EVENTS = new Set(['reload', 'fd-limit']);
 /** pino's info level: the drain's start is the supervisor's line once every worker has closed its listeners. */
 const INFO = 30;
 
+const loopLag = new LoopLag();
 const port = parentPort;
 if (port === null) throw new Error('worker-main.ts runs only as a worker thread (src/worker/supervisor.ts starts it)');
 const data = workerData as WorkerData;
@@ -103,7 +105,8 @@ port.on('message', (message: ToWorker) => {
     case 'snapshot': {
       const r = relayOrThrow();
       const { forward, accept, intercept } = r.addresses();
-      send({ type: 'reply', id: message.id, value: { index: data.index, threadId, metrics: r.metrics.registry.snapshot(), open: r.activeConnections, addresses: { forward, accept, intercept } } });
+      send({ type: 'reply', id: message.id, value: { index: data.index, threadId, metrics: r.metrics.registry.snapshot(), open: r.activeConnections, addresses: { forward, accept, intercept },
+        view: r.viewPart(data.index, loopLag.readP99Ms()) } });
       return;
     }
   }
