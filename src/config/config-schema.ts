@@ -23,12 +23,12 @@ function describe(value: unknown): string {
 }
 
 function scalar(spec: OptionSpec): z.ZodType<Scalar> {
-  return z.union([z.string(), z.number().finite(), z.boolean()], { error: (iss) => `expected ${spec.expected}, got ${describe(iss.input)}` });
+  return z.union([z.string(), z.number(), z.boolean()], { error: (iss) => `expected ${spec.expected}, got ${describe(iss.input)}` });
 }
 
 /** One of forward's {listen, target}: a missing one is named as such. */
 function entryField(spec: OptionSpec): z.ZodType<Scalar> {
-  return z.union([z.string(), z.number().finite()], {
+  return z.union([z.string(), z.number()], {
     error: (iss) => (iss.input === undefined ? 'an entry needs both listen and target' : `expected ${spec.expected}, got ${describe(iss.input)}`),
   });
 }
