@@ -30,9 +30,10 @@ const OPTION_OF: Readonly<Record<Field, string>> = {
  * relay may drop after start. --workers: the supervisor starts its workers, listeners
  * and steering program for one count (src/worker/supervisor.ts is built so the count can
  * change live later). --backlog: it is set when a listener is created, and listeners are
- * kept across reloads. A reload that changes one is refused whole.
+ * kept across reloads. A reload that changes one is refused whole. (--early-syn is
+ * not one: the supervisor starts or stops the capture; listeners always save SYNs.)
  */
-export const RESTART_ONLY: readonly string[] = ['max-clock-skew', 'intercept', 'workers', 'backlog', 'early-syn'];
+export const RESTART_ONLY: readonly string[] = ['max-clock-skew', 'intercept', 'workers', 'backlog'];
 
 export function diffConfigs(before: RelayConfig, after: RelayConfig): ConfigChange[] {
   const changes: ConfigChange[] = [];

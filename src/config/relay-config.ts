@@ -80,7 +80,7 @@ export interface RelayConfig {
   /**
    * `--early-syn on|off`: start the next leg when the client's SYN arrives (NFQUEUE,
    * docs/early-syn.md), for -L and --intercept listeners. On by default; without
-   * CAP_NET_ADMIN or iptables the relay warns once and runs without. Restart-only.
+   * CAP_NET_ADMIN or iptables the relay warns once and runs without. A reload or `tcpsplit ctl set early-syn=off` switches it.
    */
   readonly earlySyn: boolean;
   /**

@@ -125,7 +125,8 @@ Workers (restart-only: a reload that changes them is refused)
   --early-syn on|off      start the next leg when the client's SYN arrives, not at
                           accept (NFQUEUE; -L and --intercept listeners; default on;
                           needs CAP_NET_ADMIN and iptables, else a warning and off).
-                          Saves a client round trip per connection
+                          Saves a client round trip per connection. A reload
+                          switches it
 
 Pool and Turbo-Start (relays with a --peer; both on by default; a reload switches them)
   --pool on|off           keep pre-established, authenticated connections to each peer

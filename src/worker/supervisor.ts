@@ -214,7 +214,19 @@ export class Supervisor implements ViewSource {
    * early SYN is off.
    */
   async #syncEarlySyn(): Promise<void> {
-    if (!this.#config.earlySyn || this.#stopping) return;
+    if (this.#stopping) return;
+    if (!this.#config.earlySyn) {
+      // Switched off at run time: SYNs pass untouched from here on; open connections stay.
+      if (this.#earlySynFor === undefined) return;
+      const old = this.#earlySyn;
+      this.#earlySyn = undefined;
+      this.#earlySynFor = undefined;
+      this.#stopQueueProbe();
+      await old?.stop();
+      this.#sizeFdBudget();
+      this.#logger.info({ event: 'early-syn', on: false }, 'early SYN off: next legs start after accept');
+      return;
+    }
     if (JSON.stringify(this.#ruleGroups()) === this.#earlySynFor) return;
     const old = this.#earlySyn;
     this.#earlySyn = undefined;

@@ -56,13 +56,12 @@ const listenerSource: ListenerSource = {
       pendingListens.set(id, { resolve, reject });
       send({ type: 'listen', id, key, endpoint, ...(socketOptions === undefined ? {} : { socketOptions }) });
     });
-    // Early SYN: the accepted socket's saved SYN gives the ISN a claim checks.
-    if (config.earlySyn) {
-      try {
-        enableSaveSyn(fd);
-      } catch {
-        // without it, a claim trusts the 4-tuple (src/intercept/pairing-table.ts)
-      }
+    // Early SYN: the accepted socket's saved SYN gives the ISN a claim checks. Always
+    // (the kernel frees it with the socket), so that early SYN can be switched on at run time.
+    try {
+      enableSaveSyn(fd);
+    } catch {
+      // without it, a claim trusts the 4-tuple (src/intercept/pairing-table.ts)
     }
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
