@@ -96,11 +96,14 @@ export const EarlyLegUnclaimedError = define('EarlyLegUnclaimedError', 'TCPSPLIT
 // ---- Turbo-Start (src/turbo) ------------------------------------------------
 export const TurboRouteError = define('TurboRouteError', 'TCPSPLIT_ERR_TURBO_ROUTE');
 
-// ---- lab -------------------------------------------------------------------
 // ---- transparent interception (src/intercept, docs/intercept.md) -----------
 export const InterceptError = define('InterceptError', 'TCPSPLIT_ERR_INTERCEPT');
 export const InterceptPermissionError = define('InterceptPermissionError', 'TCPSPLIT_ERR_INTERCEPT_PERMISSION');
 export const OriginalDestinationError = define('OriginalDestinationError', 'TCPSPLIT_ERR_ORIGINAL_DST');
+
+// ---- control API (src/control, docs/control.md) -----------------------------
+export const ControlSocketError = define('ControlSocketError', 'TCPSPLIT_ERR_CONTROL_SOCKET');
+export const ControlRequestError = define('ControlRequestError', 'TCPSPLIT_ERR_CONTROL_REQUEST');
 
 // ---- lab -------------------------------------------------------------------
 export const LabError = define('LabError', 'TCPSPLIT_ERR_LAB');
@@ -121,6 +124,7 @@ export const ALL_ERRORS = [
   SysCallError, FfiUnavailableError, SocketOptionsError, BpfLoadError, NfqueueError,
   SynRulesError, EarlySynUnavailableError, EarlyLegUnclaimedError, TurboRouteError,
   InterceptError, InterceptPermissionError, OriginalDestinationError,
+  ControlSocketError, ControlRequestError,
   LabError, LabConfigError, LabToolMissingError, LabNotRootError, LabBusyError, LabNotUpError,
 ] as const;
 

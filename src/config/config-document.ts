@@ -53,5 +53,6 @@ export function documentOf(c: RelayConfig): Record<string, ShownValue> {
     'turbo-initcwnd': c.turboInitCwnd,
     'turbo-initrwnd': c.turboInitRwnd,
     'log-level': c.logLevel,
+    control: c.control?.path ?? 'off',
   };
 }

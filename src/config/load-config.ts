@@ -18,6 +18,9 @@ import { DEFAULT_INTERCEPT_LISTEN, defaultInstance, type InterceptConfig } from 
 
 export { RELAY_HELP } from './relay-help.js';
 
+/** The control API's socket when --control is not given. */
+export const DEFAULT_CONTROL_SOCKET = '/run/tcpsplit/control.sock';
+
 export interface LoadedRelayConfig {
   readonly config: RelayConfig;
   /** Things worth a log line at start and reload that should not stop it (see config-warnings.ts). */
@@ -96,6 +99,7 @@ export async function buildRelayConfig(args: RelayOptions, env: NodeJS.ProcessEn
     turboInitRwnd: o.turboInitRwnd ?? DEFAULTS.turboInitRwnd,
     logLevel: o.logLevel ?? DEFAULTS.logLevel,
     configFile,
+    control: o.control === 'off' ? undefined : { path: o.control ?? DEFAULT_CONTROL_SOCKET, explicit: o.control !== undefined },
   };
   validateRelayConfig(config);
   return { config, warnings: [...(loadedKey?.warnings ?? []), ...configWarnings(config)] };

@@ -103,6 +103,12 @@ export interface RelayConfig {
   readonly logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
   /** The file the config came from, if any: SIGHUP re-reads it. */
   readonly configFile: string | undefined;
+  /**
+   * `--control PATH|off`: the control API's unix socket (docs/control.md); default
+   * /run/tcpsplit/control.sock. `explicit`: given by the operator, so a socket another
+   * relay holds fails the start (the default only warns). Restart-only.
+   */
+  readonly control?: { readonly path: string; readonly explicit: boolean } | undefined;
 }
 
 export const DEFAULTS = {

@@ -309,6 +309,11 @@ export class Supervisor implements ViewSource {
     return this.#earlySyn !== undefined;
   }
 
+  /** The config every worker runs now. */
+  get config(): RelayConfig {
+    return this.#config;
+  }
+
   /** Bound addresses, as Relay.addresses() gives them: forwards in config order, accept, metrics. */
   addresses(): { forward: AddressInfo[]; accept: AddressInfo | undefined; intercept: AddressInfo | undefined; metrics: AddressInfo | undefined } {
     return { ...this.#addresses, metrics: this.#metricsServer === undefined ? undefined : serverAddress(this.#metricsServer) };
