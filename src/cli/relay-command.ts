@@ -1,6 +1,7 @@
 import { loadRelayConfig, RELAY_HELP } from '../config/load-config.js';
 import { parseRelayArgs } from '../config/parse-args.js';
 import { createLogger } from '../observe/logger.js';
+import { ServiceNotifier } from '../observe/service-notifier.js';
 import { Supervisor } from '../worker/supervisor.js';
 import { somaxconnWarning } from '../worker/somaxconn.js';
 import { describeConfig, describePoolAndTurbo } from './relay-check.js';
@@ -37,6 +38,7 @@ export async function runRelayCommand(argv: string[]): Promise<number> {
   if (backlogWarning !== undefined) logger.warn({ event: 'config-warning', backlog: config.backlog }, backlogWarning);
   if (config.peers.length > 0) for (const line of describePoolAndTurbo(config)) logger.info({ event: 'pool-turbo' }, line);
   const relay = await Supervisor.start(config, { logger });
+  const manager = new ServiceNotifier(logger); // systemd Type=notify; a no-op without NOTIFY_SOCKET
   onStatus = () => {
     void relay.status().then(({ open, answered }) => {
       const now = relay.addresses();
@@ -59,6 +61,7 @@ export async function runRelayCommand(argv: string[]): Promise<number> {
         return;
       }
       stopping = true;
+      manager.stopping();
       logger.info({ event: 'stop', signal, workers: relay.workers }, 'stopping: no new connections, draining every worker');
       logger.flush();
       void relay.drain().then(() => {
@@ -74,7 +77,8 @@ export async function runRelayCommand(argv: string[]): Promise<number> {
         return;
       }
       let loaded = false;
-      loadRelayConfig(argv, process.env)
+      manager.reloading();
+      void loadRelayConfig(argv, process.env)
         .then(async ({ config: next, warnings: w }) => {
           loaded = true;
           for (const warning of w) logger.warn({ event: 'config-warning' }, warning);
@@ -86,7 +90,8 @@ export async function runRelayCommand(argv: string[]): Promise<number> {
           const message = err instanceof Error ? err.message : String(err);
           logger.error({ event: 'reload', code: err instanceof TcpsplitError ? err.code : errorCode(err) }, `reload failed, keeping the running config: ${message}`);
           logger.flush();
-        });
+        })
+        .finally(() => { if (!stopping) manager.ready(); }); // applied or refused, the relay serves
     };
     process.on('SIGTERM', stop);
     process.on('SIGINT', stop);
@@ -103,5 +108,6 @@ export async function runRelayCommand(argv: string[]): Promise<number> {
     const { forward, accept, intercept, metrics } = relay.addresses();
     logger.info({ event: 'ready', forward, accept, intercept, metrics, workers: relay.workers }, 'relay ready');
     logger.flush();
+    manager.ready();
   });
 }
