@@ -1,7 +1,7 @@
 /**
  * deploy/relay-client.yaml (R_C) and deploy/relay-server.yaml (R_S) through the real CLI's
  * `relay --check`, with --key-file pointing at a key in a temp dir (a flag replaces the
- * file's /etc/tcpsplit/key); every key commented.
+ * file's /etc/tcpsplit/key); every key commented; docs/deploy.md showing both verbatim.
  */
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -14,6 +14,7 @@ import { fileURLToPath } from 'node:url';
 import { CLI } from './helpers/relay-process.js';
 
 const deploy = (name: string): string => fileURLToPath(new URL(`../../deploy/${name}`, import.meta.url));
+const DOC = fileURLToPath(new URL('../../docs/deploy.md', import.meta.url));
 const dir = mkdtempSync(join(tmpdir(), 'tcpsplit-deploy-'));
 after(() => { rmSync(dir, { recursive: true, force: true }); });
 const key = join(dir, 'key');
@@ -69,3 +70,11 @@ for (const { file, lines } of table) {
     });
   });
 }
+
+test('docs/deploy.md shows both sample configs and the unit verbatim', () => {
+  const doc = readFileSync(DOC, 'utf8');
+  for (const [name, lang] of [['relay-client.yaml', 'yaml'], ['relay-server.yaml', 'yaml'], ['tcpsplit.service', 'ini']] as const) {
+    const body = readFileSync(deploy(name), 'utf8');
+    assert.ok(doc.includes(`\`\`\`${lang}\n${body}\`\`\`\n`), `docs/deploy.md has deploy/${name} in a \`\`\`${lang} block, byte for byte (copy it in again after an edit)`);
+  }
+});

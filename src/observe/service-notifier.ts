@@ -28,7 +28,7 @@ export class ServiceNotifier {
     this.#send(() => 'READY=1');
   }
 
-  /** Before a reload; systemd (253 and later) checks that MONOTONIC_USEC is after its SIGHUP. */
+  /** Before a reload; MONOTONIC_USEC tells systemd (253 and later, Type=notify-reload) that this reload began after its signal. */
   reloading(): void {
     this.#send(() => `RELOADING=1\nMONOTONIC_USEC=${monotonicMicroseconds()}`);
   }
