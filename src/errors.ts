@@ -87,6 +87,7 @@ export const FfiUnavailableError = define('FfiUnavailableError', 'TCPSPLIT_ERR_F
 export const SocketOptionsError = define('SocketOptionsError', 'TCPSPLIT_ERR_SOCKET_OPTIONS');
 export const BpfLoadError = define('BpfLoadError', 'TCPSPLIT_ERR_BPF_LOAD');
 export const NfqueueError = define('NfqueueError', 'TCPSPLIT_ERR_NFQUEUE');
+export const SdNotifyError = define('SdNotifyError', 'TCPSPLIT_ERR_SD_NOTIFY');
 
 // ---- early SYN (src/intercept) -----------------------------------------------
 export const SynRulesError = define('SynRulesError', 'TCPSPLIT_ERR_SYN_RULES');
@@ -121,7 +122,7 @@ export const ALL_ERRORS = [
   HeaderTruncatedError, BadFrameError, IdleLimitError, IdleClosedError,
   PolicyDeniedError, ResolveError, ConnectTimeoutError, ConnectError, PeerResetError, LegError, IdleTimeoutError,
   DrainTimeoutError, ListenError, OverloadError, PendingEvictedError, FdLimitError, WorkerExitError, UnpairedError,
-  SysCallError, FfiUnavailableError, SocketOptionsError, BpfLoadError, NfqueueError,
+  SysCallError, FfiUnavailableError, SocketOptionsError, BpfLoadError, NfqueueError, SdNotifyError,
   SynRulesError, EarlySynUnavailableError, EarlyLegUnclaimedError, TurboRouteError,
   InterceptError, InterceptPermissionError, OriginalDestinationError,
   ControlSocketError, ControlRequestError,

@@ -1,6 +1,7 @@
 import { loadRelayConfig, RELAY_HELP } from '../config/load-config.js';
 import { parseRelayArgs } from '../config/parse-args.js';
 import { createLogger } from '../observe/logger.js';
+import { ServiceNotifier } from '../observe/service-notifier.js';
 import { Supervisor } from '../worker/supervisor.js';
 import { somaxconnWarning } from '../worker/somaxconn.js';
 import { describeConfig, describePoolAndTurbo } from './relay-check.js';
@@ -39,6 +40,7 @@ export async function runRelayCommand(argv: string[]): Promise<number> {
   if (backlogWarning !== undefined) logger.warn({ event: 'config-warning', backlog: config.backlog }, backlogWarning);
   if (config.peers.length > 0) for (const line of describePoolAndTurbo(config)) logger.info({ event: 'pool-turbo' }, line);
   const relay = await Supervisor.start(config, { logger });
+  const manager = new ServiceNotifier(logger); // systemd Type=notify; a no-op without NOTIFY_SOCKET
   const control = new ControlPlane(argv, process.env, relay, logger);
   let controlServer: ControlServer | undefined;
   if (config.control !== undefined) {
@@ -76,6 +78,7 @@ export async function runRelayCommand(argv: string[]): Promise<number> {
         return;
       }
       stopping = true;
+      manager.stopping();
       logger.info({ event: 'stop', signal, workers: relay.workers }, 'stopping: no new connections, draining every worker');
       logger.flush();
       void controlServer?.close();
@@ -92,6 +95,7 @@ export async function runRelayCommand(argv: string[]): Promise<number> {
         return;
       }
       let loaded = false;
+      manager.reloading();
       control.reloadFile('SIGHUP', () => { loaded = true; })
         .then(() => { logger.flush(); })
         .catch((err: unknown) => {
@@ -99,7 +103,8 @@ export async function runRelayCommand(argv: string[]): Promise<number> {
           const message = err instanceof Error ? err.message : String(err);
           logger.error({ event: 'reload', code: err instanceof TcpsplitError ? err.code : errorCode(err) }, `reload failed, keeping the running config: ${message}`);
           logger.flush();
-        });
+        })
+        .finally(() => { if (!stopping) manager.ready(); }); // applied or refused, the relay serves
     };
     process.on('SIGTERM', stop);
     process.on('SIGINT', stop);
@@ -116,5 +121,6 @@ export async function runRelayCommand(argv: string[]): Promise<number> {
     const { forward, accept, intercept, metrics } = relay.addresses();
     logger.info({ event: 'ready', forward, accept, intercept, metrics, workers: relay.workers }, 'relay ready');
     logger.flush();
+    manager.ready();
   });
 }
