@@ -30,11 +30,13 @@ h2 .note { text-transform: none; letter-spacing: 0; font-weight: normal; margin-
 .badge { display: inline-block; padding: 0 6px; border: 1px solid var(--line); border-radius: 3px; }
 .badge.on { color: var(--ok); border-color: var(--ok); }
 .badge.off { color: var(--muted); }
+#features { display: inline-flex; flex-wrap: wrap; gap: 4px; }
 #state { margin-left: auto; font-weight: 600; }
 #state.live { color: var(--ok); }
 #state.down { color: var(--bad); }
 #state.stale { color: var(--warn); }
-#problem { color: var(--bad); }
+#problem { color: var(--bad); margin: 4px 0; }
+#problem:empty { display: none; }
 body.disconnected main { opacity: .55; }
 .grid { display: grid; grid-template-columns: repeat(auto-fit, minmax(430px, 1fr)); gap: 0 24px; }
 .totals { display: flex; flex-wrap: wrap; gap: 4px 22px; margin: 8px 0 0; }
@@ -248,7 +250,9 @@ const SCRIPT = String.raw`
 
   function drawChart() {
     var svg = $('chart');
-    var W = 600, H = 130, left = 70, right = 6, top = 8, bottom = 16;
+    // Drawn at the size it is shown, so the labels are not stretched.
+    var W = Math.round(svg.getBoundingClientRect().width) || 600, H = 130, left = 70, right = 6, top = 8, bottom = 16;
+    svg.setAttribute('viewBox', '0 0 ' + W + ' ' + H);
     var r = rates();
     var now = samples.length ? samples[samples.length - 1].at : 0;
     var from = now - HISTORY_MS;
@@ -341,6 +345,7 @@ const SCRIPT = String.raw`
       .catch(function () { /* the stream's state already says disconnected */ });
   }
 
+  window.addEventListener('resize', drawChart);
   poll();
   connect();
   setInterval(function () {
@@ -396,7 +401,7 @@ export const STATUS_PAGE_HTML = `<!doctype html>
   </div>
   <h2>Throughput <span class="note">last 2 minutes</span></h2>
   <div class="legend"><span id="k-up" class="key up"></span><span id="k-down" class="key down"></span></div>
-  <svg id="chart" viewBox="0 0 600 130" preserveAspectRatio="none" role="img" aria-label="throughput, last 2 minutes"></svg>
+  <svg id="chart" viewBox="0 0 600 130" role="img" aria-label="throughput, last 2 minutes"></svg>
 
   <h2>Peers</h2>
   <table><thead><tr>
