@@ -24,8 +24,8 @@ after(async () => {
   await chromium?.close();
 });
 
-async function serve(port = 0): Promise<{ server: Server; url: string }> {
-  const server = await startMetricsServer(metrics, '127.0.0.1', port, changingViews({ errorAfterMs: 1500 }), OPTIONS);
+async function serve(port = 0, options = OPTIONS): Promise<{ server: Server; url: string }> {
+  const server = await startMetricsServer(metrics, '127.0.0.1', port, changingViews({ errorAfterMs: 1500 }), options);
   servers.add(server);
   return { server, url: `http://127.0.0.1:${serverAddress(server).port}/` };
 }
@@ -67,5 +67,25 @@ it('the page says "disconnected, retrying" when its stream drops, and goes live 
     assert.match(await state.innerText(), /^live · last update/);
   } finally {
     await page.close();
+  }
+});
+
+it('a page refused at the client limit still shows the numbers (from /status.json), says it is retrying, and goes live when a slot frees', { skip }, async () => {
+  const { url } = await serve(0, { ...OPTIONS, maxClients: 1 });
+  const browser = await openBrowser();
+  const first = await browser.newPage();
+  const second = await browser.newPage();
+  try {
+    await first.goto(url);
+    await first.locator('#state.live').waitFor({ timeout: 15_000 });
+    await second.goto(url);
+    await second.locator('#state.down').waitFor({ timeout: 15_000 });
+    await second.locator('#peers tr[data-peer="rs"]').waitFor({ timeout: 15_000 });
+    assert.match(await second.locator('#state').innerText(), /^disconnected, retrying… \(last update \d\d:\d\d:\d\d\)$/);
+    await first.close();
+    await second.locator('#state.live').waitFor({ timeout: 15_000 });
+  } finally {
+    await first.close();
+    await second.close();
   }
 });
