@@ -169,7 +169,7 @@ export class Supervisor implements ViewSource {
         supervisor.#sizeFdBudget();
       }
       if (config.metrics !== undefined) {
-        supervisor.#metricsServer = await startMetricsServer(supervisor, config.metrics.host, config.metrics.port);
+        supervisor.#metricsServer = await startMetricsServer(supervisor, config.metrics.host, config.metrics.port, supervisor);
       }
     } catch (err) {
       supervisor.#stopping = true;
@@ -398,7 +398,7 @@ export class Supervisor implements ViewSource {
       }
       const metricsMoved = changes.some((c) => c.option === 'metrics');
       if (metricsMoved && config.metrics !== undefined) {
-        metricsServer = await startMetricsServer(this, config.metrics.host, config.metrics.port);
+        metricsServer = await startMetricsServer(this, config.metrics.host, config.metrics.port, this);
       }
       // A worker being replaced is skipped: it starts with the config in force when it spawns.
       const running = this.#workerSlots.filter((s) => s.ready);
