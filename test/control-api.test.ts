@@ -216,7 +216,7 @@ test('tcpsplit ctl: tables for people, --json for scripts, clear errors', async 
     e.code === 2 && /pool-low 'lots': not a whole number.*\[TCPSPLIT_ERR_CONFIG\]/.test(e.stderr));
   await assert.rejects(run(process.execPath, [CLI, 'ctl', '--socket', join(dir, 'absent.sock'), 'status']), (e: { code: number; stderr: string }) =>
     e.code === 1 && /no such socket; is the relay running with this --control path\? \[TCPSPLIT_ERR_CONTROL_SOCKET\]/.test(e.stderr));
-  assert.match((await run(process.execPath, [CLI, 'ctl', '--help'])).stdout, /Examples\n  tcpsplit ctl status/);
+  assert.match((await run(process.execPath, [CLI, 'ctl', '--help'])).stdout, /Examples\n {2}tcpsplit ctl status/);
 });
 
 test('control socket: a second relay on the same explicit path fails to start, saying why; a stale socket is replaced', async () => {
