@@ -1,17 +1,20 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { ListenError } from '../errors.js';
+
 /** What the server renders: a registry (Metrics), or the supervisor's sum over its workers. */
 export interface MetricsSource {
-  render(): string | Promise<string>;
+  render(): Promise<string>;
+  /** The exposition's content type, as prom-client names it. */
+  readonly contentType: string;
 }
-import { ListenError } from '../errors.js';
 
 /** GET /metrics (Prometheus text) and GET /healthz on a small HTTP server. */
 export async function startMetricsServer(metrics: MetricsSource, host: string, port: number): Promise<Server> {
   const server = createServer((req, res) => {
     if (req.method === 'GET' && req.url === '/metrics') {
-      Promise.resolve(metrics.render()).then(
-        (text) => { res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' }).end(text); },
+      metrics.render().then(
+        (text) => { res.writeHead(200, { 'content-type': metrics.contentType }).end(text); },
         (err: unknown) => { res.writeHead(503, { 'content-type': 'text/plain' }).end(`metrics unavailable: ${String(err)}\n`); },
       );
     } else if (req.method === 'GET' && req.url === '/healthz') {

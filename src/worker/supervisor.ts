@@ -26,7 +26,7 @@ import type { Server as HttpServer } from 'node:http';
 import type { RelayConfig } from '../config/relay-config.js';
 import { describeChanges, diffConfigs, RESTART_ONLY } from '../config/config-diff.js';
 import type { Logger } from '../observe/logger.js';
-import { labelsFor, mergeSnapshots, Metrics, renderSnapshots, type MetricsSnapshot } from '../observe/metrics.js';
+import { aggregate, countedOnly, labelsFor, Metrics, sumSnapshots, type MetricsSnapshot } from '../observe/metrics.js';
 import { serverAddress, startMetricsServer } from '../observe/metrics-server.js';
 import { SharedReplayGuard } from '../protocol/shared-replay-guard.js';
 import { SharedConnectionSlots } from '../relay/connection-slots.js';
@@ -83,7 +83,7 @@ export class Supervisor {
   readonly #fds: ListenerFds;
   readonly #workerSlots: Slot[] = [];
   readonly #metrics = new Metrics();
-  readonly #reloadCounter = this.#metrics.counter('tcpsplit_config_reloads_total', 'Config reloads on SIGHUP, by result (ok, error).');
+  readonly #reloadCounter = this.#metrics.counter('tcpsplit_config_reloads_total', 'Config reloads on SIGHUP, by result (ok, error).', ['result']);
   readonly #restartCounter = this.#metrics.counter('tcpsplit_worker_restarts_total', 'Worker threads that died and were replaced.');
   #metricsServer: HttpServer | undefined;
   #addresses: Addresses = { forward: [], accept: undefined, intercept: undefined };
@@ -97,7 +97,7 @@ export class Supervisor {
    * Counters of workers that died, as last scraped, so the relay's sums do not go
    * backwards when a worker is replaced (what it counted since the last scrape is lost).
    */
-  #retired: MetricsSnapshot = { series: [] };
+  #retired: Promise<MetricsSnapshot> = Promise.resolve([]);
   /** Early SYN's rules and one SYN queue reader per worker (src/intercept/early-syn.ts); undefined: off. */
   #earlySyn: EarlySyn | undefined;
   /** Measures the queue's added latency while early SYN runs (src/intercept/queue-probe.ts). */
@@ -303,18 +303,29 @@ export class Supervisor {
       answered: snapshots.length,
       perWorker: snapshots.map((s) => ({
         index: s.index, threadId: s.threadId, open: s.open,
-        accepted: s.metrics.series.find((x) => x.name === 'tcpsplit_connections_accepted_total')?.values.reduce((n, [, v]) => n + v, 0) ?? 0,
+        accepted: s.metrics.find((x) => x.name === 'tcpsplit_connections_accepted_total')?.values.reduce((n, v) => n + v.value, 0) ?? 0,
       })),
     };
   }
 
-  /** One /metrics page: every worker's series summed, with the supervisor's own (reloads, restarts, workers). */
+  /**
+   * One /metrics page: every worker's series aggregated (prom-client's AggregatorRegistry,
+   * each series by its aggregator), with dead workers' counters and the supervisor's own
+   * (reloads, restarts, workers).
+   */
   async render(): Promise<string> {
-    const own = this.#metrics.snapshot();
-    const ownNames = new Set(own.series.map((s) => s.name));
-    const workers: MetricsSnapshot[] = (await this.#snapshots()).map((s) => ({ series: s.metrics.series.filter((x) => !ownNames.has(x.name)) }));
-    const retired = { series: this.#retired.series.filter((x) => !ownNames.has(x.name)) };
-    return renderSnapshots([...workers, retired, own]);
+    const own = await this.#metrics.snapshot();
+    const ownNames = new Set(own.map((m) => m.name));
+    const notOwn = (snapshot: MetricsSnapshot): MetricsSnapshot => snapshot.filter((m) => !ownNames.has(m.name));
+    const answered = await this.#snapshots();
+    // In one step with reading #retired: a worker that died since it answered is counted there, not twice.
+    const live = answered.filter((s) => { const slot = this.#workerSlots[s.index]; return slot?.ready === true && slot.threadId === s.threadId; });
+    const retired = this.#retired;
+    return aggregate([...live.map((s) => notOwn(s.metrics)), notOwn(await retired), own]).metrics();
+  }
+
+  get contentType(): string {
+    return this.#metrics.contentType;
   }
 
   /**
@@ -525,8 +536,8 @@ export class Supervisor {
           reject(new WorkerExitError(`worker ${index} exited (code ${code}) before it was ready`));
         }
         if (slot.lastMetrics !== undefined) {
-          const counted = { series: slot.lastMetrics.series.filter((x) => x.type !== 'gauge') };
-          this.#retired = mergeSnapshots([this.#retired, counted]);
+          const counted = countedOnly(slot.lastMetrics);
+          this.#retired = this.#retired.then((retired) => sumSnapshots([retired, counted]));
         }
         slot.lastMetrics = undefined;
         if (this.#stopping || !this.#started) return;

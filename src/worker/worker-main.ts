@@ -102,8 +102,13 @@ port.on('message', (message: ToWorker) => {
       return;
     case 'snapshot': {
       const r = relayOrThrow();
-      const { forward, accept, intercept } = r.addresses();
-      send({ type: 'reply', id: message.id, value: { index: data.index, threadId, metrics: r.metrics.registry.snapshot(), open: r.activeConnections, addresses: { forward, accept, intercept } } });
+      r.metrics.registry.snapshot().then(
+        (metrics) => {
+          const { forward, accept, intercept } = r.addresses();
+          send({ type: 'reply', id: message.id, value: { index: data.index, threadId, metrics, open: r.activeConnections, addresses: { forward, accept, intercept } } });
+        },
+        (err: unknown) => { send({ type: 'reply', id: message.id, error: toWire(err) }); },
+      );
       return;
     }
   }
