@@ -152,7 +152,6 @@ export class RelayMetrics {
   readonly registry = new Metrics();
   readonly accepted = this.registry.counter('tcpsplit_connections_accepted_total', 'Connections accepted, by listener kind (forward, accept).', ['listener']);
   readonly closed = this.registry.counter('tcpsplit_connections_closed_total', 'Split connections finished, by outcome (ok, or an error code).', ['outcome']);
-  readonly bytes = this.registry.counter('tcpsplit_bytes_total', 'Bytes forwarded, by direction (up: toward the server, down: toward the client); counted at close.', ['direction']);
   readonly headerRejects = this.registry.counter('tcpsplit_header_rejects_total', 'Relay headers rejected, by error code.', ['code']);
   readonly policyDenied = this.registry.counter('tcpsplit_policy_denied_total', 'Targets refused by the allow/deny policy.');
   readonly nextLeg = this.registry.counter('tcpsplit_next_leg_total', 'Next legs opened, by kind (direct, peer).', ['kind']);
@@ -175,6 +174,19 @@ export class RelayMetrics {
   }
 
   /**
+   * Bytes forwarded each way, read when scraped: what closed connections moved plus what
+   * open ones have moved so far, so a long download shows live throughput. `read` must
+   * not go backwards: a connection's bytes move from open to closed in one step.
+   */
+  bytes(read: () => { readonly up: number; readonly down: number }): void {
+    this.registry.computed('tcpsplit_bytes_total',
+      'Bytes forwarded, by direction (up: toward the server, down: toward the client), open connections\' included as they run.', 'counter', () => {
+        const { up, down } = read();
+        return [[UP, up], [DOWN, down]];
+      }, { labelNames: ['direction'] });
+  }
+
+  /**
    * Per-peer pool series, read from the pools when scraped (summed over workers by the
    * supervisor). `read` gives every peer's totals so far, including pools a reload retired.
    */
@@ -191,6 +203,9 @@ export class RelayMetrics {
     this.registry.gauge('tcpsplit_pool_idle_accepted', 'Peers\' authenticated idle (pooled) connections held on --accept now.', idleAccepted);
   }
 }
+
+const UP = labelsFor('direction', 'up');
+const DOWN = labelsFor('direction', 'down');
 
 /** What the pool metrics read per peer (PeerPoolStats has these and more). */
 export interface PoolCounts {

@@ -182,6 +182,8 @@ export class Relay {
   readonly #listeners: ListenerSet;
   #reloads: Promise<void> = Promise.resolve();
   readonly #connections = new Set<SplitConnection>();
+  /** Bytes each way of the connections closed so far (tcpsplit_bytes_total adds the open ones' progress). */
+  readonly #closedBytes = { up: 0, down: 0 };
   #metricsServer: HttpServer | undefined;
   #closing = false;
   /** Peer connections still waiting for their header (unauthenticated so far). */
@@ -220,6 +222,18 @@ export class Relay {
     this.#pending = new PendingAdmission(this.#onEvict);
     this.metrics = new RelayMetrics(() => this.#connections.size - this.#idle.size, () => this.#pending.size);
     this.metrics.pools(() => this.#poolCounts(), () => this.#idle.size);
+    this.metrics.bytes(() => this.#bytesSoFar());
+  }
+
+  /** Bytes each way so far: closed connections' and, read now, the open ones' progress. */
+  #bytesSoFar(): { up: number; down: number } {
+    let { up, down } = this.#closedBytes;
+    for (const conn of this.#connections) {
+      const p = conn.progress;
+      up += p.up;
+      down += p.down;
+    }
+    return { up, down };
   }
 
   #hooks(previous: RelayState | undefined): StateHooks {
@@ -592,8 +606,9 @@ export class Relay {
     if (this.#earlyUnclaimed.delete(conn)) this.#slots.releaseEarly();
     else this.#slots.release();
     this.metrics.closed(1, labelsFor('outcome', record.outcome));
-    this.metrics.bytes(record.up, UP);
-    this.metrics.bytes(record.down, DOWN);
+    // In the same step as the delete above: the bytes move from open to closed, never counted twice.
+    this.#closedBytes.up += record.up;
+    this.#closedBytes.down += record.down;
     if (record.connectMs !== undefined) this.metrics.connectSeconds(record.connectMs / 1000);
     if (record.ttfbMs !== undefined) this.metrics.firstByteSeconds(record.ttfbMs / 1000);
     if (record.outcome === 'ok') this.#logger.info(record, 'connection closed');
@@ -784,9 +799,6 @@ export class Relay {
 
 /** How much later than the header and connect timeouts the pairing backstop fires. */
 const PAIR_MARGIN_MS = 1000;
-
-const UP = labelsFor('direction', 'up');
-const DOWN = labelsFor('direction', 'down');
 
 function noop(): void { /* errors of a socket being discarded */ }
 
