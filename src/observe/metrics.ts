@@ -186,6 +186,14 @@ export class RelayMetrics {
       }, { labelNames: ['direction'] });
   }
 
+  /** This worker's event-loop lag: the p99 since the last scrape (src/observe/event-loop-lag.ts). */
+  eventLoopLag(worker: number, p99Seconds: () => number): void {
+    const labels = labelsFor('worker', String(worker));
+    // One worker per label value: any aggregator would do; max shows the worse should two ever report one index.
+    this.registry.computed('tcpsplit_event_loop_lag_seconds', 'A worker thread\'s event-loop delay, p99 over the time since the last scrape, by worker.',
+      'gauge', () => [[labels, p99Seconds()]], { labelNames: ['worker'], aggregator: 'max' });
+  }
+
   /**
    * Per-peer pool series, read from the pools when scraped (summed over workers by the
    * supervisor). `read` gives every peer's totals so far, including pools a reload retired.

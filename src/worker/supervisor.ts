@@ -27,6 +27,7 @@ import type { RelayConfig } from '../config/relay-config.js';
 import { describeChanges, diffConfigs, RESTART_ONLY } from '../config/config-diff.js';
 import type { Logger } from '../observe/logger.js';
 import { aggregate, countedOnly, labelsFor, Metrics, sumSnapshots, type MetricsSnapshot } from '../observe/metrics.js';
+import { openFds } from '../observe/open-fds.js';
 import { serverAddress, startMetricsServer } from '../observe/metrics-server.js';
 import { SharedReplayGuard } from '../protocol/shared-replay-guard.js';
 import { SharedConnectionSlots } from '../relay/connection-slots.js';
@@ -119,6 +120,8 @@ export class Supervisor {
     this.#slots = new SharedConnectionSlots(config.workers);
     this.#fds = new ListenerFds(config.workers, config.backlog, options.logger);
     this.#metrics.gauge('tcpsplit_workers', 'Worker threads running now.', () => this.#workerSlots.filter((s) => s.ready).length);
+    this.#metrics.gauge('tcpsplit_workers_configured', 'Worker threads the relay runs (--workers).', () => this.workers);
+    this.#metrics.gauge('tcpsplit_open_fds', 'Open file descriptors of the relay process (all workers share one table).', openFds);
     this.#metrics.gauge('tcpsplit_early_syn_queue_packets', 'Packets the SYN queues gave a verdict (since start).', () => this.#earlySyn?.stats().packets ?? 0);
     this.#metrics.gauge('tcpsplit_early_syn_queue_overruns', 'SYNs the kernel let through unread because a queue was full (fail-open; since start).',
       () => this.#earlySyn?.stats().overruns ?? 0);
@@ -311,7 +314,7 @@ export class Supervisor {
   /**
    * One /metrics page: every worker's series aggregated (prom-client's AggregatorRegistry,
    * each series by its aggregator), with dead workers' counters and the supervisor's own
-   * (reloads, restarts, workers).
+   * (reloads, restarts, workers, fds).
    */
   async render(): Promise<string> {
     const own = await this.#metrics.snapshot();

@@ -11,6 +11,7 @@ import { parentPort, workerData, threadId } from 'node:worker_threads';
 import type { Server } from 'node:net';
 import type { Endpoint } from '../config/relay-config.js';
 import { createLogger } from '../observe/logger.js';
+import { EventLoopLag } from '../observe/event-loop-lag.js';
 import { Relay } from '../relay/relay.js';
 import type { ListenerSource } from '../relay/listener-set.js';
 import { SharedConnectionSlots } from '../relay/connection-slots.js';
@@ -160,6 +161,7 @@ try {
     installInterception: data.index === 0,
     onPeerAuthenticated: (address) => { send({ type: 'peer-seen', address }); },
   });
+  relay.metrics.eventLoopLag(data.index, new EventLoopLag().p99Seconds);
   const { forward, accept, intercept } = relay.addresses();
   send({ type: 'ready', addresses: { forward, accept, intercept } });
 } catch (err) {
