@@ -8,6 +8,7 @@ import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
 /** The histogram's sampling period: finer than the stalls worth seeing, cheap enough to leave on. */
 const RESOLUTION_MS = 10;
 
+/** One per worker thread, for its lifetime: the thread's end stops it. */
 export class EventLoopLag {
   readonly #histogram: IntervalHistogram = monitorEventLoopDelay({ resolution: RESOLUTION_MS });
 
@@ -22,8 +23,4 @@ export class EventLoopLag {
     h.reset();
     return p99;
   };
-
-  stop(): void {
-    this.#histogram.disable();
-  }
 }

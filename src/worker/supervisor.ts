@@ -320,11 +320,17 @@ export class Supervisor {
     const own = await this.#metrics.snapshot();
     const ownNames = new Set(own.map((m) => m.name));
     const notOwn = (snapshot: MetricsSnapshot): MetricsSnapshot => snapshot.filter((m) => !ownNames.has(m.name));
-    const answered = await this.#snapshots();
+    const answered = new Map((await this.#snapshots()).map((s) => [s.index, s]));
     // In one step with reading #retired: a worker that died since it answered is counted there, not twice.
-    const live = answered.filter((s) => { const slot = this.#workerSlots[s.index]; return slot?.ready === true && slot.threadId === s.threadId; });
+    const workers: MetricsSnapshot[] = [];
+    for (const slot of this.#workerSlots) {
+      const s = answered.get(slot.index);
+      if (s !== undefined && slot.ready && slot.threadId === s.threadId) workers.push(s.metrics);
+      // Alive but too slow to answer: its counters as last scraped, since Prometheus reads a dip as a reset.
+      else if (slot.lastMetrics !== undefined) workers.push(countedOnly(slot.lastMetrics));
+    }
     const retired = this.#retired;
-    return aggregate([...live.map((s) => notOwn(s.metrics)), notOwn(await retired), own]).metrics();
+    return aggregate([...workers.map(notOwn), notOwn(await retired), own]).metrics();
   }
 
   get contentType(): string {
