@@ -19,7 +19,9 @@ export class EventLoopLag {
   /** Seconds: the p99 delay since the previous read (0 before any sample), then starts a new window. */
   readonly p99Seconds = (): number => {
     const h = this.#histogram;
-    const p99 = h.count === 0 ? 0 : h.percentile(99) / 1e9;
+    // Node records the whole interval between the histogram's timer ticks: an idle loop
+    // reads as RESOLUTION_MS. The lag is what exceeds it.
+    const p99 = h.count === 0 ? 0 : Math.max(0, h.percentile(99) / 1e9 - RESOLUTION_MS / 1e3);
     h.reset();
     return p99;
   };
