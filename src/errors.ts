@@ -87,6 +87,7 @@ export const FfiUnavailableError = define('FfiUnavailableError', 'TCPSPLIT_ERR_F
 export const SocketOptionsError = define('SocketOptionsError', 'TCPSPLIT_ERR_SOCKET_OPTIONS');
 export const BpfLoadError = define('BpfLoadError', 'TCPSPLIT_ERR_BPF_LOAD');
 export const NfqueueError = define('NfqueueError', 'TCPSPLIT_ERR_NFQUEUE');
+export const SdNotifyError = define('SdNotifyError', 'TCPSPLIT_ERR_SD_NOTIFY');
 
 // ---- early SYN (src/intercept) -----------------------------------------------
 export const SynRulesError = define('SynRulesError', 'TCPSPLIT_ERR_SYN_RULES');
@@ -96,11 +97,14 @@ export const EarlyLegUnclaimedError = define('EarlyLegUnclaimedError', 'TCPSPLIT
 // ---- Turbo-Start (src/turbo) ------------------------------------------------
 export const TurboRouteError = define('TurboRouteError', 'TCPSPLIT_ERR_TURBO_ROUTE');
 
-// ---- lab -------------------------------------------------------------------
 // ---- transparent interception (src/intercept, docs/intercept.md) -----------
 export const InterceptError = define('InterceptError', 'TCPSPLIT_ERR_INTERCEPT');
 export const InterceptPermissionError = define('InterceptPermissionError', 'TCPSPLIT_ERR_INTERCEPT_PERMISSION');
 export const OriginalDestinationError = define('OriginalDestinationError', 'TCPSPLIT_ERR_ORIGINAL_DST');
+
+// ---- control API (src/control, docs/control.md) -----------------------------
+export const ControlSocketError = define('ControlSocketError', 'TCPSPLIT_ERR_CONTROL_SOCKET');
+export const ControlRequestError = define('ControlRequestError', 'TCPSPLIT_ERR_CONTROL_REQUEST');
 
 // ---- lab -------------------------------------------------------------------
 export const LabError = define('LabError', 'TCPSPLIT_ERR_LAB');
@@ -118,9 +122,10 @@ export const ALL_ERRORS = [
   HeaderTruncatedError, BadFrameError, IdleLimitError, IdleClosedError,
   PolicyDeniedError, ResolveError, ConnectTimeoutError, ConnectError, PeerResetError, LegError, IdleTimeoutError,
   DrainTimeoutError, ListenError, OverloadError, PendingEvictedError, FdLimitError, WorkerExitError, UnpairedError,
-  SysCallError, FfiUnavailableError, SocketOptionsError, BpfLoadError, NfqueueError,
+  SysCallError, FfiUnavailableError, SocketOptionsError, BpfLoadError, NfqueueError, SdNotifyError,
   SynRulesError, EarlySynUnavailableError, EarlyLegUnclaimedError, TurboRouteError,
   InterceptError, InterceptPermissionError, OriginalDestinationError,
+  ControlSocketError, ControlRequestError,
   LabError, LabConfigError, LabToolMissingError, LabNotRootError, LabBusyError, LabNotUpError,
 ] as const;
 

@@ -7,6 +7,7 @@ const USAGE = `tcpsplit: a split-TCP relay for cloud overlays (KTCP in user spac
 
 Usage:
   tcpsplit relay [options]      run a relay daemon (tcpsplit relay --help)
+  tcpsplit ctl <command>        read and change a running relay (tcpsplit ctl --help)
   tcpsplit lab <command>        an emulated WAN in network namespaces (tcpsplit lab --help)
   tcpsplit demo                 the paper's WAN in the lab (needs root): downloads e2e, routed
                                 without a split, and through two tcpsplit relays, side by side
@@ -22,6 +23,7 @@ async function main(argv: string[]): Promise<number> {
     // Each command is loaded only when it runs: a relay never loads the lab, the paper's
     // charting libraries or their files (with a tight open-files limit, that mattered).
     case 'relay': return (await import('./relay-command.js')).runRelayCommand(rest);
+    case 'ctl': return (await import('./ctl-command.js')).runCtlCommand(rest);
     case 'lab': return (await import('./lab-command.js')).runLabCommand(rest);
     case 'demo': return (await import('./demo-command.js')).runDemoCommand(rest);
     case '--version': case '-V':

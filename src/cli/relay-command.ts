@@ -1,10 +1,13 @@
 import { loadRelayConfig, RELAY_HELP } from '../config/load-config.js';
 import { parseRelayArgs } from '../config/parse-args.js';
 import { createLogger } from '../observe/logger.js';
+import { ServiceNotifier } from '../observe/service-notifier.js';
 import { Supervisor } from '../worker/supervisor.js';
 import { somaxconnWarning } from '../worker/somaxconn.js';
 import { describeConfig, describePoolAndTurbo } from './relay-check.js';
 import { errorCode, TcpsplitError } from '../errors.js';
+import { ControlPlane } from '../control/control-plane.js';
+import { ControlServer } from '../control/control-server.js';
 
 /**
  * `tcpsplit relay`: runs until SIGTERM/SIGINT (drain, then exit), reloads its config on
@@ -37,6 +40,21 @@ export async function runRelayCommand(argv: string[]): Promise<number> {
   if (backlogWarning !== undefined) logger.warn({ event: 'config-warning', backlog: config.backlog }, backlogWarning);
   if (config.peers.length > 0) for (const line of describePoolAndTurbo(config)) logger.info({ event: 'pool-turbo' }, line);
   const relay = await Supervisor.start(config, { logger });
+  const manager = new ServiceNotifier(logger); // systemd Type=notify; a no-op without NOTIFY_SOCKET
+  const control = new ControlPlane(argv, process.env, relay, logger);
+  let controlServer: ControlServer | undefined;
+  if (config.control !== undefined) {
+    try {
+      controlServer = await ControlServer.listen(config.control.path, relay, control, logger);
+    } catch (err) {
+      const message = err instanceof Error ? err.message : String(err);
+      if (config.control.explicit) {
+        await relay.close();
+        throw err;
+      }
+      logger.warn({ event: 'control', code: errorCode(err) }, `no control API: ${message} (give --control PATH, or --control off)`);
+    }
+  }
   onStatus = () => {
     void relay.status().then(({ open, answered }) => {
       const now = relay.addresses();
@@ -55,12 +73,15 @@ export async function runRelayCommand(argv: string[]): Promise<number> {
     const stop = (signal: NodeJS.Signals): void => {
       if (stopping) {
         logger.warn({ event: 'stop', signal }, 'second signal: closing now');
+        void controlServer?.close();
         void relay.close().then(() => { logger.flush(exitNow); });
         return;
       }
       stopping = true;
+      manager.stopping();
       logger.info({ event: 'stop', signal, workers: relay.workers }, 'stopping: no new connections, draining every worker');
       logger.flush();
+      void controlServer?.close();
       void relay.drain().then(() => {
         logger.info({ event: 'stopped' }, 'relay stopped');
         logger.flush(exitNow);
@@ -74,19 +95,16 @@ export async function runRelayCommand(argv: string[]): Promise<number> {
         return;
       }
       let loaded = false;
-      loadRelayConfig(argv, process.env)
-        .then(async ({ config: next, warnings: w }) => {
-          loaded = true;
-          for (const warning of w) logger.warn({ event: 'config-warning' }, warning);
-          await relay.reload(next);
-          logger.flush();
-        })
+      manager.reloading();
+      control.reloadFile('SIGHUP', () => { loaded = true; })
+        .then(() => { logger.flush(); })
         .catch((err: unknown) => {
           if (!loaded) relay.reloadFailed(); // relay.reload counts its own failures
           const message = err instanceof Error ? err.message : String(err);
           logger.error({ event: 'reload', code: err instanceof TcpsplitError ? err.code : errorCode(err) }, `reload failed, keeping the running config: ${message}`);
           logger.flush();
-        });
+        })
+        .finally(() => { if (!stopping) manager.ready(); }); // applied or refused, the relay serves
     };
     process.on('SIGTERM', stop);
     process.on('SIGINT', stop);
@@ -103,5 +121,6 @@ export async function runRelayCommand(argv: string[]): Promise<number> {
     const { forward, accept, intercept, metrics } = relay.addresses();
     logger.info({ event: 'ready', forward, accept, intercept, metrics, workers: relay.workers }, 'relay ready');
     logger.flush();
+    manager.ready();
   });
 }

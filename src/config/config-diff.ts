@@ -20,7 +20,7 @@ const OPTION_OF: Readonly<Record<Field, string>> = {
   maxClockSkewMs: 'max-clock-skew', maxConnections: 'max-connections', maxPendingPerSource: 'max-pending-per-source',
   workers: 'workers', backlog: 'backlog', logLevel: 'log-level', intercept: 'intercept', earlySyn: 'early-syn',
   pool: 'pool', poolLow: 'pool-low', poolHigh: 'pool-high', poolMaxIdleMs: 'pool-max-idle',
-  turbo: 'turbo', turboInitCwnd: 'turbo-initcwnd', turboInitRwnd: 'turbo-initrwnd',
+  turbo: 'turbo', turboInitCwnd: 'turbo-initcwnd', turboInitRwnd: 'turbo-initrwnd', control: 'control',
 };
 
 /**
@@ -30,9 +30,10 @@ const OPTION_OF: Readonly<Record<Field, string>> = {
  * relay may drop after start. --workers: the supervisor starts its workers, listeners
  * and steering program for one count (src/worker/supervisor.ts is built so the count can
  * change live later). --backlog: it is set when a listener is created, and listeners are
- * kept across reloads. A reload that changes one is refused whole.
+ * kept across reloads. A reload that changes one is refused whole. (--early-syn is
+ * not one: the supervisor starts or stops the capture; listeners always save SYNs.)
  */
-export const RESTART_ONLY: readonly string[] = ['max-clock-skew', 'intercept', 'workers', 'backlog', 'early-syn'];
+export const RESTART_ONLY: readonly string[] = ['max-clock-skew', 'intercept', 'workers', 'backlog', 'control'];
 
 export function diffConfigs(before: RelayConfig, after: RelayConfig): ConfigChange[] {
   const changes: ConfigChange[] = [];
@@ -59,6 +60,7 @@ function show(value: unknown): string {
     if ('listen' in value && 'target' in value) return `${show(value.listen)}:${show(value.target)}`;
     if ('name' in value && 'endpoint' in value) return `${String(value.name)}=${show(value.endpoint)}`;
     if ('cidr' in value && 'via' in value) return `${String(value.cidr)}=${String(value.via)}`;
+    if ('path' in value && 'explicit' in value) return String(value.path);
   }
   if (typeof value === 'string' || typeof value === 'number' || typeof value === 'boolean') return String(value);
   return JSON.stringify(value);

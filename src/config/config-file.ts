@@ -15,7 +15,8 @@ import { readFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { parseDocument } from 'yaml';
 import { ConfigError } from '../errors.js';
-import { applyOption, emptyOptions, optionByName, type OptionSpec, type RelayOptions } from './relay-options.js';
+import { applyOption, emptyOptions, optionByName, type RelayOptions } from './relay-options.js';
+import { checkConfigDocument, flagValues, type ConfigDocument } from './config-schema.js';
 
 /** A config file is a few kilobytes; refuse to parse something that is clearly not one. */
 const MAX_CONFIG_BYTES = 1 << 20;
@@ -42,56 +43,30 @@ export function parseConfigText(text: string, source: string): RelayOptions {
     const at = `${before.length}:${(before.at(-1)?.length ?? 0) + 1}`;
     throw new ConfigError(`${source}:${at}: not valid YAML: ${first.message}`);
   }
-  // Maps as Map keeps keys like '__proto__' plain data.
+  // Maps as Map keeps keys like '__proto__' plain data (and null-prototype objects after).
   const root: unknown = doc.toJS({ mapAsMap: true });
+  return optionsOfDocument(checkConfigDocument(plain(root) ?? {}, source), source);
+}
+
+/** A checked document (the file's, or a control API change) as RelayOptions; `source` names it in messages. */
+export function optionsOfDocument(doc: ConfigDocument, source: string): RelayOptions {
   const options = emptyOptions();
-  if (root === null || root === undefined) return options;
-  if (!(root instanceof Map)) throw new ConfigError(`${source}: expected a map of option: value at the top level`);
-  for (const [key, value] of root as Map<unknown, unknown>) {
-    const spec = typeof key === 'string' ? optionByName(key) : undefined;
-    if (spec?.inFile !== true) throw new ConfigError(`${source}: unknown key '${String(key)}'`);
+  for (const [key, value] of Object.entries(doc)) {
+    const spec = optionByName(key);
+    if (spec === undefined) throw new ConfigError(`${source}: unknown key '${key}'`); // the schema knows the same keys
     const label = `${source}: ${spec.name}`;
-    for (const item of valuesOf(spec, value, label)) applyOption(spec, options, item, label);
+    for (const item of flagValues(value)) applyOption(spec, options, item, label);
   }
   return options;
 }
 
-/** The flag-form strings a YAML value stands for. */
-function valuesOf(spec: OptionSpec, value: unknown, label: string): string[] {
-  if (spec.kind === 'flag') {
-    if (typeof value !== 'boolean') throw new ConfigError(`${label}: expected true or false`);
-    return [String(value)];
+/** YAML maps (Map) as null-prototype objects, so that no key can reach Object.prototype. */
+function plain(value: unknown): unknown {
+  if (value instanceof Map) {
+    const out = Object.create(null) as Record<string, unknown>;
+    for (const [k, v] of value as Map<unknown, unknown>) out[String(k)] = plain(v);
+    return out;
   }
-  if (spec.kind === 'scalar') return [scalarText(value, spec, label)];
-  if (value instanceof Map && (spec.name === 'peer' || spec.name === 'route')) {
-    return [...(value as Map<unknown, unknown>)].map(([k, v]) => `${scalarText(k, spec, label)}=${scalarText(v, spec, label)}`);
-  }
-  const items: unknown[] = Array.isArray(value) ? value : [value];
-  return items.map((item) => {
-    if (item instanceof Map && spec.name === 'forward') return forwardText(item as Map<unknown, unknown>, spec, label);
-    return scalarText(item, spec, label);
-  });
-}
-
-function forwardText(item: Map<unknown, unknown>, spec: OptionSpec, label: string): string {
-  for (const key of item.keys()) {
-    if (key !== 'listen' && key !== 'target') throw new ConfigError(`${label}: unknown key '${String(key)}' (expected listen and target)`);
-  }
-  if (!item.has('listen') || !item.has('target')) throw new ConfigError(`${label}: an entry needs both listen and target`);
-  return `${scalarText(item.get('listen'), spec, label)}:${scalarText(item.get('target'), spec, label)}`;
-}
-
-function scalarText(value: unknown, spec: OptionSpec, label: string): string {
-  if (typeof value === 'string') return value;
-  if (typeof value === 'number' && Number.isFinite(value)) return String(value);
-  // `pool: true` reads as well as `pool: on` (YAML 1.2 leaves `on` a string).
-  if (typeof value === 'boolean') return String(value);
-  throw new ConfigError(`${label}: expected ${spec.expected}, got ${describe(value)}`);
-}
-
-function describe(value: unknown): string {
-  if (value === null) return 'null';
-  if (Array.isArray(value)) return 'a list';
-  if (value instanceof Map) return 'a map';
-  return typeof value;
+  if (Array.isArray(value)) return value.map(plain);
+  return value;
 }

@@ -18,6 +18,9 @@ import { DEFAULT_INTERCEPT_LISTEN, defaultInstance, type InterceptConfig } from 
 
 export { RELAY_HELP } from './relay-help.js';
 
+/** The control API's socket when --control is not given. */
+export const DEFAULT_CONTROL_SOCKET = '/run/tcpsplit/control.sock';
+
 export interface LoadedRelayConfig {
   readonly config: RelayConfig;
   /** Things worth a log line at start and reload that should not stop it (see config-warnings.ts). */
@@ -29,13 +32,41 @@ export async function loadRelayConfig(argv: readonly string[], env: NodeJS.Proce
   return buildRelayConfig(parseRelayArgs(argv), env);
 }
 
-export async function buildRelayConfig(args: RelayOptions, env: NodeJS.ProcessEnv): Promise<LoadedRelayConfig> {
+/**
+ * Run-time changes (the control API) over the file and flags: each key given replaces
+ * that option whole, a list included (`allow: [...]` is the new list, not an addition).
+ */
+export interface Overrides {
+  readonly options: RelayOptions;
+  /** The option names the change gives. */
+  readonly keys: readonly string[];
+}
+
+/** The RelayOptions fields a list option fills (a scalar option's field is whatever it sets). */
+const LIST_FIELDS: Readonly<Record<string, keyof RelayOptions>> = {
+  forward: 'forwards', peer: 'peers', route: 'routes', allow: 'allow', deny: 'deny', intercept: 'intercepts',
+};
+
+export function applyOverrides(base: RelayOptions, overrides: Overrides): RelayOptions {
+  const out: RelayOptions = { ...base };
+  for (const key of overrides.keys) {
+    const field = LIST_FIELDS[key];
+    if (field !== undefined) Object.assign(out, { [field]: overrides.options[field] });
+  }
+  for (const [field, value] of Object.entries(overrides.options) as [string, unknown][]) {
+    if (value !== undefined && !Array.isArray(value)) Object.assign(out, { [field]: value });
+  }
+  return out;
+}
+
+export async function buildRelayConfig(args: RelayOptions, env: NodeJS.ProcessEnv, overrides?: Overrides): Promise<LoadedRelayConfig> {
   if (args.help === true) throw new ConfigError('--help asks for the help text, not a config');
   const configFile = args.configFile === undefined ? undefined : resolve(args.configFile);
   const file = configFile === undefined ? undefined : await readConfigFile(configFile);
   // Absolute now, so that a reload after a chdir reads the same files.
   const flags = args.keyFile === undefined ? args : { ...args, keyFile: resolve(args.keyFile) };
-  const o = file === undefined ? flags : mergeOptions(file, flags);
+  const merged = file === undefined ? flags : mergeOptions(file, flags);
+  const o = overrides === undefined ? merged : applyOverrides(merged, overrides);
   const loadedKey = await loadRelayKey(o.keyFile, env);
   const config: RelayConfig = {
     forwards: o.forwards,
@@ -68,6 +99,7 @@ export async function buildRelayConfig(args: RelayOptions, env: NodeJS.ProcessEn
     turboInitRwnd: o.turboInitRwnd ?? DEFAULTS.turboInitRwnd,
     logLevel: o.logLevel ?? DEFAULTS.logLevel,
     configFile,
+    control: o.control === 'off' ? undefined : { path: o.control ?? DEFAULT_CONTROL_SOCKET, explicit: o.control !== undefined },
   };
   validateRelayConfig(config);
   return { config, warnings: [...(loadedKey?.warnings ?? []), ...configWarnings(config)] };

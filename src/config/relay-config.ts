@@ -80,7 +80,7 @@ export interface RelayConfig {
   /**
    * `--early-syn on|off`: start the next leg when the client's SYN arrives (NFQUEUE,
    * docs/early-syn.md), for -L and --intercept listeners. On by default; without
-   * CAP_NET_ADMIN or iptables the relay warns once and runs without. Restart-only.
+   * CAP_NET_ADMIN or iptables the relay warns once and runs without. A reload or `tcpsplit ctl set early-syn=off` switches it.
    */
   readonly earlySyn: boolean;
   /**
@@ -103,6 +103,12 @@ export interface RelayConfig {
   readonly logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
   /** The file the config came from, if any: SIGHUP re-reads it. */
   readonly configFile: string | undefined;
+  /**
+   * `--control PATH|off`: the control API's unix socket (docs/control.md); default
+   * /run/tcpsplit/control.sock. `explicit`: given by the operator, so a socket another
+   * relay holds fails the start (the default only warns). Restart-only.
+   */
+  readonly control?: { readonly path: string; readonly explicit: boolean } | undefined;
 }
 
 export const DEFAULTS = {

@@ -22,6 +22,10 @@ Listeners
         unless --insecure is given.
   --metrics [bind:]port
         Serve Prometheus metrics at /metrics (bind defaults to 127.0.0.1).
+  --control PATH|off
+        The control API's unix socket, mode 0600 (default /run/tcpsplit/control.sock;
+        a default path another relay holds gives a warning and no API; a path given
+        here fails the start instead). Talk to it with tcpsplit ctl (docs/control.md).
 
 Transparent interception (docs/intercept.md; needs CAP_NET_ADMIN)
   --intercept CIDR[:PORT[-PORT]]
@@ -125,7 +129,8 @@ Workers (restart-only: a reload that changes them is refused)
   --early-syn on|off      start the next leg when the client's SYN arrives, not at
                           accept (NFQUEUE; -L and --intercept listeners; default on;
                           needs CAP_NET_ADMIN and iptables, else a warning and off).
-                          Saves a client round trip per connection
+                          Saves a client round trip per connection. A reload
+                          switches it
 
 Pool and Turbo-Start (relays with a --peer; both on by default; a reload switches them)
   --pool on|off           keep pre-established, authenticated connections to each peer
@@ -159,10 +164,12 @@ Config file
 Signals
   SIGTERM, SIGINT  stop accepting, drain for --drain-timeout, exit
   SIGHUP           re-read the config file and the key; open connections keep their
-                   config. Every option applies live (listeners, metrics and log
-                   level included) except --max-clock-skew: a reload that changes it
-                   is refused whole (TCPSPLIT_ERR_RESTART_REQUIRED). Any error keeps
-                   the running config. One log line lists what changed.
+                   config. Every option applies live (listeners, metrics, log level,
+                   early SYN, pool and Turbo-Start included) except --max-clock-skew,
+                   --workers, --backlog, --intercept and --control: a reload that
+                   changes one is refused whole (TCPSPLIT_ERR_RESTART_REQUIRED). Any
+                   error keeps the running config. One log line lists what changed.
+                   Run-time changes made with tcpsplit ctl set are dropped.
   SIGUSR1          log a status line (open connections, listeners); it does not open
                    Node's inspector
 

@@ -50,6 +50,7 @@ export interface RelayOptions {
   turboInitCwnd?: number;
   turboInitRwnd?: number;
   logLevel?: LogLevel;
+  control?: string;
   configFile?: string;
   check?: boolean;
   help?: boolean;
@@ -155,6 +156,11 @@ export const OPTIONS: readonly OptionSpec[] = [
     apply: (o, v) => { o.turboInitCwnd = wholeNumber(v, 1, 65535); } },
   { name: 'turbo-initrwnd', kind: 'scalar', inFile: true, expected: 'a whole number from 1 to 65535 (segments; default 100)',
     apply: (o, v) => { o.turboInitRwnd = wholeNumber(v, 1, 65535); } },
+  { name: 'control', kind: 'scalar', inFile: true, expected: 'a unix socket path, or off (the control API; default /run/tcpsplit/control.sock)',
+    apply: (o, v) => {
+      if (v !== 'off' && !v.startsWith('/')) throw new BadValue('not an absolute path');
+      o.control = v;
+    } },
   { name: 'log-level', kind: 'scalar', inFile: true, expected: LOG_LEVELS.join('|'),
     apply: (o, v) => {
       const level = LOG_LEVELS.find((l) => l === v);

@@ -186,7 +186,7 @@ export class RelayMetrics {
       }, { labelNames: ['direction'] });
   }
 
-  /** This worker's event-loop lag: the p99 since the last scrape (src/observe/event-loop-lag.ts). */
+  /** This worker's event-loop lag: the p99 since the last scrape (src/observe/loop-lag.ts, read once per snapshot in worker-main). */
   eventLoopLag(worker: number, p99Seconds: () => number): void {
     const labels = labelsFor('worker', String(worker));
     // One worker per label value: any aggregator would do; max shows the worse should two ever report one index.

@@ -154,6 +154,11 @@ export class PeerPool {
     };
   }
 
+  /** The newest ready connection's socket, to sample its TCP_INFO (not taken). */
+  idleSocket(): Socket | undefined {
+    return this.#ready.at(-1)?.socket;
+  }
+
   /** Closes every ready and opening connection; takes miss from now on. */
   close(): void {
     this.#closed = true;

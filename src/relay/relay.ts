@@ -38,6 +38,10 @@ import type { MessagePort } from 'node:worker_threads';
 import type { SynEvent } from '../intercept/syn-capture.js';
 import { Cidr } from '../net/cidr.js';
 import { canonicalAddress } from '../net/four-tuple.js';
+import { tcpInfo, socketFd } from '../sys/index.js';
+import { formatEndpoint } from '../config/load-config.js';
+import { CONNECTIONS_IN_VIEW, ERRORS_IN_VIEW, type ErrorView } from '../control/relay-view.js';
+import type { WorkerPeerPart, WorkerViewPart } from '../control/worker-view.js';
 import { EarlyLegs, headerAtConnect, MAX_UNSENT_EARLY_HEADERS, type EarlyTarget, type UnsentHeaders } from './early-leg.js';
 
 /**
@@ -182,8 +186,6 @@ export class Relay {
   readonly #listeners: ListenerSet;
   #reloads: Promise<void> = Promise.resolve();
   readonly #connections = new Set<SplitConnection>();
-  /** Bytes each way of the connections closed so far (tcpsplit_bytes_total adds the open ones' progress). */
-  readonly #closedBytes = { up: 0, down: 0 };
   #metricsServer: HttpServer | undefined;
   #closing = false;
   /** Peer connections still waiting for their header (unauthenticated so far). */
@@ -208,6 +210,15 @@ export class Relay {
   readonly #onPeerAuthenticated: ((address: string) => void) | undefined;
   /** Peer addresses already reported to onPeerAuthenticated (bounded by the peers that hold the key). */
   readonly #peersSeen = new Set<string>();
+  /** Lifecycle totals for the view (counted at close, never per chunk). */
+  #closed = 0;
+  #failed = 0;
+  /** Bytes each way of the connections closed so far (the view and tcpsplit_bytes_total add the open ones' progress). */
+  readonly #closedBytes = { up: 0, down: 0 };
+  /** The last ERRORS_IN_VIEW connections that failed, oldest first (a ring, bounded). */
+  readonly #recentErrors: ErrorView[] = [];
+  /** This worker's index, for the view (0 when the relay runs alone). */
+  #index = 0;
 
   private constructor(config: RelayConfig, options: RelayOptions, fdConnections: number) {
     this.#logger = options.logger;
@@ -257,6 +268,38 @@ export class Relay {
   /** Pool stats per peer in this worker now (tests, status). */
   poolStats(): PeerPoolStats[] {
     return this.#state.pools?.stats() ?? [];
+  }
+
+  /**
+   * This worker's share of the relay's view (src/control/worker-view.ts), read when asked:
+   * the longest-lived connections with their bytes so far, the recent errors, and per
+   * peer the pool and one leg's TCP_INFO.
+   */
+  async viewPart(index: number, loopLagMs: number): Promise<WorkerViewPart> {
+    this.#index = index;
+    // First: the rest of the part is read in one step after it.
+    const accepted = await this.metrics.registry.value('tcpsplit_connections_accepted_total');
+    const now = performance.now();
+    const open = [...this.#connections].filter((c) => !this.#idle.has(c) && !this.#earlyUnclaimed.has(c));
+    const connections = open.sort((a, b) => a.startedAt - b.startedAt).slice(0, CONNECTIONS_IN_VIEW).map((c) => ({
+      id: c.id, worker: index, kind: c.kind, client: c.client, target: c.target === undefined ? '-' : formatEndpoint(c.target), via: c.via,
+      ageMs: Math.round(now - c.startedAt), ...c.progress,
+    }));
+    const pools = new Map(this.#poolCounts().map((c) => [c.peer, c]));
+    const peers: WorkerPeerPart[] = this.#state.config.peers.map((peer) => {
+      const c = pools.get(peer.name);
+      const leg = this.#state.pools?.get(peer.name)?.idleSocket() ?? open.find((x) => x.via === peer.name)?.upstream;
+      return {
+        name: peer.name, size: c?.size ?? 0, takes: c?.takes ?? 0, misses: c?.misses ?? 0, stale: c?.stale ?? 0, refillFailures: c?.refillFailures ?? 0,
+        ...legInfo(leg),
+      };
+    });
+    return {
+      accepted,
+      open: this.activeConnections, closed: this.#closed, failed: this.#failed, loopLagMs,
+      bytes: this.#bytesSoFar(),
+      connections, errors: [...this.#recentErrors].reverse(), peers,
+    };
   }
 
   /** Authenticated idle (pooled) connections held on --accept now. */
@@ -606,9 +649,18 @@ export class Relay {
     if (this.#earlyUnclaimed.delete(conn)) this.#slots.releaseEarly();
     else this.#slots.release();
     this.metrics.closed(1, labelsFor('outcome', record.outcome));
+    this.#closed++;
     // In the same step as the delete above: the bytes move from open to closed, never counted twice.
     this.#closedBytes.up += record.up;
     this.#closedBytes.down += record.down;
+    // Failures a person should see: not routine ends (an idle pooled connection retired,
+    // an early leg no accept claimed), which anyone can cause by the thousand.
+    if (record.outcome !== 'ok' && record.outcome !== IdleClosedError.code && conn.downstream !== undefined) {
+      this.#failed++;
+      if (this.#recentErrors.push({ at: Date.now(), code: record.outcome, message: `${record.client} -> ${record.target}${record.via === '-' ? '' : ` via ${record.via}`}: ${record.error ?? record.outcome}`, worker: this.#index }) > ERRORS_IN_VIEW) {
+        this.#recentErrors.shift();
+      }
+    }
     if (record.connectMs !== undefined) this.metrics.connectSeconds(record.connectMs / 1000);
     if (record.ttfbMs !== undefined) this.metrics.firstByteSeconds(record.ttfbMs / 1000);
     if (record.outcome === 'ok') this.#logger.info(record, 'connection closed');
@@ -799,6 +851,18 @@ export class Relay {
 
 /** How much later than the header and connect timeouts the pairing backstop fires. */
 const PAIR_MARGIN_MS = 1000;
+
+/** RTT and cwnd of a leg, from TCP_INFO; nothing when there is no leg or the call fails. */
+function legInfo(socket: Socket | undefined): { rttMs?: number; cwnd?: number } {
+  const fd = socket === undefined ? undefined : socketFd(socket);
+  if (fd === undefined) return {};
+  try {
+    const info = tcpInfo(fd);
+    return { rttMs: info.rttUs / 1000, cwnd: info.sndCwnd };
+  } catch {
+    return {}; // closed under us: no sample this time
+  }
+}
 
 function noop(): void { /* errors of a socket being discarded */ }
 

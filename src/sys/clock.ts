@@ -36,3 +36,15 @@ export class MonotonicClock {
     return this.ms[0] ?? 0;
   }
 }
+
+/**
+ * CLOCK_MONOTONIC in whole microseconds, exact (a BigInt, not a rounded double): the
+ * clock and unit of sd_notify's MONOTONIC_USEC, which systemd compares with its own.
+ */
+export function monotonicMicroseconds(): bigint {
+  const timespec = Buffer.alloc(16);
+  if ((libcFunction('int clock_gettime(int clock, void *ts)')(CLOCK_MONOTONIC, timespec) as number) < 0) {
+    throw sysCallError('clock_gettime(CLOCK_MONOTONIC)', lastErrno());
+  }
+  return timespec.readBigInt64LE(0) * 1_000_000n + timespec.readBigInt64LE(8) / 1000n;
+}

@@ -16,7 +16,9 @@
  * - bpf.ts    the bpf(2) call (maps, program load with the verifier log) and eBPF encoding
  * - original-dst.ts an intercepted connection's original destination (SO_ORIGINAL_DST,
  *             IP6T_SO_ORIGINAL_DST, or the local address under TPROXY)
- * - capability.ts the effective capability set (CAP_NET_ADMIN before --intercept)
+ * - capability.ts the effective capability set (CAP_NET_ADMIN before --intercept), and
+ *             the capabilities the relay uses (RELAY_CAPABILITIES, granted by deploy/tcpsplit.service)
+ * - sd-notify.ts sd_notify(3): READY=1 and friends to $NOTIFY_SOCKET, and a receiver for tests
  * - reuseport-steering.ts ReuseportGroup: SK_REUSEPORT program + REUSEPORT_SOCKARRAY that
  *             steers each connection to the listener steer() (src/net/steer.ts) names
  * - nfqueue.ts NfQueue: an NFQUEUE reader over nfnetlink_queue (bind, copy, ACCEPT verdicts)
@@ -33,7 +35,7 @@ export {
   close, fcntl, ioctl, open, read, setNonBlocking, write,
 } from './fd.js';
 export { PollSet, POLLERR, POLLHUP, POLLIN, POLLOUT } from './poll.js';
-export { MonotonicClock } from './clock.js';
+export { MonotonicClock, monotonicMicroseconds } from './clock.js';
 export { setThreadNice, setThreadRealtime, setTimerSlackNs } from './thread.js';
 export { MAX_IFNAME_LENGTH, closeTun, openTun, type OpenTunOptions, type TunDevice } from './tun.js';
 export { socketFd, takeSocketError, setLinger, prepareSocketCalls, pendingSocketError, resetSocket } from './tcp-socket.js';
@@ -51,4 +53,5 @@ export {
   decodeSockaddr, isIpv4Peer, originalDestinationOfFd, redirectedDestination, transparentDestination, unmapIpv4,
   type OriginalDestination,
 } from './original-dst.js';
-export { CAP_NET_ADMIN, hasEffectiveCapability } from './capability.js';
+export { CAP_BPF, CAP_NET_ADMIN, CAP_NET_BIND_SERVICE, RELAY_CAPABILITIES, hasEffectiveCapability, type RelayCapability } from './capability.js';
+export { NotifyReceiver, notifySocketAddress, sendNotify } from './sd-notify.js';

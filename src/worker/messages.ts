@@ -7,6 +7,7 @@ import type { AddressInfo } from 'node:net';
 import type { MessagePort } from 'node:worker_threads';
 import type { Endpoint, RelayConfig } from '../config/relay-config.js';
 import type { MetricsSnapshot } from '../observe/metrics.js';
+import type { WorkerViewPart } from '../control/worker-view.js';
 import type { SocketOptions } from '../sys/index.js';
 import { ALL_ERRORS, TcpsplitError, errorCode } from '../errors.js';
 
@@ -38,6 +39,8 @@ export interface WorkerSnapshot {
   readonly metrics: MetricsSnapshot;
   readonly open: number;
   readonly addresses: Addresses;
+  /** This worker's share of the relay's view (connections, errors, pools). */
+  readonly view: WorkerViewPart;
 }
 
 /** Supervisor -> worker. Requests carry an id; the worker answers with a `reply` of that id. */

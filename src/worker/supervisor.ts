@@ -37,6 +37,9 @@ import { EarlySyn, ruleGroups } from '../intercept/early-syn.js';
 import { FDS_PER_CONNECTION, planFdBudget } from '../relay/fd-budget.js';
 import { FdRequestError, ListenerFds } from './listener-fds.js';
 import { TurboStart } from '../turbo/turbo-start.js';
+import { mergeView, type SupervisorPart, type WorkerViewPart } from '../control/worker-view.js';
+import type { RelayView, ViewSource } from '../control/relay-view.js';
+import { formatEndpoint } from '../config/load-config.js';
 import { fromWire, toWire, type Addresses, type FromWorker, type ToWorker, type WorkerData, type WorkerSnapshot } from './messages.js';
 
 const WORKER_ENTRY = new URL('./worker-main.js', import.meta.url);
@@ -71,11 +74,13 @@ interface Slot {
   replaceDelayMs: number;
   /** The last metrics this worker sent: what it had counted, should it die before the next scrape. */
   lastMetrics: MetricsSnapshot | undefined;
+  /** The last view part it sent (for the same reason: its totals outlive it). */
+  lastView: WorkerViewPart | undefined;
   /** Requests sent to this worker, by id. */
   readonly pending: Map<number, { resolve: (v: WorkerSnapshot | undefined) => void; reject: (e: Error) => void }>;
 }
 
-export class Supervisor {
+export class Supervisor implements ViewSource {
   readonly workers: number;
   readonly #logger: Logger;
   #config: RelayConfig;
@@ -99,6 +104,9 @@ export class Supervisor {
    * backwards when a worker is replaced (what it counted since the last scrape is lost).
    */
   #retired: Promise<MetricsSnapshot> = Promise.resolve([]);
+  /** The view's totals of workers that died (their open connections were reset: failed). */
+  #retiredView: SupervisorPart['retired'] = { closed: 0, failed: 0, bytes: { up: 0, down: 0 } };
+  readonly #startedAt = Date.now();
   /** Early SYN's rules and one SYN queue reader per worker (src/intercept/early-syn.ts); undefined: off. */
   #earlySyn: EarlySyn | undefined;
   /** Measures the queue's added latency while early SYN runs (src/intercept/queue-probe.ts). */
@@ -209,7 +217,19 @@ export class Supervisor {
    * early SYN is off.
    */
   async #syncEarlySyn(): Promise<void> {
-    if (!this.#config.earlySyn || this.#stopping) return;
+    if (this.#stopping) return;
+    if (!this.#config.earlySyn) {
+      // Switched off at run time: SYNs pass untouched from here on; open connections stay.
+      if (this.#earlySynFor === undefined) return;
+      const old = this.#earlySyn;
+      this.#earlySyn = undefined;
+      this.#earlySynFor = undefined;
+      this.#stopQueueProbe();
+      await old?.stop();
+      this.#sizeFdBudget();
+      this.#logger.info({ event: 'early-syn', on: false }, 'early SYN off: next legs start after accept');
+      return;
+    }
     if (JSON.stringify(this.#ruleGroups()) === this.#earlySynFor) return;
     const old = this.#earlySyn;
     this.#earlySyn = undefined;
@@ -292,6 +312,11 @@ export class Supervisor {
     return this.#earlySyn !== undefined;
   }
 
+  /** The config every worker runs now. */
+  get config(): RelayConfig {
+    return this.#config;
+  }
+
   /** Bound addresses, as Relay.addresses() gives them: forwards in config order, accept, metrics. */
   addresses(): { forward: AddressInfo[]; accept: AddressInfo | undefined; intercept: AddressInfo | undefined; metrics: AddressInfo | undefined } {
     return { ...this.#addresses, metrics: this.#metricsServer === undefined ? undefined : serverAddress(this.#metricsServer) };
@@ -309,6 +334,35 @@ export class Supervisor {
         accepted: s.metrics.find((x) => x.name === 'tcpsplit_connections_accepted_total')?.values.reduce((n, v) => n + v.value, 0) ?? 0,
       })),
     };
+  }
+
+  /** The relay as a person or a script sees it: every worker's part, summed (src/control/worker-view.ts). */
+  async view(): Promise<RelayView> {
+    const snapshots = await this.#snapshots();
+    const config = this.#config;
+    const turbo = new Map(this.#turbo.reports().map((r) => [r.name, r.applied ? `initcwnd ${String(r.initCwnd)} initrwnd ${String(r.initRwnd)} on the route to ${r.peer}` : `not applied: ${r.reason ?? 'unknown'}`]));
+    const listeners = [
+      ...this.#addresses.forward.map((a, i) => {
+        const f = config.forwards[i];
+        return `-L ${formatEndpoint({ host: a.address, port: a.port })}${f === undefined ? '' : ` -> ${formatEndpoint(f.target)}`}`;
+      }),
+      ...(this.#addresses.accept === undefined ? [] : [`--accept ${formatEndpoint({ host: this.#addresses.accept.address, port: this.#addresses.accept.port })}`]),
+      ...(this.#addresses.intercept === undefined ? [] : [`--intercept ${(config.intercept?.rules ?? []).map((r) => (r.ports === undefined ? r.cidr : `${r.cidr}:${String(r.ports.first)}-${String(r.ports.last)}`)).join(' ')} (${config.intercept?.mode ?? ''} to ${formatEndpoint({ host: this.#addresses.intercept.address, port: this.#addresses.intercept.port })})`]),
+    ];
+    return mergeView({
+      startedAt: this.#startedAt,
+      features: { earlySyn: this.#earlySyn !== undefined, pool: config.pool && config.peers.length > 0, turbo: config.turbo && config.peers.length > 0 },
+      logLevel: this.#logger.level,
+      routes: config.routes.map((r) => ({ cidr: r.cidr, via: r.via })),
+      listeners,
+      peers: config.peers.map((p) => ({
+        name: p.name, endpoint: formatEndpoint(p.endpoint),
+        pool: { enabled: config.pool, low: config.poolLow, high: config.poolHigh, maxIdleMs: config.poolMaxIdleMs },
+        turbo: turbo.get(p.name) ?? (config.turbo ? 'not applied yet' : 'off'),
+      })),
+      workers: this.#workerSlots.map((s) => ({ index: s.index, threadId: s.threadId, part: snapshots.find((x) => x.index === s.index && x.threadId === s.threadId)?.view })),
+      retired: this.#retiredView,
+    });
   }
 
   /**
@@ -478,7 +532,7 @@ export class Supervisor {
       replayBuffer: this.#replay.buffer, slotsBuffer: this.#slots.buffer,
     };
     const worker = new Worker(WORKER_ENTRY, { workerData: data });
-    const slot: Slot = this.#workerSlots[index] ?? { index, worker, threadId: worker.threadId, ready: false, startedAt: 0, quickDeaths: 0, replaceDelayMs: 0, lastMetrics: undefined, pending: new Map() };
+    const slot: Slot = this.#workerSlots[index] ?? { index, worker, threadId: worker.threadId, ready: false, startedAt: 0, quickDeaths: 0, replaceDelayMs: 0, lastMetrics: undefined, lastView: undefined, pending: new Map() };
     slot.worker = worker;
     slot.threadId = worker.threadId;
     slot.ready = false;
@@ -549,6 +603,12 @@ export class Supervisor {
           this.#retired = this.#retired.then((retired) => sumSnapshots([retired, counted]));
         }
         slot.lastMetrics = undefined;
+        const v = slot.lastView;
+        if (v !== undefined) {
+          const r = this.#retiredView;
+          this.#retiredView = { closed: r.closed + v.closed + v.open, failed: r.failed + v.failed + v.open, bytes: { up: r.bytes.up + v.bytes.up, down: r.bytes.down + v.bytes.down } };
+        }
+        slot.lastView = undefined;
         if (this.#stopping || !this.#started) return;
         this.#restartCounter(1);
         const lived = performance.now() - slot.startedAt;
@@ -600,7 +660,10 @@ export class Supervisor {
   async #snapshots(): Promise<WorkerSnapshot[]> {
     const results = await Promise.allSettled(this.#workerSlots.map(async (s) => {
       const snapshot = await this.#request(s, (id) => ({ type: 'snapshot', id }), SNAPSHOT_TIMEOUT_MS);
-      if (snapshot !== undefined && snapshot.threadId === s.threadId) s.lastMetrics = snapshot.metrics;
+      if (snapshot !== undefined && snapshot.threadId === s.threadId) {
+        s.lastMetrics = snapshot.metrics;
+        s.lastView = snapshot.view;
+      }
       return snapshot;
     }));
     return results.flatMap((r) => (r.status === 'fulfilled' && r.value !== undefined ? [r.value] : []));

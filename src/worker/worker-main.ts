@@ -11,13 +11,13 @@ import { parentPort, workerData, threadId } from 'node:worker_threads';
 import type { Server } from 'node:net';
 import type { Endpoint } from '../config/relay-config.js';
 import { createLogger } from '../observe/logger.js';
-import { EventLoopLag } from '../observe/event-loop-lag.js';
 import { Relay } from '../relay/relay.js';
 import type { ListenerSource } from '../relay/listener-set.js';
 import { SharedConnectionSlots } from '../relay/connection-slots.js';
 import { SharedReplayGuard } from '../protocol/shared-replay-guard.js';
 import { enableSaveSyn, listenOnFd, type SocketOptions } from '../sys/index.js';
 import { errorCode } from '../errors.js';
+import { LoopLag } from '../observe/loop-lag.js';
 import { fromWire, toWire, wireConfig, type FromWorker, type ToWorker, type WorkerData } from './messages.js';
 
 /** Events that every worker logs identically; only worker 0 writes them. */
@@ -27,6 +27,9 @@ const SUPERVISOR_EVENTS = new Set(['reload', 'fd-limit']);
 /** pino's info level: the drain's start is the supervisor's line once every worker has closed its listeners. */
 const INFO = 30;
 
+const loopLag = new LoopLag();
+/** The loop lag read at the last snapshot, ms: what tcpsplit_event_loop_lag_seconds reports. */
+let lastLoopLagMs = 0;
 const port = parentPort;
 if (port === null) throw new Error('worker-main.ts runs only as a worker thread (src/worker/supervisor.ts starts it)');
 const data = workerData as WorkerData;
@@ -55,13 +58,12 @@ const listenerSource: ListenerSource = {
       pendingListens.set(id, { resolve, reject });
       send({ type: 'listen', id, key, endpoint, ...(socketOptions === undefined ? {} : { socketOptions }) });
     });
-    // Early SYN: the accepted socket's saved SYN gives the ISN a claim checks.
-    if (config.earlySyn) {
-      try {
-        enableSaveSyn(fd);
-      } catch {
-        // without it, a claim trusts the 4-tuple (src/intercept/pairing-table.ts)
-      }
+    // Early SYN: the accepted socket's saved SYN gives the ISN a claim checks. Always
+    // (the kernel frees it with the socket), so that early SYN can be switched on at run time.
+    try {
+      enableSaveSyn(fd);
+    } catch {
+      // without it, a claim trusts the 4-tuple (src/intercept/pairing-table.ts)
     }
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
@@ -103,10 +105,12 @@ port.on('message', (message: ToWorker) => {
       return;
     case 'snapshot': {
       const r = relayOrThrow();
-      r.metrics.registry.snapshot().then(
-        (metrics) => {
+      // One window of loop lag per snapshot, shared by the view and the metrics' gauge.
+      lastLoopLagMs = loopLag.readP99Ms();
+      Promise.all([r.metrics.registry.snapshot(), r.viewPart(data.index, lastLoopLagMs)]).then(
+        ([metrics, view]) => {
           const { forward, accept, intercept } = r.addresses();
-          send({ type: 'reply', id: message.id, value: { index: data.index, threadId, metrics, open: r.activeConnections, addresses: { forward, accept, intercept } } });
+          send({ type: 'reply', id: message.id, value: { index: data.index, threadId, metrics, open: r.activeConnections, addresses: { forward, accept, intercept }, view } });
         },
         (err: unknown) => { send({ type: 'reply', id: message.id, error: toWire(err) }); },
       );
@@ -161,7 +165,7 @@ try {
     installInterception: data.index === 0,
     onPeerAuthenticated: (address) => { send({ type: 'peer-seen', address }); },
   });
-  relay.metrics.eventLoopLag(data.index, new EventLoopLag().p99Seconds);
+  relay.metrics.eventLoopLag(data.index, () => lastLoopLagMs / 1000);
   const { forward, accept, intercept } = relay.addresses();
   send({ type: 'ready', addresses: { forward, accept, intercept } });
 } catch (err) {
