@@ -25,7 +25,7 @@ async function pair(targetPort: number, rcExtra: string[] = [], rsExtra: string[
   return { rc, rs, rsPort, port: rc.addresses().forward[0]?.port ?? assert.fail() };
 }
 
-const takes = (r: Relay): number => r.metrics.registry.value('tcpsplit_pool_takes_total');
+const takes = (r: Relay): Promise<number> => r.metrics.registry.value('tcpsplit_pool_takes_total');
 
 test('pool on: downloads through pooled legs arrive whole (SHA-256), and the metrics count the takes per peer', async () => {
   const payload = randomBytes(3 * 1024 * 1024);
@@ -41,15 +41,16 @@ test('pool on: downloads through pooled legs arrive whole (SHA-256), and the met
     assert.equal(got.outcome, 'end');
     assert.equal(got.sha256, sha);
   }
-  assert.ok(takes(rc) >= 4, `takes ${takes(rc)}`);
-  const page = rc.metrics.registry.render();
+  const taken = await takes(rc);
+  assert.ok(taken >= 4, `takes ${taken}`);
+  const page = await rc.metrics.registry.render();
   assert.match(page, /tcpsplit_pool_takes_total\{peer="rs"\} \d+/);
   assert.match(page, /tcpsplit_pool_size\{peer="rs"\} \d+/);
   assert.match(page, /tcpsplit_pool_misses_total\{peer="rs"\} \d+/);
   assert.match(page, /tcpsplit_pool_stale_total\{peer="rs"\} \d+/);
   assert.match(page, /tcpsplit_pool_refill_failures_total\{peer="rs"\} \d+/);
-  await waitFor(() => rc.activeConnections === 0 && rs.activeConnections === 0).catch(() => {
-    assert.fail(`still active: rc ${rc.activeConnections}, rs ${rs.activeConnections} (idle ${rs.idleAccepted}, pending ${rs.metrics.registry.value('tcpsplit_pending_headers')})`);
+  await waitFor(() => rc.activeConnections === 0 && rs.activeConnections === 0).catch(async () => {
+    assert.fail(`still active: rc ${rc.activeConnections}, rs ${rs.activeConnections} (idle ${rs.idleAccepted}, pending ${await rs.metrics.registry.value('tcpsplit_pending_headers')})`);
   });
 });
 
@@ -81,12 +82,12 @@ test('R_S keeps authenticated idle pooled connections past the header deadline; 
   assert.equal(stats?.size, 4);
   assert.equal(stats.stale, 0);
   assert.equal(stats.refillFailures, 0);
-  assert.equal(rs.metrics.registry.value('tcpsplit_pending_headers'), 0, 'idle pooled connections are not pending');
+  assert.equal(await rs.metrics.registry.value('tcpsplit_pending_headers'), 0, 'idle pooled connections are not pending');
   // And they still work.
   const client = await dial(port);
   assert.equal((await receiveAll(client)).outcome, 'end');
   client.end();
-  assert.ok(takes(rc) >= 1);
+  assert.ok(await takes(rc) >= 1);
 });
 
 test('R_S restarted: its whole pool goes stale, and no client request fails or reaches the origin twice', async () => {
@@ -115,7 +116,7 @@ test('R_S restarted: its whole pool goes stale, and no client request fails or r
   assert.deepEqual([...server.seen].sort(), ['before', ...bodies].sort());
   const stats = rc.poolStats()[0];
   assert.ok(stats !== undefined && stats.stale >= 4, `stale ${stats?.stale}`);
-  const failed = rc.metrics.registry.value('tcpsplit_connections_closed_total') - rc.metrics.registry.value('tcpsplit_connections_closed_total', { outcome: 'ok' });
+  const failed = await rc.metrics.registry.value('tcpsplit_connections_closed_total') - await rc.metrics.registry.value('tcpsplit_connections_closed_total', { outcome: 'ok' });
   assert.equal(failed, 0);
 });
 
@@ -145,9 +146,9 @@ test('root: pooled connections killed by ss -K while idle (the peer sends RST) a
     assert.equal(server.seen.length, bodies.length, 'the origin saw every request exactly once');
     assert.ok(killed >= 4, `ss -K destroyed ${killed} pooled connections`);
     const stats = rc.poolStats()[0];
-    t.diagnostic(`ss -K destroyed ${killed} pooled connections; R_C counted ${stats?.stale} stale, replaced ${rc.metrics.registry.value('tcpsplit_pool_retries_total')} after a take`);
+    t.diagnostic(`ss -K destroyed ${killed} pooled connections; R_C counted ${stats?.stale} stale, replaced ${await rc.metrics.registry.value('tcpsplit_pool_retries_total')} after a take`);
     assert.ok(stats !== undefined && stats.stale >= 4, `stale ${stats?.stale} of ${killed} killed`);
-    const failed = rc.metrics.registry.value('tcpsplit_connections_closed_total') - rc.metrics.registry.value('tcpsplit_connections_closed_total', { outcome: 'ok' });
+    const failed = await rc.metrics.registry.value('tcpsplit_connections_closed_total') - await rc.metrics.registry.value('tcpsplit_connections_closed_total', { outcome: 'ok' });
     assert.equal(failed, 0);
   });
 

@@ -130,12 +130,12 @@ async function until(condition: () => boolean, what: string, timeoutMs = 5000): 
 }
 
 /** Counters a test reads before and after one connection. */
-function snapshot(r: RelayUnderTest, code: string): { rejects: number; denied: number; nextLegs: number; logs: number; targets: number } {
+async function snapshot(r: RelayUnderTest, code: string): Promise<{ rejects: number; denied: number; nextLegs: number; logs: number; targets: number }> {
   const registry = r.relay.metrics.registry;
   return {
-    rejects: registry.value('tcpsplit_header_rejects_total', { code }),
-    denied: registry.value('tcpsplit_policy_denied_total'),
-    nextLegs: registry.value('tcpsplit_next_leg_total'),
+    rejects: await registry.value('tcpsplit_header_rejects_total', { code }),
+    denied: await registry.value('tcpsplit_policy_denied_total'),
+    nextLegs: await registry.value('tcpsplit_next_leg_total'),
     logs: r.logs.withOutcome(code).length,
     targets: targetConnections,
   };
@@ -148,11 +148,11 @@ function snapshot(r: RelayUnderTest, code: string): { rejects: number; denied: n
 async function expectRefused(
   r: RelayUnderTest, bytes: Buffer, code: string, kind: 'header' | 'policy', options: { fin?: boolean; ipLiteral?: boolean } = {},
 ): Promise<void> {
-  const before = snapshot(r, code);
+  const before = await snapshot(r, code);
   const result = await probe(r.port, bytes, options.fin ?? false);
   assert.deepEqual(result, { error: 'ECONNRESET', ended: false }, 'the client must see a reset, not a clean end');
   await until(() => r.logs.withOutcome(code).length > before.logs, `a log line with outcome ${code}`);
-  const now = snapshot(r, code);
+  const now = await snapshot(r, code);
   const line = r.logs.withOutcome(code).at(-1);
   assert.equal(line?.kind, 'accept');
   assert.equal(typeof line.error, 'string');
@@ -246,10 +246,10 @@ for (const c of policyCases) {
 }
 
 void test('control: a valid header for the allowed 127.0.0.1 reaches the target and ends cleanly', async () => {
-  const before = snapshot(strict, 'ok');
+  const before = await snapshot(strict, 'ok');
   const result = await probe(strict.port, encodeHeader(toTarget(), AUTH, Date.now(), Buffer.from('hello')));
   assert.deepEqual(result, { error: undefined, ended: true });
   assert.equal(targetConnections, before.targets + 1);
   await until(() => strict.logs.withOutcome('ok').length > before.logs, 'an ok log line');
-  assert.equal(strict.relay.metrics.registry.value('tcpsplit_next_leg_total'), before.nextLegs + 1);
+  assert.equal(await strict.relay.metrics.registry.value('tcpsplit_next_leg_total'), before.nextLegs + 1);
 });

@@ -46,7 +46,7 @@ function accepted(sport: number): Socket {
   return { remoteAddress: '::ffff:198.18.0.1', remotePort: sport } as unknown as Socket;
 }
 
-test('early leg: a SYN steered here opens a leg, and its accept claims it once', () => {
+test('early leg: a SYN steered here opens a leg, and its accept claims it once', async () => {
   const { early, metrics, opened } = harness(1, 2);
   const sport = portFor(1, 2, '198.18.0.1');
   early.onSyn(syn(sport));
@@ -55,20 +55,20 @@ test('early leg: a SYN steered here opens a leg, and its accept claims it once',
   assert.equal(early.size, 1);
   assert.equal(early.claim(accepted(sport), '198.18.1.1', 8080), opened[0] as unknown as SplitConnection);
   assert.equal(early.claim(accepted(sport), '198.18.1.1', 8080), undefined, 'claimed once');
-  assert.equal(metrics.value('tcpsplit_early_syn_captured_total'), 2);
-  assert.equal(metrics.value('tcpsplit_early_syn_paired_total'), 1);
-  assert.equal(metrics.value('tcpsplit_early_syn_fallbacks_total'), 1);
+  assert.equal(await metrics.value('tcpsplit_early_syn_captured_total'), 2);
+  assert.equal(await metrics.value('tcpsplit_early_syn_paired_total'), 1);
+  assert.equal(await metrics.value('tcpsplit_early_syn_fallbacks_total'), 1);
   early.close();
 });
 
-test('early leg: a SYN steer() gives another worker is a steering miss: nothing opened, and the accept there falls back', () => {
+test('early leg: a SYN steer() gives another worker is a steering miss: nothing opened, and the accept there falls back', async () => {
   const { early, metrics, opened } = harness(0, 2);
   const sport = portFor(1, 2, '198.18.0.1');
   early.onSyn(syn(sport));
   assert.equal(opened.length, 0);
-  assert.equal(metrics.value('tcpsplit_early_syn_steering_misses_total'), 1);
+  assert.equal(await metrics.value('tcpsplit_early_syn_steering_misses_total'), 1);
   assert.equal(early.claim(accepted(sport), '198.18.1.1', 8080), undefined);
-  assert.equal(metrics.value('tcpsplit_early_syn_fallbacks_total'), 1);
+  assert.equal(await metrics.value('tcpsplit_early_syn_fallbacks_total'), 1);
   early.close();
 });
 

@@ -68,17 +68,17 @@ test('early SYN: an early leg that failed before its accept (a refused target) c
   const events = new MessageChannel();
   t.after(() => { events.port1.close(); events.port2.close(); });
   relay.attachSynEvents(events.port1, { index: 0, workers: 1 });
-  const metric = (name: string, labels?: Record<string, string>): number => relay.metrics.registry.value(name, labels);
+  const metric = (name: string, labels?: Record<string, string>): Promise<number> => relay.metrics.registry.value(name, labels);
 
   const clientPort = await freePort();
   events.port2.postMessage({ type: 'syn', saddr: '127.0.0.1', sport: clientPort, daddr: '127.0.0.1', dport: port, family: 4, isn: 1, t: monotonicMs(), queueNum: 0 });
-  for (let i = 0; i < 200 && metric('tcpsplit_connections_closed_total') < 1; i++) await sleep(10);
-  assert.equal(metric('tcpsplit_early_syn_offers_total', { outcome: 'opened' }), 1, 'the SYN opened an early leg');
-  assert.equal(metric('tcpsplit_connections_closed_total'), 1, 'which was refused and recorded before any accept');
+  for (let i = 0; i < 200 && await metric('tcpsplit_connections_closed_total') < 1; i++) await sleep(10);
+  assert.equal(await metric('tcpsplit_early_syn_offers_total', { outcome: 'opened' }), 1, 'the SYN opened an early leg');
+  assert.equal(await metric('tcpsplit_connections_closed_total'), 1, 'which was refused and recorded before any accept');
 
   const first = await receiveAll(connect({ port, host: '127.0.0.1', localAddress: '127.0.0.1', localPort: clientPort, allowHalfOpen: true }));
   assert.equal(first.outcome, 'ECONNRESET', 'its client is reset, with the leg\'s failure');
-  assert.equal(metric('tcpsplit_early_syn_paired_total'), 1, 'the accept took the failed leg');
+  assert.equal(await metric('tcpsplit_early_syn_paired_total'), 1, 'the accept took the failed leg');
 
   const holding = new Set<Socket>();
   const hold = createServer({ allowHalfOpen: true }, (s) => { s.on('error', () => undefined); holding.add(s); });
@@ -90,5 +90,5 @@ test('early SYN: an early leg that failed before its accept (a refused target) c
   t.after(() => second.destroy());
   for (let i = 0; i < 200 && holding.size < 1; i++) await sleep(10);
   assert.equal(holding.size, 1, 'the next client reached the target');
-  assert.equal(metric('tcpsplit_overload_total'), 0, 'no client refused for want of a slot');
+  assert.equal(await metric('tcpsplit_overload_total'), 0, 'no client refused for want of a slot');
 });

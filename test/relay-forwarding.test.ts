@@ -49,9 +49,9 @@ describe('relay forwarding through a chain on loopback', () => {
     // The relays count what they forwarded and record a clean outcome.
     for (const relay of relays) {
       await waitFor(() => relay.activeConnections === 0);
-      assert.equal(relay.metrics.registry.value('tcpsplit_connections_closed_total', { outcome: 'ok' }), 1);
+      assert.equal(await relay.metrics.registry.value('tcpsplit_connections_closed_total', { outcome: 'ok' }), 1);
     }
-    assert.equal(relays[0]?.metrics.registry.value('tcpsplit_bytes_total', { direction: 'down' }), size);
+    assert.equal(await relays[0]?.metrics.registry.value('tcpsplit_bytes_total', { direction: 'down' }), size);
   });
 
   it('works through a chain of three relays', async () => {
@@ -67,8 +67,8 @@ describe('relay forwarding through a chain on loopback', () => {
     const serverSide = await server.results[0];
     assert.equal(serverSide?.received.sha256, sentUp);
     assert.equal(down.sha256, serverSide.sent);
-    assert.equal(relays[1]?.metrics.registry.value('tcpsplit_next_leg_total', { kind: 'peer' }), 1, 'the middle relay routes on to the next peer');
-    assert.equal(relays[2]?.metrics.registry.value('tcpsplit_next_leg_total', { kind: 'direct' }), 1);
+    assert.equal(await relays[1]?.metrics.registry.value('tcpsplit_next_leg_total', { kind: 'peer' }), 1, 'the middle relay routes on to the next peer');
+    assert.equal(await relays[2]?.metrics.registry.value('tcpsplit_next_leg_total', { kind: 'direct' }), 1);
   });
 });
 
@@ -90,7 +90,7 @@ describe('IPv6', () => {
     const got = await receiveAll(client);
     assert.equal(got.outcome, 'end');
     assert.equal(got.bytes, 7);
-    assert.equal(rs.metrics.registry.value('tcpsplit_next_leg_total', { kind: 'direct' }), 1);
+    assert.equal(await rs.metrics.registry.value('tcpsplit_next_leg_total', { kind: 'direct' }), 1);
   });
 });
 
@@ -175,7 +175,7 @@ describe('aborts are never turned into clean ends', () => {
     const got = await receiveAll(client);
     assert.equal(got.outcome, 'ECONNRESET');
     await waitFor(() => relays.every((r) => r.activeConnections === 0));
-    assert.equal(relays[0]?.metrics.registry.value('tcpsplit_connections_closed_total', { outcome: 'TCPSPLIT_ERR_RESET' }), 1);
+    assert.equal(await relays[0]?.metrics.registry.value('tcpsplit_connections_closed_total', { outcome: 'TCPSPLIT_ERR_RESET' }), 1);
   });
 
   it('a client reset mid-stream reaches the server as a reset', async () => {
@@ -203,6 +203,6 @@ describe('aborts are never turned into clean ends', () => {
     const got = await receiveAll(client);
     assert.equal(got.outcome, 'ECONNRESET');
     await waitFor(() => relays[1]?.activeConnections === 0);
-    assert.equal(relays[1]?.metrics.registry.value('tcpsplit_connections_closed_total', { outcome: 'TCPSPLIT_ERR_CONNECT' }), 1);
+    assert.equal(await relays[1]?.metrics.registry.value('tcpsplit_connections_closed_total', { outcome: 'TCPSPLIT_ERR_CONNECT' }), 1);
   });
 });

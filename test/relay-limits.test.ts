@@ -40,7 +40,7 @@ describe('relay timeouts', () => {
     assert.equal(got.outcome, 'ECONNRESET');
     assert.ok(waited >= 250 && waited < 3000, `reset after ${waited} ms, expected about 300`);
     await waitFor(() => relay.activeConnections === 0);
-    assert.equal(relay.metrics.registry.value('tcpsplit_connections_closed_total', { outcome: 'TCPSPLIT_ERR_CONNECT_TIMEOUT' }), 1);
+    assert.equal(await relay.metrics.registry.value('tcpsplit_connections_closed_total', { outcome: 'TCPSPLIT_ERR_CONNECT_TIMEOUT' }), 1);
   });
 
   it('a connection idle for --idle-timeout is reset, not closed cleanly', async () => {
@@ -52,7 +52,7 @@ describe('relay timeouts', () => {
     const got = await receiveAll(client);
     assert.equal(got.outcome, 'ECONNRESET');
     await waitFor(() => relay.activeConnections === 0);
-    assert.equal(relay.metrics.registry.value('tcpsplit_connections_closed_total', { outcome: 'TCPSPLIT_ERR_IDLE_TIMEOUT' }), 1);
+    assert.equal(await relay.metrics.registry.value('tcpsplit_connections_closed_total', { outcome: 'TCPSPLIT_ERR_IDLE_TIMEOUT' }), 1);
   });
 });
 

@@ -111,8 +111,8 @@ describe('relay regressions', () => {
     c.resetAndDestroy();
     await waitFor(() => relay.activeConnections === 0);
     await new Promise((r) => setTimeout(r, 500)); // past the header timeout
-    assert.equal(relay.metrics.registry.value('tcpsplit_header_rejects_total'), 0);
-    assert.equal(relay.metrics.registry.value('tcpsplit_connections_closed_total', { outcome: 'TCPSPLIT_ERR_RESET' }), 1);
+    assert.equal(await relay.metrics.registry.value('tcpsplit_header_rejects_total'), 0);
+    assert.equal(await relay.metrics.registry.value('tcpsplit_connections_closed_total', { outcome: 'TCPSPLIT_ERR_RESET' }), 1);
   });
 
   it('two relays that route to each other cut the loop instead of multiplying connections', async () => {
@@ -126,10 +126,10 @@ describe('relay regressions', () => {
     await waitFor(() => a.activeConnections === 0 && b.activeConnections === 0);
     // Next legs, not accepted connections: with the pool on (the default), each relay also
     // accepts the other's idle pooled connections, which carry nothing until taken.
-    const total = a.metrics.registry.value('tcpsplit_next_leg_total') + b.metrics.registry.value('tcpsplit_next_leg_total');
+    const total = await a.metrics.registry.value('tcpsplit_next_leg_total') + await b.metrics.registry.value('tcpsplit_next_leg_total');
     assert.ok(total <= 4, `the loop went round ${total} times`);
-    assert.equal(a.metrics.registry.value('tcpsplit_header_rejects_total', { code: 'TCPSPLIT_ERR_REPLAY' })
-      + b.metrics.registry.value('tcpsplit_header_rejects_total', { code: 'TCPSPLIT_ERR_REPLAY' }), 1);
+    assert.equal(await a.metrics.registry.value('tcpsplit_header_rejects_total', { code: 'TCPSPLIT_ERR_REPLAY' })
+      + await b.metrics.registry.value('tcpsplit_header_rejects_total', { code: 'TCPSPLIT_ERR_REPLAY' }), 1);
   });
 
   it('--max-connections resets connections beyond the limit and counts them', async () => {
@@ -142,7 +142,7 @@ describe('relay regressions', () => {
     await waitFor(() => relay.activeConnections === 2);
     const third = connect({ port, host: '127.0.0.1' }); // reset at once: maybe before 'connect' fires
     assert.equal((await receiveAll(third)).outcome, 'ECONNRESET');
-    assert.equal(relay.metrics.registry.value('tcpsplit_overload_total'), 1);
+    assert.equal(await relay.metrics.registry.value('tcpsplit_overload_total'), 1);
     for (const h of held) h.destroy();
   });
 
@@ -159,8 +159,8 @@ describe('relay regressions', () => {
     const third = await dial(acceptPort); // admitted: the oldest pending one makes room
     third.on('error', () => undefined);
     assert.equal((await oldest).outcome, 'ECONNRESET');
-    assert.equal(relay.metrics.registry.value('tcpsplit_pending_evictions_total', { reason: 'global' }), 1);
-    assert.equal(relay.metrics.registry.value('tcpsplit_overload_total'), 0);
+    assert.equal(await relay.metrics.registry.value('tcpsplit_pending_evictions_total', { reason: 'global' }), 1);
+    assert.equal(await relay.metrics.registry.value('tcpsplit_overload_total'), 0);
     const client = await dial(relay.addresses().forward[0]?.port ?? 0); // forwards still get in
     client.end();
     assert.equal((await receiveAll(client)).bytes, 2);

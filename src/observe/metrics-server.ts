@@ -2,11 +2,15 @@ import { Server, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { StatusPage, type StatusPageOptions } from '../control/status-page.js';
 import type { ViewSource } from '../control/relay-view.js';
+import { Registry } from 'prom-client';
+import { ListenError } from '../errors.js';
+
 /** What the server renders: a registry (Metrics), or the supervisor's sum over its workers. */
 export interface MetricsSource {
   render(): string | Promise<string>;
+  /** The exposition's content type, as prom-client names it (default: Prometheus text 0.0.4). */
+  readonly contentType?: string;
 }
-import { ListenError } from '../errors.js';
 
 /**
  * An HTTP server whose close() also ends the status page's event streams: they never end
@@ -30,7 +34,7 @@ class MetricsHttpServer extends Server {
 function route(metrics: MetricsSource, page: StatusPage | undefined, req: IncomingMessage, res: ServerResponse): void {
   if (req.method === 'GET' && req.url === '/metrics') {
     Promise.resolve(metrics.render()).then(
-      (text) => { res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' }).end(text); },
+      (text) => { res.writeHead(200, { 'content-type': metrics.contentType ?? Registry.PROMETHEUS_CONTENT_TYPE }).end(text); },
       (err: unknown) => { res.writeHead(503, { 'content-type': 'text/plain' }).end(`metrics unavailable: ${String(err)}\n`); },
     );
   } else if (req.method === 'GET' && req.url === '/healthz') {

@@ -87,10 +87,10 @@ export class EarlyLegs {
     const m = options.metrics;
     this.#captured = m.counter('tcpsplit_early_syn_captured_total', 'SYNs the capture delivered to this relay for its -L and --intercept listeners.');
     this.#offers = m.counter('tcpsplit_early_syn_offers_total',
-      'What a captured SYN led to, by outcome (opened: an early leg; retransmit, late, full, source-cap, open-failed, not-ours: none).');
+      'What a captured SYN led to, by outcome (opened: an early leg; retransmit, late, full, source-cap, open-failed, not-ours: none).', ['outcome']);
     this.#paired = m.counter('tcpsplit_early_syn_paired_total', 'Accepted connections that took the leg opened at their SYN.');
     this.#fallbacks = m.counter('tcpsplit_early_syn_fallbacks_total', 'Accepted connections with no early leg waiting: connected after accept.');
-    this.#dropped = m.counter('tcpsplit_early_syn_dropped_total', 'Early legs closed unclaimed, by reason (expired, superseded, mismatch, closed).');
+    this.#dropped = m.counter('tcpsplit_early_syn_dropped_total', 'Early legs closed unclaimed, by reason (expired, superseded, mismatch, closed).', ['reason']);
     this.#steeringMisses = m.counter('tcpsplit_early_syn_steering_misses_total', 'SYNs delivered to a worker that steer() says will not accept them.');
     m.gauge('tcpsplit_early_syn_pending', 'Early legs waiting for their accept now (the pairing table\'s size).', () => this.#table.size);
     this.#eventDelay = m.histogram('tcpsplit_early_syn_event_delay_seconds',

@@ -213,6 +213,7 @@ export class Relay {
   /** Lifecycle totals for the view (counted at close, never per chunk). */
   #closed = 0;
   #failed = 0;
+  /** Bytes each way of the connections closed so far (the view and tcpsplit_bytes_total add the open ones' progress). */
   readonly #closedBytes = { up: 0, down: 0 };
   /** The last ERRORS_IN_VIEW connections that failed, oldest first (a ring, bounded). */
   readonly #recentErrors: ErrorView[] = [];
@@ -232,6 +233,18 @@ export class Relay {
     this.#pending = new PendingAdmission(this.#onEvict);
     this.metrics = new RelayMetrics(() => this.#connections.size - this.#idle.size, () => this.#pending.size);
     this.metrics.pools(() => this.#poolCounts(), () => this.#idle.size);
+    this.metrics.bytes(() => this.#bytesSoFar());
+  }
+
+  /** Bytes each way so far: closed connections' and, read now, the open ones' progress. */
+  #bytesSoFar(): { up: number; down: number } {
+    let { up, down } = this.#closedBytes;
+    for (const conn of this.#connections) {
+      const p = conn.progress;
+      up += p.up;
+      down += p.down;
+    }
+    return { up, down };
   }
 
   #hooks(previous: RelayState | undefined): StateHooks {
@@ -262,16 +275,12 @@ export class Relay {
    * the longest-lived connections with their bytes so far, the recent errors, and per
    * peer the pool and one leg's TCP_INFO.
    */
-  viewPart(index: number, loopLagMs: number): WorkerViewPart {
+  async viewPart(index: number, loopLagMs: number): Promise<WorkerViewPart> {
     this.#index = index;
+    // First: the rest of the part is read in one step after it.
+    const accepted = await this.metrics.registry.value('tcpsplit_connections_accepted_total');
     const now = performance.now();
     const open = [...this.#connections].filter((c) => !this.#idle.has(c) && !this.#earlyUnclaimed.has(c));
-    const live = { up: 0, down: 0 };
-    for (const c of this.#connections) {
-      const p = c.progress;
-      live.up += p.up;
-      live.down += p.down;
-    }
     const connections = open.sort((a, b) => a.startedAt - b.startedAt).slice(0, CONNECTIONS_IN_VIEW).map((c) => ({
       id: c.id, worker: index, kind: c.kind, client: c.client, target: c.target === undefined ? '-' : formatEndpoint(c.target), via: c.via,
       ageMs: Math.round(now - c.startedAt), ...c.progress,
@@ -286,9 +295,9 @@ export class Relay {
       };
     });
     return {
-      accepted: this.metrics.registry.value('tcpsplit_connections_accepted_total'),
+      accepted,
       open: this.activeConnections, closed: this.#closed, failed: this.#failed, loopLagMs,
-      bytes: { up: this.#closedBytes.up + live.up, down: this.#closedBytes.down + live.down },
+      bytes: this.#bytesSoFar(),
       connections, errors: [...this.#recentErrors].reverse(), peers,
     };
   }
@@ -640,9 +649,8 @@ export class Relay {
     if (this.#earlyUnclaimed.delete(conn)) this.#slots.releaseEarly();
     else this.#slots.release();
     this.metrics.closed(1, labelsFor('outcome', record.outcome));
-    this.metrics.bytes(record.up, UP);
-    this.metrics.bytes(record.down, DOWN);
     this.#closed++;
+    // In the same step as the delete above: the bytes move from open to closed, never counted twice.
     this.#closedBytes.up += record.up;
     this.#closedBytes.down += record.down;
     // Failures a person should see: not routine ends (an idle pooled connection retired,
@@ -855,9 +863,6 @@ function legInfo(socket: Socket | undefined): { rttMs?: number; cwnd?: number } 
     return {}; // closed under us: no sample this time
   }
 }
-
-const UP = labelsFor('direction', 'up');
-const DOWN = labelsFor('direction', 'down');
 
 function noop(): void { /* errors of a socket being discarded */ }
 

@@ -41,13 +41,15 @@ export class TurboStart {
 
   /** Gauges on the supervisor's registry: per peer, whether the route is applied and its windows. */
   register(metrics: Metrics): void {
+    // Routes are the relay's, not a worker's: one value per peer, never a sum.
+    const ONE_PER_RELAY = { labelNames: ['peer'], aggregator: 'first' } as const;
     const per = (pick: (r: TurboPeerReport) => number) => () => this.#reports.map((r) => [labelsFor('peer', r.name), pick(r)] as const);
     metrics.computed('tcpsplit_turbo_route_applied', 'Turbo-Start: 1 when the route to the peer with initcwnd/initrwnd is applied, 0 when it could not be.', 'gauge',
-      per((r) => (r.applied ? 1 : 0)));
+      per((r) => (r.applied ? 1 : 0)), ONE_PER_RELAY);
     metrics.computed('tcpsplit_turbo_initcwnd', 'Turbo-Start: the initcwnd applied on the route to the peer, segments (0: not applied).', 'gauge',
-      per((r) => (r.applied ? r.initCwnd : 0)));
+      per((r) => (r.applied ? r.initCwnd : 0)), ONE_PER_RELAY);
     metrics.computed('tcpsplit_turbo_initrwnd', 'Turbo-Start: the initrwnd applied on the route to the peer, segments (0: not applied).', 'gauge',
-      per((r) => (r.applied ? r.initRwnd : 0)));
+      per((r) => (r.applied ? r.initRwnd : 0)), ONE_PER_RELAY);
   }
 
   /** At start: removes stale routes, then applies `config`'s. Never throws. */

@@ -26,7 +26,8 @@ import type { Server as HttpServer } from 'node:http';
 import type { RelayConfig } from '../config/relay-config.js';
 import { describeChanges, diffConfigs, RESTART_ONLY } from '../config/config-diff.js';
 import type { Logger } from '../observe/logger.js';
-import { labelsFor, mergeSnapshots, Metrics, renderSnapshots, type MetricsSnapshot } from '../observe/metrics.js';
+import { aggregate, countedOnly, labelsFor, Metrics, sumSnapshots, type MetricsSnapshot } from '../observe/metrics.js';
+import { openFds } from '../observe/open-fds.js';
 import { serverAddress, startMetricsServer } from '../observe/metrics-server.js';
 import { SharedReplayGuard } from '../protocol/shared-replay-guard.js';
 import { SharedConnectionSlots } from '../relay/connection-slots.js';
@@ -88,7 +89,7 @@ export class Supervisor implements ViewSource {
   readonly #fds: ListenerFds;
   readonly #workerSlots: Slot[] = [];
   readonly #metrics = new Metrics();
-  readonly #reloadCounter = this.#metrics.counter('tcpsplit_config_reloads_total', 'Config reloads on SIGHUP, by result (ok, error).');
+  readonly #reloadCounter = this.#metrics.counter('tcpsplit_config_reloads_total', 'Config reloads on SIGHUP, by result (ok, error).', ['result']);
   readonly #restartCounter = this.#metrics.counter('tcpsplit_worker_restarts_total', 'Worker threads that died and were replaced.');
   #metricsServer: HttpServer | undefined;
   #addresses: Addresses = { forward: [], accept: undefined, intercept: undefined };
@@ -102,7 +103,7 @@ export class Supervisor implements ViewSource {
    * Counters of workers that died, as last scraped, so the relay's sums do not go
    * backwards when a worker is replaced (what it counted since the last scrape is lost).
    */
-  #retired: MetricsSnapshot = { series: [] };
+  #retired: Promise<MetricsSnapshot> = Promise.resolve([]);
   /** The view's totals of workers that died (their open connections were reset: failed). */
   #retiredView: SupervisorPart['retired'] = { closed: 0, failed: 0, bytes: { up: 0, down: 0 } };
   readonly #startedAt = Date.now();
@@ -127,6 +128,8 @@ export class Supervisor implements ViewSource {
     this.#slots = new SharedConnectionSlots(config.workers);
     this.#fds = new ListenerFds(config.workers, config.backlog, options.logger);
     this.#metrics.gauge('tcpsplit_workers', 'Worker threads running now.', () => this.#workerSlots.filter((s) => s.ready).length);
+    this.#metrics.gauge('tcpsplit_workers_configured', 'Worker threads the relay runs (--workers).', () => this.workers);
+    this.#metrics.gauge('tcpsplit_open_fds', 'Open file descriptors of the relay process (all workers share one table).', openFds);
     this.#metrics.gauge('tcpsplit_early_syn_queue_packets', 'Packets the SYN queues gave a verdict (since start).', () => this.#earlySyn?.stats().packets ?? 0);
     this.#metrics.gauge('tcpsplit_early_syn_queue_overruns', 'SYNs the kernel let through unread because a queue was full (fail-open; since start).',
       () => this.#earlySyn?.stats().overruns ?? 0);
@@ -328,7 +331,7 @@ export class Supervisor implements ViewSource {
       answered: snapshots.length,
       perWorker: snapshots.map((s) => ({
         index: s.index, threadId: s.threadId, open: s.open,
-        accepted: s.metrics.series.find((x) => x.name === 'tcpsplit_connections_accepted_total')?.values.reduce((n, [, v]) => n + v, 0) ?? 0,
+        accepted: s.metrics.find((x) => x.name === 'tcpsplit_connections_accepted_total')?.values.reduce((n, v) => n + v.value, 0) ?? 0,
       })),
     };
   }
@@ -362,13 +365,30 @@ export class Supervisor implements ViewSource {
     });
   }
 
-  /** One /metrics page: every worker's series summed, with the supervisor's own (reloads, restarts, workers). */
+  /**
+   * One /metrics page: every worker's series aggregated (prom-client's AggregatorRegistry,
+   * each series by its aggregator), with dead workers' counters and the supervisor's own
+   * (reloads, restarts, workers, fds).
+   */
   async render(): Promise<string> {
-    const own = this.#metrics.snapshot();
-    const ownNames = new Set(own.series.map((s) => s.name));
-    const workers: MetricsSnapshot[] = (await this.#snapshots()).map((s) => ({ series: s.metrics.series.filter((x) => !ownNames.has(x.name)) }));
-    const retired = { series: this.#retired.series.filter((x) => !ownNames.has(x.name)) };
-    return renderSnapshots([...workers, retired, own]);
+    const own = await this.#metrics.snapshot();
+    const ownNames = new Set(own.map((m) => m.name));
+    const notOwn = (snapshot: MetricsSnapshot): MetricsSnapshot => snapshot.filter((m) => !ownNames.has(m.name));
+    const answered = new Map((await this.#snapshots()).map((s) => [s.index, s]));
+    // In one step with reading #retired: a worker that died since it answered is counted there, not twice.
+    const workers: MetricsSnapshot[] = [];
+    for (const slot of this.#workerSlots) {
+      const s = answered.get(slot.index);
+      if (s !== undefined && slot.ready && slot.threadId === s.threadId) workers.push(s.metrics);
+      // Alive but too slow to answer: its counters as last scraped, since Prometheus reads a dip as a reset.
+      else if (slot.lastMetrics !== undefined) workers.push(countedOnly(slot.lastMetrics));
+    }
+    const retired = this.#retired;
+    return aggregate([...workers.map(notOwn), notOwn(await retired), own]).metrics();
+  }
+
+  get contentType(): string {
+    return this.#metrics.contentType;
   }
 
   /**
@@ -579,8 +599,8 @@ export class Supervisor implements ViewSource {
           reject(new WorkerExitError(`worker ${index} exited (code ${code}) before it was ready`));
         }
         if (slot.lastMetrics !== undefined) {
-          const counted = { series: slot.lastMetrics.series.filter((x) => x.type !== 'gauge') };
-          this.#retired = mergeSnapshots([this.#retired, counted]);
+          const counted = countedOnly(slot.lastMetrics);
+          this.#retired = this.#retired.then((retired) => sumSnapshots([retired, counted]));
         }
         slot.lastMetrics = undefined;
         const v = slot.lastView;

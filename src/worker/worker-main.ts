@@ -28,6 +28,8 @@ const SUPERVISOR_EVENTS = new Set(['reload', 'fd-limit']);
 const INFO = 30;
 
 const loopLag = new LoopLag();
+/** The loop lag read at the last snapshot, ms: what tcpsplit_event_loop_lag_seconds reports. */
+let lastLoopLagMs = 0;
 const port = parentPort;
 if (port === null) throw new Error('worker-main.ts runs only as a worker thread (src/worker/supervisor.ts starts it)');
 const data = workerData as WorkerData;
@@ -103,9 +105,15 @@ port.on('message', (message: ToWorker) => {
       return;
     case 'snapshot': {
       const r = relayOrThrow();
-      const { forward, accept, intercept } = r.addresses();
-      send({ type: 'reply', id: message.id, value: { index: data.index, threadId, metrics: r.metrics.registry.snapshot(), open: r.activeConnections, addresses: { forward, accept, intercept },
-        view: r.viewPart(data.index, loopLag.readP99Ms()) } });
+      // One window of loop lag per snapshot, shared by the view and the metrics' gauge.
+      lastLoopLagMs = loopLag.readP99Ms();
+      Promise.all([r.metrics.registry.snapshot(), r.viewPart(data.index, lastLoopLagMs)]).then(
+        ([metrics, view]) => {
+          const { forward, accept, intercept } = r.addresses();
+          send({ type: 'reply', id: message.id, value: { index: data.index, threadId, metrics, open: r.activeConnections, addresses: { forward, accept, intercept }, view } });
+        },
+        (err: unknown) => { send({ type: 'reply', id: message.id, error: toWire(err) }); },
+      );
       return;
     }
   }
@@ -157,6 +165,7 @@ try {
     installInterception: data.index === 0,
     onPeerAuthenticated: (address) => { send({ type: 'peer-seen', address }); },
   });
+  relay.metrics.eventLoopLag(data.index, () => lastLoopLagMs / 1000);
   const { forward, accept, intercept } = relay.addresses();
   send({ type: 'ready', addresses: { forward, accept, intercept } });
 } catch (err) {

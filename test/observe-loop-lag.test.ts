@@ -1,0 +1,23 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { LoopLag } from '../src/observe/loop-lag.js';
+
+// A lower bound only (a loop blocked 200 ms was late by at least most of that); no timing upper bound is asserted.
+test('loop lag: a 200 ms block shows in the window that saw it, and the next window starts afresh', async () => {
+  const lag = new LoopLag();
+  try {
+    await sleep(50);
+    lag.readP99Ms();
+    await sleep(30);
+    const until = Date.now() + 200;
+    while (Date.now() < until) { /* block the loop */ }
+    await sleep(60);
+    const blocked = lag.readP99Ms();
+    assert.ok(blocked >= 150, `p99 ${blocked} ms after a 200 ms block`);
+    await sleep(60);
+    assert.ok(lag.readP99Ms() < blocked, 'the block aged out with its window');
+  } finally {
+    lag.close();
+  }
+});
