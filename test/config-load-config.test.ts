@@ -35,7 +35,7 @@ void test('flags alone: defaults fill in', async () => {
   assert.deepEqual(config, {
     forwards: [{ listen: { host: '127.0.0.1', port: 0 }, target: { host: '127.0.0.1', port: 9 } }],
     peers: [], routes: [], accept: undefined, key: undefined, insecure: false, allow: [], deny: [],
-    metrics: undefined, ...DEFAULTS, workers: Math.min(availableParallelism(), 256), configFile: undefined,
+    metrics: undefined, ...DEFAULTS, workers: Math.min(availableParallelism(), 256), configFile: undefined, control: { path: '/run/tcpsplit/control.sock', explicit: false },
   });
 });
 
@@ -163,9 +163,9 @@ void test('bad YAML files throw ConfigError naming the file and key', async () =
   await assert.rejects(loadRelayConfig(['--config', join(dir, 'missing.yaml')], noEnv), /cannot read config file/);
 });
 
-void test('an empty YAML file is an empty config', () => {
-  assert.deepEqual(parseConfigText('', 'x.yaml'), { forwards: [], peers: [], routes: [], allow: [], deny: [], intercepts: [] });
-  assert.deepEqual(parseConfigText('# nothing\n', 'x.yaml').forwards, []);
+void test('an empty YAML file is an empty config', async () => {
+  assert.deepEqual(await parseConfigText('', 'x.yaml'), { forwards: [], peers: [], routes: [], allow: [], deny: [], intercepts: [] });
+  assert.deepEqual((await parseConfigText('# nothing\n', 'x.yaml')).forwards, []);
 });
 
 void test('key loading: raw, hex and base64 files, env variables, precedence', async () => {
@@ -288,24 +288,24 @@ void test('RELAY_HELP names every option and teaches with examples', () => {
   }
 });
 
-void test('the YAML example in RELAY_HELP parses', () => {
+void test('the YAML example in RELAY_HELP parses', async () => {
   const start = RELAY_HELP.indexOf('    forward:\n');
   assert.ok(start > 0);
   const yamlText = RELAY_HELP.slice(start).split('\n').map((l) => l.slice(4)).join('\n');
-  const options = parseConfigText(yamlText, 'help');
+  const options = await parseConfigText(yamlText, 'help');
   assert.equal(options.forwards.length, 2);
   assert.deepEqual(options.routes, [{ cidr: '198.18.0.0/15', via: 'rs' }]);
 });
 
-void test("config-file.ts's header example parses, and what it says of bare numbers is what the parser does", () => {
+void test("config-file.ts's header example parses, and what it says of bare numbers is what the parser does", async () => {
   const source = readFileSync(fileURLToPath(new URL('../../src/config/config-file.ts', import.meta.url)), 'utf8');
   const header = source.slice(0, source.indexOf('*/'));
   const example = [...header.matchAll(/^ \* {3}(\S.*)$/gm)].map((m) => (m[1] ?? '').replace(/\s+#.*$/, '')).join('\n');
   assert.match(example, /connect-timeout: 5s/);
-  parseConfigText(example, 'header example');
+  await parseConfigText(example, 'header example');
   const claim = /bare number[^\n]*/.exec(header)?.[0] ?? '';
   assert.notEqual(claim, '', 'the header says what a bare number means');
-  const bare = (): unknown => parseConfigText('connect-timeout: 5', 'bare');
-  if (/milliseconds/.test(claim)) assert.equal(parseConfigText('connect-timeout: 5', 'bare').connectTimeoutMs, 5, claim);
-  else assert.throws(bare, /no unit/, claim);
+  const bare = (): Promise<unknown> => parseConfigText('connect-timeout: 5', 'bare');
+  if (/milliseconds/.test(claim)) assert.equal((await parseConfigText('connect-timeout: 5', 'bare')).connectTimeoutMs, 5, claim);
+  else await assert.rejects(bare, /no unit/, claim);
 });

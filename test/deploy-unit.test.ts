@@ -9,13 +9,14 @@ import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmodSync, chownSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { DEFAULTS } from '../src/config/relay-config.js';
 import { readConfigFile } from '../src/config/config-file.js';
 import { RELAY_CAPABILITIES } from '../src/sys/index.js';
+import { requestUnix } from '../src/control/unix-http.js';
 import { needsRoot } from './helpers/lab.js';
 import { RelayProcess, type LogLine } from './helpers/relay-process.js';
 
@@ -143,7 +144,12 @@ void test('as root: with only the unit\'s capabilities, a non-root relay gets st
   const key = join(dir, 'key');
   writeFileSync(key, randomBytes(32), { mode: 0o600 });
   chownSync(key, 65534, 65534);
-  const args = ['-L', '127.0.0.1:0:198.18.232.9:80', '--workers', '2', '--early-syn', 'on', '--peer', 'rs=198.18.231.2:7000',
+  // What RuntimeDirectory=tcpsplit gives the relay's user: a private directory for the control socket.
+  const runDir = join(dir, 'run');
+  mkdirSync(runDir, { mode: 0o700 });
+  chownSync(runDir, 65534, 65534);
+  const control = join(runDir, 'control.sock');
+  const args = ['--control', control, '-L', '127.0.0.1:0:198.18.232.9:80', '--workers', '2', '--early-syn', 'on', '--peer', 'rs=198.18.231.2:7000',
     '--route', '198.18.232.0/24=rs', '--key-file', key, '--intercept', '198.18.233.0/24', '--intercept-listen', '7080',
     '--metrics', '127.0.0.1:80', '--pool-low', '1', '--pool-high', '1', '--connect-timeout', '1s'];
 
@@ -158,6 +164,11 @@ void test('as root: with only the unit\'s capabilities, a non-root relay gets st
   assert.equal((ready['metrics'] as { port?: number } | undefined)?.port, 80, 'metrics bound port 80 (CAP_NET_BIND_SERVICE)');
   assert.deepEqual(relay.lines.filter((l) => typeof l.level === 'number' && l.level >= 40 && l.event !== 'pool'), [], 'no warning but the unreachable peer\'s');
   assert.match(ip('netns', 'exec', NS, 'iptables', '-t', 'mangle', '-S'), /TCPSPLIT-/);
+  // The control API answers root (tcpsplit ctl) on the relay user's private socket.
+  const view = await requestUnix(control, 'GET', '/v1/view');
+  assert.equal(view.status, 200);
+  assert.equal((view.body as { features: { earlySyn: boolean } }).features.earlySyn, true);
+  assert.equal(statSync(control).mode & 0o777, 0o600);
   await relay.stop(20_000);
   assert.equal(relay.child.exitCode, 0);
   assert.doesNotMatch(ip('netns', 'exec', NS, 'iptables', '-t', 'mangle', '-S'), /TCPSPLIT-/, 'the relay removed its rules with those capabilities too');

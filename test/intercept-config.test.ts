@@ -54,7 +54,7 @@ void test('--intercept alone is a config; companions without it are refused; def
 });
 
 void test('YAML intercept: a list, with mode, iface and instance', async () => {
-  const o = parseConfigText('intercept: ["198.18.3.0/24:80", "fd00:7473:3::/64"]\nintercept-mode: tproxy\nintercept-iface: client\ninstance: rc1\n', 'rc.yaml');
+  const o = await parseConfigText('intercept: ["198.18.3.0/24:80", "fd00:7473:3::/64"]\nintercept-mode: tproxy\nintercept-iface: client\ninstance: rc1\n', 'rc.yaml');
   const { config } = await buildRelayConfig(o, {});
   assert.equal(config.intercept?.mode, 'tproxy');
   assert.equal(config.intercept.iface, 'client');

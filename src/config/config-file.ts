@@ -16,7 +16,7 @@ import { dirname, resolve } from 'node:path';
 import { parseDocument } from 'yaml';
 import { ConfigError } from '../errors.js';
 import { applyOption, emptyOptions, optionByName, type RelayOptions } from './relay-options.js';
-import { checkConfigDocument, flagValues, type ConfigDocument } from './config-schema.js';
+import type { ConfigDocument, DocumentValue } from './config-schema.js';
 
 /** A config file is a few kilobytes; refuse to parse something that is clearly not one. */
 const MAX_CONFIG_BYTES = 1 << 20;
@@ -29,13 +29,13 @@ export async function readConfigFile(file: string): Promise<RelayOptions> {
     throw new ConfigError(`cannot read config file ${file}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
   }
   if (text.length > MAX_CONFIG_BYTES) throw new ConfigError(`config file ${file} is larger than ${MAX_CONFIG_BYTES} bytes`);
-  const options = parseConfigText(text, file);
+  const options = await parseConfigText(text, file);
   if (options.keyFile !== undefined) options.keyFile = resolve(dirname(file), options.keyFile);
   return options;
 }
 
 /** `source` names the file in messages. */
-export function parseConfigText(text: string, source: string): RelayOptions {
+export async function parseConfigText(text: string, source: string): Promise<RelayOptions> {
   const doc = parseDocument(text, { prettyErrors: false, uniqueKeys: true });
   const first = doc.errors[0];
   if (first !== undefined) {
@@ -45,6 +45,7 @@ export function parseConfigText(text: string, source: string): RelayOptions {
   }
   // Maps as Map keeps keys like '__proto__' plain data (and null-prototype objects after).
   const root: unknown = doc.toJS({ mapAsMap: true });
+  const { checkConfigDocument } = await import('./config-schema.js');
   return optionsOfDocument(checkConfigDocument(plain(root) ?? {}, source), source);
 }
 
@@ -58,6 +59,14 @@ export function optionsOfDocument(doc: ConfigDocument, source: string): RelayOpt
     for (const item of flagValues(value)) applyOption(spec, options, item, label);
   }
   return options;
+}
+
+/** The flag-form strings a checked document value stands for (what `--name VALUE` would take). */
+function flagValues(value: DocumentValue): string[] {
+  if (typeof value !== 'object') return [String(value)];
+  if (!Array.isArray(value)) return Object.entries(value as Readonly<Record<string, string | number | boolean>>).map(([k, v]) => `${k}=${String(v)}`);
+  return (value as readonly (string | number | boolean | { readonly listen: string | number | boolean; readonly target: string | number | boolean })[])
+    .map((item) => (typeof item === 'object' ? `${String(item.listen)}:${String(item.target)}` : String(item)));
 }
 
 /** YAML maps (Map) as null-prototype objects, so that no key can reach Object.prototype. */

@@ -4,6 +4,10 @@
  * each value takes. It is built from the option table (relay-options.ts), so a new option
  * is known to both at once. What a value means (a CIDR, a duration, a range) is then
  * checked by that option's parser, the same for flags, the file and the API.
+ *
+ * Loaded only when a document is checked (import()): zod is ~100 module files, and a
+ * relay started with flags alone, or at a tight open-files limit (tested at 64), must not
+ * open them all at once at start.
  */
 import { z } from 'zod';
 import { ConfigError } from '../errors.js';
@@ -83,14 +87,4 @@ export function checkConfigDocument(input: unknown, source: string): ConfigDocum
   const key = issue?.path[0];
   const where = key === undefined || issue?.code === 'unrecognized_keys' ? source : `${source}: ${String(key)}`;
   throw new ConfigError(`${where}: ${issue?.message ?? 'not a config document'}`);
-}
-
-/** The flag-form strings a checked document value stands for (what `--name VALUE` would take). */
-export function flagValues(value: DocumentValue): string[] {
-  if (typeof value !== 'object') return [String(value)];
-  if (!Array.isArray(value)) return Object.entries(value as Readonly<Record<string, Scalar>>).map(([k, v]) => `${k}=${String(v)}`);
-  return (value as readonly (Scalar | { readonly listen: Scalar; readonly target: Scalar })[]).map((item) => {
-    if (typeof item === 'object') return `${String(item.listen)}:${String(item.target)}`;
-    return String(item);
-  });
 }

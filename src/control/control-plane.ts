@@ -11,7 +11,7 @@ import type { Logger } from '../observe/logger.js';
 import type { RelayConfig } from '../config/relay-config.js';
 import { buildRelayConfig, type LoadedRelayConfig } from '../config/load-config.js';
 import { parseRelayArgs } from '../config/parse-args.js';
-import { checkConfigDocument, type ConfigDocument } from '../config/config-schema.js';
+import type { ConfigDocument } from '../config/config-schema.js';
 import { optionsOfDocument } from '../config/config-file.js';
 import { describeChanges, diffConfigs, type ConfigChange } from '../config/config-diff.js';
 import { ConfigError } from '../errors.js';
@@ -54,6 +54,7 @@ export class ControlPlane {
       if (typeof patch !== 'object' || patch === null || Array.isArray(patch)) {
         throw new ConfigError('a change is a JSON object of option: value (null drops an earlier change), e.g. {"pool-low": 8}');
       }
+      const { checkConfigDocument } = await import('../config/config-schema.js');
       const entries = Object.entries(patch as Record<string, unknown>);
       const dropped = new Set(entries.filter(([, v]) => v === null).map(([k]) => k));
       const given = Object.fromEntries(entries.filter(([, v]) => v !== null));
