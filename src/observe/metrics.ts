@@ -210,6 +210,19 @@ export class RelayMetrics {
     series('tcpsplit_pool_refill_failures_total', 'Pooled connections that could not be opened (the pool backs off), by peer.', 'counter', (c) => c.refillFailures);
     this.registry.gauge('tcpsplit_pool_idle_accepted', 'Peers\' authenticated idle (pooled) connections held on --accept now.', idleAccepted);
   }
+
+  /**
+   * TCP_INFO of a leg to each peer, sampled at scrape (one per peer and worker: an idle
+   * pooled connection, else an open leg); averaged over the workers that have one.
+   */
+  peerLegs(read: () => readonly { readonly peer: string; readonly rttMs: number; readonly cwnd: number; readonly retransmits: number }[]): void {
+    const series = (name: string, help: string, pick: (s: { rttMs: number; cwnd: number; retransmits: number }) => number): void => {
+      this.registry.computed(name, help, 'gauge', () => read().map((s) => [labelsFor('peer', s.peer), pick(s)] as const), { labelNames: ['peer'], aggregator: 'average' });
+    };
+    series('tcpsplit_peer_rtt_seconds', 'Smoothed RTT (TCP_INFO) of a leg to each peer, sampled at scrape.', (s) => s.rttMs / 1000);
+    series('tcpsplit_peer_cwnd_segments', 'Congestion window (TCP_INFO) of a leg to each peer, sampled at scrape.', (s) => s.cwnd);
+    series('tcpsplit_peer_retransmits', 'Segments retransmitted over the sampled leg\'s life (TCP_INFO tcpi_total_retrans), by peer.', (s) => s.retransmits);
+  }
 }
 
 const UP = labelsFor('direction', 'up');

@@ -233,6 +233,7 @@ export class Relay {
     this.#pending = new PendingAdmission(this.#onEvict);
     this.metrics = new RelayMetrics(() => this.#connections.size - this.#idle.size, () => this.#pending.size);
     this.metrics.pools(() => this.#poolCounts(), () => this.#idle.size);
+    this.metrics.peerLegs(() => this.#peerLegs());
     this.metrics.bytes(() => this.#bytesSoFar());
   }
 
@@ -286,12 +287,13 @@ export class Relay {
       ageMs: Math.round(now - c.startedAt), ...c.progress,
     }));
     const pools = new Map(this.#poolCounts().map((c) => [c.peer, c]));
+    const legs = new Map(this.#peerLegs().map((l) => [l.peer, l]));
     const peers: WorkerPeerPart[] = this.#state.config.peers.map((peer) => {
       const c = pools.get(peer.name);
-      const leg = this.#state.pools?.get(peer.name)?.idleSocket() ?? open.find((x) => x.via === peer.name)?.upstream;
+      const leg = legs.get(peer.name);
       return {
         name: peer.name, size: c?.size ?? 0, takes: c?.takes ?? 0, misses: c?.misses ?? 0, stale: c?.stale ?? 0, refillFailures: c?.refillFailures ?? 0,
-        ...legInfo(leg),
+        ...(leg === undefined ? {} : { rttMs: leg.rttMs, cwnd: leg.cwnd }),
       };
     });
     return {
@@ -300,6 +302,23 @@ export class Relay {
       bytes: this.#bytesSoFar(),
       connections, errors: [...this.#recentErrors].reverse(), peers,
     };
+  }
+
+  /**
+   * TCP_INFO of one leg to each peer, read now: an idle pooled connection (the one the
+   * next client would get), else an open connection's leg. Peers with neither have none.
+   */
+  #peerLegs(): PeerLegSample[] {
+    const samples: PeerLegSample[] = [];
+    for (const peer of this.#state.config.peers) {
+      let socket = this.#state.pools?.get(peer.name)?.idleSocket();
+      if (socket === undefined) {
+        for (const c of this.#connections) if (c.via === peer.name && c.upstream !== undefined) { socket = c.upstream; break; }
+      }
+      const info = legInfo(socket);
+      if (info !== undefined) samples.push({ peer: peer.name, ...info });
+    }
+    return samples;
   }
 
   /** Authenticated idle (pooled) connections held on --accept now. */
@@ -852,15 +871,22 @@ export class Relay {
 /** How much later than the header and connect timeouts the pairing backstop fires. */
 const PAIR_MARGIN_MS = 1000;
 
-/** RTT and cwnd of a leg, from TCP_INFO; nothing when there is no leg or the call fails. */
-function legInfo(socket: Socket | undefined): { rttMs?: number; cwnd?: number } {
+interface PeerLegSample {
+  readonly peer: string;
+  readonly rttMs: number;
+  readonly cwnd: number;
+  readonly retransmits: number;
+}
+
+/** RTT, cwnd and retransmits of a leg, from TCP_INFO; undefined when there is no leg or the call fails. */
+function legInfo(socket: Socket | undefined): Omit<PeerLegSample, 'peer'> | undefined {
   const fd = socket === undefined ? undefined : socketFd(socket);
-  if (fd === undefined) return {};
+  if (fd === undefined) return undefined;
   try {
     const info = tcpInfo(fd);
-    return { rttMs: info.rttUs / 1000, cwnd: info.sndCwnd };
+    return { rttMs: info.rttUs / 1000, cwnd: info.sndCwnd, retransmits: info.totalRetrans };
   } catch {
-    return {}; // closed under us: no sample this time
+    return undefined; // closed under us: no sample this time
   }
 }
 

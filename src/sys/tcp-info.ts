@@ -25,6 +25,7 @@ const TCPI_RTTVAR_OFFSET = 72;
 const TCPI_SND_SSTHRESH_OFFSET = 76;
 const TCPI_SND_CWND_OFFSET = 80;
 const TCPI_RCV_SPACE_OFFSET = 96;
+const TCPI_TOTAL_RETRANS_OFFSET = 100;
 /** u64 tcpi_bytes_acked (Linux 4.1+): the pool's retry asks whether its TARGET frame was acknowledged. */
 const TCPI_BYTES_ACKED_OFFSET = 120;
 const TCP_INFO_BYTES = 136;
@@ -55,6 +56,8 @@ export interface TcpInfo extends TcpRtt {
   readonly rcvWscale: number;
   /** Bytes the peer has acknowledged (RFC 4898 HCThruOctetsAcked); undefined on kernels before 4.1. */
   readonly bytesAcked: number | undefined;
+  /** Segments retransmitted over the connection's life (tcpi_total_retrans). */
+  readonly totalRetrans: number;
 }
 
 function readTcpInfo(fd: number): Buffer {
@@ -86,6 +89,7 @@ export function tcpInfo(fd: number): TcpInfo {
     // Bit fields on a little-endian machine: snd_wscale is the low nibble.
     sndWscale: wscale & 0x0f,
     rcvWscale: wscale >> 4,
+    totalRetrans: buf.readUInt32LE(TCPI_TOTAL_RETRANS_OFFSET),
     bytesAcked: buf.length >= TCPI_BYTES_ACKED_OFFSET + 8 ? Number(buf.readBigUInt64LE(TCPI_BYTES_ACKED_OFFSET)) : undefined,
   };
 }
