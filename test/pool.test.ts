@@ -74,6 +74,27 @@ void test('a take triggers a refill; misses raise the target toward the high wat
   assert.ok(rc.records.every((r) => r.outcome === 'ok'), JSON.stringify(rc.records.map((r) => r.outcome)));
 });
 
+void test('retune (a run-time change of watermarks): ready connections stay, the pool grows to a higher low watermark and shrinks to a lower high one, bad values change nothing', async (t) => {
+  const rs = await rsRelay();
+  const pools = newPools(rs.port, { lowWatermark: 3, highWatermark: 6 });
+  t.after(async () => { pools.close(); await rs.close(); });
+  pools.start();
+  const pool = pools.get('rs');
+  assert.ok(pool !== undefined);
+  await waitFor(() => pool.stats().size === 3);
+  pools.retune({ lowWatermark: 5, highWatermark: 8, maxIdleMs: 60_000 });
+  await waitFor(() => pool.stats().size === 5);
+  assert.equal(pool.stats().opened, 5, 'the 3 ready connections were kept: only 2 more opened');
+  pools.retune({ lowWatermark: 1, highWatermark: 2, maxIdleMs: 60_000 });
+  assert.equal(pool.stats().size, 2, 'the oldest ready ones above the new high watermark are closed at once');
+  assert.equal(pool.stats().target, 2);
+  await sleep(50);
+  assert.equal(pool.stats().opened, 5, 'nothing reopened');
+  assert.throws(() => { pools.retune({ lowWatermark: 4, highWatermark: 2, maxIdleMs: 60_000 }); }, ConfigError);
+  assert.equal(pool.stats().size, 2);
+  assert.equal(pool.stats().target, 2);
+});
+
 void test('connections older than the max idle age are closed, never handed out, and replaced', async (t) => {
   const rs = await rsRelay();
   const pools = newPools(rs.port, { lowWatermark: 2, highWatermark: 4, maxIdleMs: 150 });

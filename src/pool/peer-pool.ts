@@ -69,7 +69,7 @@ function noop(): void { /* errors of a socket being discarded */ }
 
 export class PeerPool {
   readonly peer: PeerSpec;
-  readonly #o: PeerPoolOptions;
+  #o: PeerPoolOptions;
   readonly #now: () => number;
   readonly #backoff: Backoff;
   /** Oldest first: takes pop the youngest, the sweep retires from the front. */
@@ -101,10 +101,14 @@ export class PeerPool {
   start(): void {
     if (this.#started || this.#closed) return;
     this.#started = true;
+    this.#startSweep();
+    this.#refill();
+  }
+
+  #startSweep(): void {
     const every = Math.max(10, Math.min(1000, Math.floor(this.#o.maxIdleMs / 4)));
     this.#sweepTimer = setInterval(() => { this.#sweep(); }, every);
     this.#sweepTimer.unref();
-    this.#refill();
   }
 
   /**
@@ -152,6 +156,31 @@ export class PeerPool {
       backoffFailures: this.#backoff.failures,
       opened: this.#opened,
     };
+  }
+
+  /**
+   * New watermarks and idle age, in place (a run-time change, the paper's procfs knob):
+   * the ready connections stay; the refill target is brought within the new watermarks;
+   * ready ones above the new high watermark are closed, oldest first; the sweep runs at
+   * the new age's pace. Throws ConfigError (and changes nothing) on bad values.
+   */
+  retune(t: Pick<PeerPoolOptions, 'lowWatermark' | 'highWatermark' | 'maxIdleMs'>): void {
+    const next = { ...this.#o, lowWatermark: t.lowWatermark, highWatermark: t.highWatermark, maxIdleMs: t.maxIdleMs };
+    verifyPoolTuning(next);
+    this.#o = next;
+    this.#target = Math.min(t.highWatermark, Math.max(t.lowWatermark, this.#target));
+    while (this.#ready.length + this.#opening.size > t.highWatermark) {
+      const entry = this.#ready.shift();
+      if (entry === undefined) break;
+      this.#detach(entry);
+      this.#discard(entry.socket);
+    }
+    if (this.#sweepTimer !== undefined) {
+      clearInterval(this.#sweepTimer);
+      this.#sweepTimer = undefined;
+      this.#startSweep();
+    }
+    this.#queueRefill();
   }
 
   /** The newest ready connection's socket, to sample its TCP_INFO (not taken). */

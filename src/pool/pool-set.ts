@@ -17,6 +17,11 @@ export class PoolSet {
     return this.#pools.get(peerName);
   }
 
+  /** New watermarks and idle age for every pool, in place (PeerPool.retune). */
+  retune(t: Pick<PeerPoolOptions, 'lowWatermark' | 'highWatermark' | 'maxIdleMs'>): void {
+    for (const pool of this.#pools.values()) pool.retune(t);
+  }
+
   start(): void {
     for (const pool of this.#pools.values()) pool.start();
   }

@@ -85,10 +85,14 @@ export function turboTuningOf(config: RelayConfig): TurboTuning {
   return { ...DEFAULT_TURBO_TUNING, initCwnd: config.turboInitCwnd, initRwnd: config.turboInitRwnd };
 }
 
-/** The options a pool is made from: a change to any of them means a new pool. */
+/**
+ * The options a pool is made from: a change to any of them means a new pool. The
+ * watermarks and idle age are not among them: a pool takes those in place (retune), so
+ * its ready connections outlive the change.
+ */
 function poolKey(config: RelayConfig): string {
-  const { pool, poolLow, poolHigh, poolMaxIdleMs, peers, turbo, keepaliveMs, connectTimeoutMs, insecure } = config;
-  return JSON.stringify({ pool, poolLow, poolHigh, poolMaxIdleMs, peers, turbo, keepaliveMs, connectTimeoutMs, insecure, key: config.key?.toString('hex') });
+  const { pool, peers, turbo, keepaliveMs, connectTimeoutMs, insecure } = config;
+  return JSON.stringify({ pool, peers, turbo, keepaliveMs, connectTimeoutMs, insecure, key: config.key?.toString('hex') });
 }
 
 function deriveState(config: RelayConfig, replay: ReplayCheck, hooks: StateHooks): RelayState {
@@ -105,8 +109,10 @@ function deriveState(config: RelayConfig, replay: ReplayCheck, hooks: StateHooks
   let pools: PoolSet | undefined;
   if (config.pool && config.peers.length > 0 && auth !== undefined) {
     const previous = hooks.previous;
-    if (previous?.pools !== undefined && poolKey(previous.config) === poolKey(config)) pools = previous.pools;
-    else {
+    if (previous?.pools !== undefined && poolKey(previous.config) === poolKey(config)) {
+      // The same pools; the reload retunes them once it commits.
+      pools = previous.pools;
+    } else {
       const opener: PoolOpener = turboSocket === undefined ? dialOpener : socketFactoryOpener(turboSocket);
       pools = new PoolSet(config.peers, {
         ...DEFAULT_POOL_TUNING,
@@ -498,6 +504,9 @@ export class Relay {
       if (next.pools !== before) {
         this.#retirePools(before);
         next.pools?.start();
+      } else {
+        // The same pools: new watermarks and idle age in place, their ready connections kept.
+        next.pools?.retune({ lowWatermark: config.poolLow, highWatermark: config.poolHigh, maxIdleMs: config.poolMaxIdleMs });
       }
     } catch (err) {
       this.metrics.reloads(1, labelsFor('result', 'error'));
