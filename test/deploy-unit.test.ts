@@ -118,12 +118,25 @@ test('the unit is hardened, and its sandbox still lets the relay read /etc/tcpsp
   }
 });
 
+/** The checkout (the relay's code and, for Node 24, its node binary under .cache/). */
+const REPO = fileURLToPath(new URL('../..', import.meta.url)).replace(/\/$/, '');
+/**
+ * Where user nobody sees the checkout: a CI clone may sit under a private directory
+ * (mktemp -d is 0700), which nobody cannot cross; a bind mount on a world-readable path,
+ * in a mount namespace of the relay's own (gone with it), shows the same files there.
+ */
+const VIEW = join(dir, 'code');
+
 /** The relay in namespace NS as user nobody with `caps` only and no new privileges, as the unit runs it. */
 function relayWithCaps(caps: string[], args: string[]): RelayProcess {
   const set = ['-all', ...caps.map((c) => `+${c.replace(/^CAP_/, '').toLowerCase()}`)].join(',');
+  mkdirSync(VIEW, { recursive: true, mode: 0o755 });
+  const seen = (p: string): string => (p === REPO || p.startsWith(`${REPO}/`) ? VIEW + p.slice(REPO.length) : p);
   const relay = new RelayProcess(args, {
-    spawner: (cmd, a) => spawn('ip', ['netns', 'exec', NS, 'setpriv', '--reuid=65534', '--regid=65534', '--clear-groups', '--no-new-privs',
-      `--inh-caps=${set}`, `--ambient-caps=${set}`, `--bounding-set=${set}`, cmd, ...a], { stdio: ['ignore', 'pipe', 'pipe'] }),
+    spawner: (cmd, a) => spawn('ip', ['netns', 'exec', NS, 'unshare', '--mount', '--propagation', 'private',
+      'sh', '-c', 'mount --bind "$1" "$2" && shift 2 && exec "$@"', 'sh', REPO, VIEW,
+      'setpriv', '--reuid=65534', '--regid=65534', '--clear-groups', '--no-new-privs',
+      `--inh-caps=${set}`, `--ambient-caps=${set}`, `--bounding-set=${set}`, seen(cmd), ...a.map(seen)], { stdio: ['ignore', 'pipe', 'pipe'] }),
   });
   cleanups.push(() => relay.stop(5000));
   return relay;
