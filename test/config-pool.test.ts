@@ -52,6 +52,30 @@ test('flags and YAML set them; a reload sees the change by option name', async (
   assert.deepEqual(changes, ['pool', 'pool-low', 'pool-high', 'pool-max-idle', 'turbo-initcwnd', 'turbo-initrwnd']);
 });
 
+test('--pool-peer: one peer\'s pool unlike the rest (flags and YAML), checked against the peers and the watermarks', async () => {
+  const two = [...base, '--peer', 'rs2=198.18.6.2:7000', '--route', '198.18.7.0/24=rs2'];
+  const { config } = await loadRelayConfig([...two, '--pool-low', '2', '--pool-peer', 'rs2=low:8,high:32,max-idle:30s', '--pool-peer', 'rs=pool:off'], env);
+  assert.deepEqual(config.poolPeers, [{ name: 'rs2', low: 8, high: 32, maxIdleMs: 30_000 }, { name: 'rs', pool: false }]);
+  const text = describeConfig(config, []);
+  assert.match(text, /pool for rs2: on, 8 to 32 ready connections per worker, closed unused after 30000 ms \(--pool-peer\)/);
+  assert.match(text, /pool for rs: off \(--pool-peer\)/);
+  const dir = mkdtempSync(join(tmpdir(), 'tcpsplit-pool-peer-'));
+  cleanups.push(() => { rmSync(dir, { recursive: true, force: true }); });
+  const file = join(dir, 'rc.yaml');
+  writeFileSync(file, 'pool-peer: {rs2: "low:8,high:32,max-idle:30s", rs: "pool:off"}\npool-low: 2\n');
+  const yaml = await loadRelayConfig([...two, '--config', file], env);
+  assert.deepEqual(yaml.config.poolPeers, [{ name: 'rs2', low: 8, high: 32, maxIdleMs: 30_000 }, { name: 'rs', pool: false }]);
+  const bad: [string[], RegExp][] = [
+    [['--pool-peer', 'nope=low:1'], /--pool-peer nope: no --peer named 'nope'/],
+    [['--pool-peer', 'rs=low:20'], /--pool-peer rs: low 20 is above high 16/],
+    [['--pool-peer', 'rs=low:1', '--pool-peer', 'rs=high:2'], /given twice/],
+    [['--pool-peer', 'rs=deep:9'], /unknown setting 'deep' \(low, high, max-idle, pool\)/],
+    [['--pool-peer', 'rs=pool:maybe'], /pool:maybe: neither on nor off/],
+    [['--pool-peer', 'rs'], /no '='/],
+  ];
+  for (const [extra, message] of bad) await assert.rejects(loadRelayConfig([...two, ...extra], env), message, extra.join(' '));
+});
+
 test('bad values are ConfigErrors that say what was expected', async () => {
   const bad: string[][] = [['--pool', 'maybe'], ['--turbo', 'yes'], ['--pool-low', '-1'], ['--pool-high', '0'], ['--turbo-initcwnd', '0'],
     ['--turbo-initrwnd', '70000'], ['--pool-max-idle', '0'], ['--pool-low', '9', '--pool-high', '8']];

@@ -133,6 +133,20 @@ test('control API: reads the whole relay, changes options in both workers at onc
   assert.ok(v.workers.every((w, i) => w.accepted > (before[i] ?? 0)), `both workers served direct: ${JSON.stringify(v.workers)}`);
   assert.equal(pooled(v), peerLegs, 'no peer leg for a direct route, in any worker');
 
+  // One peer's pool unlike the rest (--pool-peer), then that peer's pool off: in both workers.
+  r = await api(sock, 'PATCH', '/v1/config', { 'pool-peer': { rs: 'low:2,high:3' } });
+  assert.equal(r.status, 200, JSON.stringify(r.body));
+  // Each pool keeps its learned target (6 here) within the new watermarks: 3, the new high.
+  await waitFor(async () => (await view(sock)).peers[0]?.pool.size === 2 * 3, 'both workers\' pools down to 3');
+  assert.deepEqual((({ low, high, enabled }) => ({ low, high, enabled }))((await view(sock)).peers[0]?.pool ?? { low: 0, high: 0, enabled: false }), { low: 2, high: 3, enabled: true });
+  r = await api(sock, 'PATCH', '/v1/config', { 'pool-peer': { rs: 'pool:off' } });
+  assert.equal(r.status, 200, JSON.stringify(r.body));
+  await waitFor(async () => (await view(sock)).peers[0]?.pool.size === 0, 'no pool for rs in any worker');
+  assert.equal((await view(sock)).features.pool, false);
+  r = await api(sock, 'PATCH', '/v1/config', { 'pool-peer': null });
+  assert.equal(r.status, 200);
+  await waitFor(async () => (await view(sock)).peers[0]?.pool.size === 2 * 6, 'both workers\' pools back at 6');
+
   // Invalid changes: a bad value, an unknown key, a restart-only option next to a good
   // change. Each says what is wrong and changes nothing.
   const bad: [unknown, number, RegExp][] = [

@@ -82,15 +82,15 @@ void test('retune (a run-time change of watermarks): ready connections stay, the
   const pool = pools.get('rs');
   assert.ok(pool !== undefined);
   await waitFor(() => pool.stats().size === 3);
-  pools.retune({ lowWatermark: 5, highWatermark: 8, maxIdleMs: 60_000 });
+  pools.retune(() => ({ lowWatermark: 5, highWatermark: 8, maxIdleMs: 60_000 }));
   await waitFor(() => pool.stats().size === 5);
   assert.equal(pool.stats().opened, 5, 'the 3 ready connections were kept: only 2 more opened');
-  pools.retune({ lowWatermark: 1, highWatermark: 2, maxIdleMs: 60_000 });
+  pools.retune(() => ({ lowWatermark: 1, highWatermark: 2, maxIdleMs: 60_000 }));
   assert.equal(pool.stats().size, 2, 'the oldest ready ones above the new high watermark are closed at once');
   assert.equal(pool.stats().target, 2);
   await sleep(50);
   assert.equal(pool.stats().opened, 5, 'nothing reopened');
-  assert.throws(() => { pools.retune({ lowWatermark: 4, highWatermark: 2, maxIdleMs: 60_000 }); }, ConfigError);
+  assert.throws(() => { pools.retune(() => ({ lowWatermark: 4, highWatermark: 2, maxIdleMs: 60_000 })); }, ConfigError);
   assert.equal(pool.stats().size, 2);
   assert.equal(pool.stats().target, 2);
 });

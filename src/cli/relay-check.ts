@@ -1,4 +1,4 @@
-import { DIRECT, type RelayConfig } from '../config/relay-config.js';
+import { DIRECT, poolOf, type RelayConfig } from '../config/relay-config.js';
 import { formatEndpoint } from '../config/load-config.js';
 import { BUILTIN_DENY } from '../net/address-policy.js';
 import { nextHopOf } from '../config/config-warnings.js';
@@ -51,10 +51,16 @@ export function describePoolAndTurbo(config: RelayConfig): string[] {
     return [`pool: none (no --peer)${config.accept === undefined ? '' : '; --accept keeps peers\' authenticated idle connections, with no header deadline'}`,
       `turbo: ${config.turbo && config.accept !== undefined ? 'large buffers on the --accept listener (relay-to-relay legs)' : 'nothing to apply (no --peer)'}`];
   }
+  const own = (config.poolPeers ?? []).map((p) => {
+    const t = poolOf(config, p.name);
+    return t.pool ? `pool for ${p.name}: on, ${t.low} to ${t.high} ready connections per worker, closed unused after ${t.maxIdleMs} ms (--pool-peer)`
+      : `pool for ${p.name}: off (--pool-peer)`;
+  });
   return [
     config.pool
       ? `pool: on, ${config.poolLow} to ${config.poolHigh} ready connections per peer and worker, closed unused after ${config.poolMaxIdleMs} ms`
       : 'pool: off (every peer leg is dialled per connection)',
+    ...own,
     config.turbo
       ? `turbo: on, routes to ${config.peers.map((p) => p.name).join(', ')} with initcwnd ${config.turboInitCwnd} initrwnd ${config.turboInitRwnd} (needs CAP_NET_ADMIN), large buffers on relay-to-relay legs only`
       : 'turbo: off',

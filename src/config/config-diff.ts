@@ -20,7 +20,7 @@ const OPTION_OF: Readonly<Record<Field, string>> = {
   maxClockSkewMs: 'max-clock-skew', maxConnections: 'max-connections', maxPendingPerSource: 'max-pending-per-source',
   workers: 'workers', backlog: 'backlog', logLevel: 'log-level', intercept: 'intercept', earlySyn: 'early-syn',
   pool: 'pool', poolLow: 'pool-low', poolHigh: 'pool-high', poolMaxIdleMs: 'pool-max-idle',
-  turbo: 'turbo', turboInitCwnd: 'turbo-initcwnd', turboInitRwnd: 'turbo-initrwnd', control: 'control',
+  turbo: 'turbo', turboInitCwnd: 'turbo-initcwnd', turboInitRwnd: 'turbo-initrwnd', control: 'control', poolPeers: 'pool-peer',
 };
 
 /**
@@ -59,6 +59,7 @@ function show(value: unknown): string {
   if (typeof value === 'object' && value !== null) {
     if ('listen' in value && 'target' in value) return `${show(value.listen)}:${show(value.target)}`;
     if ('name' in value && 'endpoint' in value) return `${String(value.name)}=${show(value.endpoint)}`;
+    if ('name' in value) return `${String(value.name)}=${Object.entries(value).filter(([k]) => k !== 'name').map(([k, v]) => `${k}:${show(v)}`).join(',')}`;
     if ('cidr' in value && 'via' in value) return `${String(value.cidr)}=${String(value.via)}`;
     if ('path' in value && 'explicit' in value) return String(value.path);
   }

@@ -49,6 +49,10 @@ export function documentOf(c: RelayConfig): Record<string, ShownValue> {
     'pool-low': c.poolLow,
     'pool-high': c.poolHigh,
     'pool-max-idle': formatDurationMs(c.poolMaxIdleMs),
+    'pool-peer': Object.fromEntries((c.poolPeers ?? []).map((p) => [p.name, [
+      ...(p.low === undefined ? [] : [`low:${String(p.low)}`]), ...(p.high === undefined ? [] : [`high:${String(p.high)}`]),
+      ...(p.maxIdleMs === undefined ? [] : [`max-idle:${formatDurationMs(p.maxIdleMs)}`]), ...(p.pool === undefined ? [] : [`pool:${p.pool ? 'on' : 'off'}`]),
+    ].join(',')])),
     turbo: onOff(c.turbo),
     'turbo-initcwnd': c.turboInitCwnd,
     'turbo-initrwnd': c.turboInitRwnd,

@@ -66,7 +66,7 @@ function valueSchema(spec: OptionSpec): z.ZodType<DocumentValue> {
     const item = byForm({ map: forwardEntry(spec), scalar: one });
     return byForm({ list: z.array(item), map: forwardEntry(spec), scalar: one });
   }
-  if (spec.name === 'peer' || spec.name === 'route') return byForm({ list: z.array(one), map: z.record(z.string(), one), scalar: one });
+  if (spec.name === 'peer' || spec.name === 'route' || spec.name === 'pool-peer') return byForm({ list: z.array(one), map: z.record(z.string(), one), scalar: one });
   return byForm({ list: z.array(one), scalar: one });
 }
 

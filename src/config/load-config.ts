@@ -11,7 +11,7 @@ import { ConfigError, InsecureAcceptError } from '../errors.js';
 import { readConfigFile } from './config-file.js';
 import { configWarnings } from './config-warnings.js';
 import { parseRelayArgs } from './parse-args.js';
-import { DEFAULTS, DIRECT, MAX_WORKERS, type Endpoint, type RelayConfig } from './relay-config.js';
+import { DEFAULTS, DIRECT, MAX_WORKERS, poolOf, type Endpoint, type RelayConfig } from './relay-config.js';
 import { loadRelayKey } from './relay-key.js';
 import type { RelayOptions } from './relay-options.js';
 import { DEFAULT_INTERCEPT_LISTEN, defaultInstance, type InterceptConfig } from '../intercept/intercept-spec.js';
@@ -44,7 +44,7 @@ export interface Overrides {
 
 /** The RelayOptions fields a list option fills (a scalar option's field is whatever it sets). */
 const LIST_FIELDS: Readonly<Record<string, keyof RelayOptions>> = {
-  forward: 'forwards', peer: 'peers', route: 'routes', allow: 'allow', deny: 'deny', intercept: 'intercepts',
+  forward: 'forwards', peer: 'peers', route: 'routes', allow: 'allow', deny: 'deny', intercept: 'intercepts', 'pool-peer': 'poolPeers',
 };
 
 export function applyOverrides(base: RelayOptions, overrides: Overrides): RelayOptions {
@@ -94,6 +94,7 @@ export async function buildRelayConfig(args: RelayOptions, env: NodeJS.ProcessEn
     poolLow: o.poolLow ?? DEFAULTS.poolLow,
     poolHigh: o.poolHigh ?? DEFAULTS.poolHigh,
     poolMaxIdleMs: o.poolMaxIdleMs ?? DEFAULTS.poolMaxIdleMs,
+    ...(o.poolPeers === undefined || o.poolPeers.length === 0 ? {} : { poolPeers: o.poolPeers }),
     turbo: o.turbo ?? DEFAULTS.turbo,
     turboInitCwnd: o.turboInitCwnd ?? DEFAULTS.turboInitCwnd,
     turboInitRwnd: o.turboInitRwnd ?? DEFAULTS.turboInitRwnd,
@@ -132,6 +133,7 @@ export function mergeOptions(earlier: RelayOptions, later: RelayOptions): RelayO
     allow: [...earlier.allow, ...later.allow],
     deny: [...earlier.deny, ...later.deny],
     intercepts: [...earlier.intercepts, ...later.intercepts],
+    ...(earlier.poolPeers === undefined && later.poolPeers === undefined ? {} : { poolPeers: [...earlier.poolPeers ?? [], ...later.poolPeers ?? []] }),
   };
   for (const [key, value] of Object.entries(later) as [string, unknown][]) {
     if (value !== undefined && !Array.isArray(value)) Object.assign(merged, { [key]: value });
@@ -146,6 +148,14 @@ export function validateRelayConfig(config: RelayConfig): void {
   }
   if (config.poolLow > config.poolHigh) {
     throw new ConfigError(`--pool-low ${config.poolLow} is above --pool-high ${config.poolHigh}`);
+  }
+  const poolPeers = new Set<string>();
+  for (const p of config.poolPeers ?? []) {
+    if (!config.peers.some((x) => x.name === p.name)) throw new ConfigError(`--pool-peer ${p.name}: no --peer named '${p.name}'`);
+    if (poolPeers.has(p.name)) throw new ConfigError(`--pool-peer ${p.name} is given twice: put its settings in one entry`);
+    poolPeers.add(p.name);
+    const own = poolOf(config, p.name);
+    if (own.low > own.high) throw new ConfigError(`--pool-peer ${p.name}: low ${own.low} is above high ${own.high}`);
   }
   const peers = new Map<string, Endpoint>();
   for (const { name, endpoint } of config.peers) {

@@ -32,6 +32,15 @@ export interface RouteSpec {
 
 export const DIRECT = 'direct';
 
+/** `--pool-peer NAME=low:N,high:N,max-idle:DUR,pool:on|off`: one peer's pool, unlike the rest. */
+export interface PoolPeerSpec {
+  readonly name: string;
+  readonly low?: number;
+  readonly high?: number;
+  readonly maxIdleMs?: number;
+  readonly pool?: boolean;
+}
+
 export interface RelayConfig {
   readonly forwards: readonly ForwardSpec[];
   readonly peers: readonly PeerSpec[];
@@ -92,6 +101,8 @@ export interface RelayConfig {
   readonly poolLow: number;
   readonly poolHigh: number;
   readonly poolMaxIdleMs: number;
+  /** Per-peer exceptions to the four above (--pool-peer); absent: none. */
+  readonly poolPeers?: readonly PoolPeerSpec[];
   /**
    * `--turbo on|off` (docs/pool.md): per-peer routes with `initcwnd`/`initrwnd` segments
    * (applied once per relay by the supervisor) and large buffers set before connect on
@@ -138,3 +149,9 @@ export const DEFAULTS = {
 
 /** The largest --workers: more threads than this only cost memory on any machine tcpsplit targets. */
 export const MAX_WORKERS = 256;
+
+/** One peer's pool settings in force: its --pool-peer entry over the relay-wide options. */
+export function poolOf(config: Pick<RelayConfig, 'pool' | 'poolLow' | 'poolHigh' | 'poolMaxIdleMs' | 'poolPeers'>, peer: string): { pool: boolean; low: number; high: number; maxIdleMs: number } {
+  const own = config.poolPeers?.find((p) => p.name === peer);
+  return { pool: own?.pool ?? config.pool, low: own?.low ?? config.poolLow, high: own?.high ?? config.poolHigh, maxIdleMs: own?.maxIdleMs ?? config.poolMaxIdleMs };
+}

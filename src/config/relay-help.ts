@@ -138,6 +138,10 @@ Pool and Turbo-Start (relays with a --peer; both on by default; a reload switche
                           handshake to the peer (docs/pool.md)
   --pool-low N            ready connections per peer and worker (default ${DEFAULTS.poolLow})
   --pool-high N           most connections per peer and worker (default ${DEFAULTS.poolHigh})
+  --pool-peer NAME=SETTING,...
+                          one peer's pool, unlike the rest: low:N, high:N,
+                          max-idle:DURATION, pool:on|off (repeatable, one per peer;
+                          e.g. --pool-peer rs2=low:1,high:4 --pool-peer backup=pool:off)
   --pool-max-idle DUR     a pooled connection older than this is closed unused
                           (default ${seconds(DEFAULTS.poolMaxIdleMs)})
   --turbo on|off          large initial windows (per-peer routes) and buffers on

@@ -5,9 +5,9 @@
  */
 import { ConfigError } from '../errors.js';
 import {
-  BadValue, parseCidr, parseDuration, parseForward, parseListen, parsePeer, parseRoute,
+  BadValue, parseCidr, parseDuration, parseForward, parseListen, parsePeer, parsePoolPeer, parseRoute,
 } from './value-parsers.js';
-import { MAX_WORKERS, type Endpoint, type ForwardSpec, type PeerSpec, type RelayConfig, type RouteSpec } from './relay-config.js';
+import { MAX_WORKERS, type Endpoint, type ForwardSpec, type PeerSpec, type PoolPeerSpec, type RelayConfig, type RouteSpec } from './relay-config.js';
 import {
   parseInstanceName, parseInterceptMode, parseInterceptRule, parseInterfaceName, type InterceptMode, type InterceptRule,
 } from '../intercept/intercept-spec.js';
@@ -46,6 +46,7 @@ export interface RelayOptions {
   poolLow?: number;
   poolHigh?: number;
   poolMaxIdleMs?: number;
+  poolPeers?: PoolPeerSpec[];
   turbo?: boolean;
   turboInitCwnd?: number;
   turboInitRwnd?: number;
@@ -150,6 +151,8 @@ export const OPTIONS: readonly OptionSpec[] = [
   { name: 'pool-high', kind: 'scalar', inFile: true, expected: 'a whole number from 1 to 1024 (most connections per peer and worker; default 16)',
     apply: (o, v) => { o.poolHigh = wholeNumber(v, 1, 1024); } },
   duration('pool-max-idle', 'poolMaxIdleMs', false),
+  { name: 'pool-peer', kind: 'list', inFile: true, expected: 'NAME=SETTING,... with low:N, high:N, max-idle:DURATION, pool:on|off (one peer\'s pool)',
+    apply: (o, v) => { (o.poolPeers ??= []).push(parsePoolPeer(v)); } },
   { name: 'turbo', kind: 'scalar', inFile: true, expected: 'on or off (Turbo-Start on relay-to-relay legs; default on)',
     apply: (o, v) => { o.turbo = onOff(v); } },
   { name: 'turbo-initcwnd', kind: 'scalar', inFile: true, expected: 'a whole number from 1 to 65535 (segments; default 100)',

@@ -6,7 +6,7 @@ import { isValidDnsName } from '../protocol/target-address.js';
 import { isIPv4 } from 'node:net';
 import { Cidr } from '../net/cidr.js';
 import { parseIp } from '../net/ip-address.js';
-import { DIRECT, type Endpoint, type ForwardSpec, type PeerSpec, type RouteSpec } from './relay-config.js';
+import { DIRECT, type Endpoint, type ForwardSpec, type PeerSpec, type PoolPeerSpec, type RouteSpec } from './relay-config.js';
 
 export class BadValue extends Error {}
 
@@ -75,6 +75,38 @@ export function parsePeer(text: string): PeerSpec {
   if (!PEER_NAME.test(name)) throw new BadValue(`peer name '${name}' is not 1..64 of [a-z0-9_-]`);
   if (name === DIRECT) throw new BadValue(`'${DIRECT}' is reserved`);
   return { name, endpoint: parseEndpoint(text.slice(eq + 1)) };
+}
+
+/**
+ * `NAME=SETTING,...` with settings `low:N`, `high:N`, `max-idle:DURATION`, `pool:on|off`:
+ * one peer's pool, differing from the relay-wide --pool* options. Whether NAME is a
+ * defined peer, and low <= high once merged with the defaults, is checked with the whole config.
+ */
+export function parsePoolPeer(text: string): PoolPeerSpec {
+  const eq = text.indexOf('=');
+  if (eq === -1) throw new BadValue("no '='");
+  const name = text.slice(0, eq);
+  if (!PEER_NAME.test(name)) throw new BadValue(`peer name '${name}' is not 1..64 of [a-z0-9_-]`);
+  const spec: { -readonly [K in keyof PoolPeerSpec]: PoolPeerSpec[K] } = { name };
+  const settings = text.slice(eq + 1).split(',').filter((x) => x !== '');
+  if (settings.length === 0) throw new BadValue('no settings after the name');
+  for (const setting of settings) {
+    const colon = setting.indexOf(':');
+    const key = colon === -1 ? setting : setting.slice(0, colon);
+    const value = colon === -1 ? '' : setting.slice(colon + 1);
+    const whole = (min: number, max: number): number => {
+      if (!/^\d+$/.test(value) || Number(value) < min || Number(value) > max) throw new BadValue(`${key}:${value}: not a whole number from ${min} to ${max}`);
+      return Number(value);
+    };
+    if (key === 'low') spec.low = whole(0, 1024);
+    else if (key === 'high') spec.high = whole(1, 1024);
+    else if (key === 'max-idle') spec.maxIdleMs = parseDuration(value, { allowZero: false });
+    else if (key === 'pool') {
+      if (value !== 'on' && value !== 'off') throw new BadValue(`pool:${value}: neither on nor off`);
+      spec.pool = value === 'on';
+    } else throw new BadValue(`unknown setting '${key}' (low, high, max-idle, pool)`);
+  }
+  return spec;
 }
 
 /** `CIDR=NAME` or `CIDR=direct`; whether NAME is a defined peer is checked with the whole config. */

@@ -1,5 +1,6 @@
 /**
- * HTTP with JSON over a unix socket: the control API's transport, server and client.
+ * HTTP with JSON over a unix socket: the transport of the relay's control API and of the
+ * lab daemon's status, server and client.
  *
  * The socket is private: its directory is made (or found) mode 0700 and owned by us,
  * and the socket itself is chmod 0600 as soon as it is bound, so only root (or the
@@ -25,7 +26,7 @@ function answers(path: string): Promise<boolean> {
 }
 
 /** Binds `server` on `path` (see the file's comment for the rules). Throws ControlSocketError. */
-export async function listenUnix(server: Server, path: string): Promise<void> {
+export async function listenUnix(server: Server, path: string, what = 'control socket'): Promise<void> {
   const dir = dirname(path);
   try {
     mkdirSync(dir, { recursive: true, mode: 0o700 });
@@ -34,18 +35,18 @@ export async function listenUnix(server: Server, path: string): Promise<void> {
     // A shared directory (e.g. /tmp) is fine only if the socket itself is private from its first moment.
     if ((st.mode & 0o022) !== 0 && (st.mode & 0o1000) === 0) throw new Error(`mode ${(st.mode & 0o777).toString(8)} lets others replace the socket`);
   } catch (err) {
-    throw new ControlSocketError(`control socket ${path}: its directory ${dir} cannot be used: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+    throw new ControlSocketError(`${what} ${path}: its directory ${dir} cannot be used: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
   }
   let existing = false;
   try {
     existing = lstatSync(path).isSocket();
-    if (!existing) throw new ControlSocketError(`control socket ${path}: a file that is not a socket is in the way`);
+    if (!existing) throw new ControlSocketError(`${what} ${path}: a file that is not a socket is in the way`);
   } catch (err) {
     if (err instanceof ControlSocketError) throw err;
     // ENOENT: nothing there
   }
   if (existing) {
-    if (await answers(path)) throw new ControlSocketError(`control socket ${path}: another relay answers on it (give this one its own --control path)`);
+    if (await answers(path)) throw new ControlSocketError(`${what} ${path}: another ${what === 'control socket' ? 'relay' : 'process'} answers on it${what === 'control socket' ? ' (give this one its own --control path)' : ''}`);
     rmSync(path, { force: true });
   }
   const umask = process.umask(0o177); // bound 0600 from the first moment
@@ -55,7 +56,7 @@ export async function listenUnix(server: Server, path: string): Promise<void> {
       server.listen(path, () => { server.off('error', reject); resolve(); });
     });
   } catch (err) {
-    throw new ControlSocketError(`control socket ${path}: cannot listen: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+    throw new ControlSocketError(`${what} ${path}: cannot listen: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
   } finally {
     process.umask(umask);
   }

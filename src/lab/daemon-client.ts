@@ -5,9 +5,9 @@
 import { spawn } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { connect } from 'node:net';
 import { join } from 'node:path';
 import { LabBusyError, LabError, TcpsplitError } from '../errors.js';
+import { requestUnix } from '../control/unix-http.js';
 import { removeStaleNginxDirs } from './nginx.js';
 import type { LabStatus } from './lab.js';
 import { STATE_ROOT, ownerAlive, readState, removeState, type LabState } from './lab-state.js';
@@ -78,24 +78,20 @@ export async function startDaemon(prefix: string, profile: LabProfile, options: 
   throw new TcpsplitError(parsed.code ?? LabError.code, `lab up failed: ${why} (log: ${log})`);
 }
 
-/** Asks the daemon for its live status. */
-export function queryStatus(state: LabState, timeoutMs = 5000): Promise<LabStatus> {
+/** Asks the daemon for its live status: GET /v1/status on its socket (src/control/unix-http.ts, as the relay's control API). */
+export async function queryStatus(state: LabState, timeoutMs = 5000): Promise<LabStatus> {
   const path = state.controlSocket;
-  if (path === undefined) return Promise.reject(new LabError(`lab '${state.prefix}' has no status socket (owned by pid ${state.ownerPid}, not a daemon)`));
-  return new Promise((resolve, reject) => {
-    const socket = connect(path);
-    let text = '';
-    socket.setTimeout(timeoutMs, () => { socket.destroy(new LabError('the lab daemon did not answer')); });
-    socket.on('data', (d: Buffer) => { text += d.toString(); });
-    socket.on('error', (err) => { reject(new LabError(`cannot reach the lab daemon at ${path}: ${err.message}`, { cause: err })); });
-    socket.on('end', () => {
-      try {
-        resolve(JSON.parse(text) as LabStatus);
-      } catch (err) {
-        reject(new LabError('the lab daemon sent a malformed status', { cause: err }));
-      }
-    });
-  });
+  if (path === undefined) throw new LabError(`lab '${state.prefix}' has no status socket (owned by pid ${state.ownerPid}, not a daemon)`);
+  let reply;
+  try {
+    reply = await requestUnix(path, 'GET', '/v1/status', undefined, timeoutMs);
+  } catch (err) {
+    throw new LabError(`cannot reach the lab daemon at ${path}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+  }
+  if (reply.status !== 200 || typeof reply.body !== 'object' || reply.body === null) {
+    throw new LabError(`the lab daemon sent a malformed status (HTTP ${String(reply.status)})`);
+  }
+  return reply.body as LabStatus;
 }
 
 export interface DownResult {

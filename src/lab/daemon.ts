@@ -9,7 +9,8 @@
  * {"ok":false,"code":...,"message":...}, then fd 3 is closed.
  */
 import { closeSync, readFileSync, rmSync, writeSync } from 'node:fs';
-import { createServer, type Server } from 'node:net';
+import { createServer } from 'node:http';
+import { listenUnix } from '../control/unix-http.js';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { errorCode, LabError } from '../errors.js';
@@ -28,14 +29,6 @@ function report(message: object): void {
   } catch {
     // started by hand without fd 3: nothing to tell
   }
-}
-
-function listen(server: Server, path: string): Promise<void> {
-  rmSync(path, { force: true });
-  return new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(path, () => { server.off('error', reject); resolve(); });
-  });
 }
 
 async function main(): Promise<void> {
@@ -69,9 +62,14 @@ async function main(): Promise<void> {
     }
     webStatus = { port: web.port, files: LAB_WEB_FILES, path: web.url('path', ''), internet: web.url('internet', '') };
   }
-  const server = createServer((socket) => {
-    socket.on('error', () => { /* a status reader that went away */ });
-    socket.end(`${JSON.stringify({ ...lab.status(), ...(webStatus === undefined ? {} : { web: webStatus }) })}\n`);
+  // One route on the same private unix-socket HTTP layer as the relay's control API.
+  const server = createServer((req, res) => {
+    req.resume();
+    if (req.method !== 'GET' || req.url !== '/v1/status') {
+      res.writeHead(404, { 'content-type': 'application/json' }).end(`${JSON.stringify({ error: { code: LabError.code, message: 'try GET /v1/status' } })}\n`);
+      return;
+    }
+    res.writeHead(200, { 'content-type': 'application/json' }).end(`${JSON.stringify({ ...lab.status(), ...(webStatus === undefined ? {} : { web: webStatus }) })}\n`);
   });
   let stopping = false;
   stop = (signal: string): void => {
@@ -90,7 +88,7 @@ async function main(): Promise<void> {
     return;
   }
   try {
-    await listen(server, controlSocket);
+    await listenUnix(server, controlSocket, 'lab daemon');
   } catch (err) {
     await lab.destroy();
     throw err;

@@ -4,7 +4,7 @@ import type { Server as HttpServer } from 'node:http';
 import type { Logger } from '../observe/logger.js';
 import { RelayMetrics, labelsFor } from '../observe/metrics.js';
 import { startMetricsServer, serverAddress } from '../observe/metrics-server.js';
-import type { Endpoint, RelayConfig } from '../config/relay-config.js';
+import { poolOf, type Endpoint, type RelayConfig } from '../config/relay-config.js';
 import { AddressPolicy } from '../net/address-policy.js';
 import { describeChanges, diffConfigs, RESTART_ONLY } from '../config/config-diff.js';
 import { HeaderAuth } from '../protocol/header-auth.js';
@@ -92,7 +92,14 @@ export function turboTuningOf(config: RelayConfig): TurboTuning {
  */
 function poolKey(config: RelayConfig): string {
   const { pool, peers, turbo, keepaliveMs, connectTimeoutMs, insecure } = config;
-  return JSON.stringify({ pool, peers, turbo, keepaliveMs, connectTimeoutMs, insecure, key: config.key?.toString('hex') });
+  const pooled = peers.map((p) => poolOf(config, p.name).pool);
+  return JSON.stringify({ pool, peers, pooled, turbo, keepaliveMs, connectTimeoutMs, insecure, key: config.key?.toString('hex') });
+}
+
+/** A peer's watermarks and idle age as the pool takes them. */
+function poolTuningOf(config: RelayConfig, peer: string): { lowWatermark: number; highWatermark: number; maxIdleMs: number } {
+  const t = poolOf(config, peer);
+  return { lowWatermark: t.low, highWatermark: t.high, maxIdleMs: t.maxIdleMs };
 }
 
 function deriveState(config: RelayConfig, replay: ReplayCheck, hooks: StateHooks): RelayState {
@@ -107,7 +114,7 @@ function deriveState(config: RelayConfig, replay: ReplayCheck, hooks: StateHooks
     keepaliveMs: config.keepaliveMs, auth, ...(turboSocket === undefined ? {} : { peerSocketOptions: turboSocket }),
   });
   let pools: PoolSet | undefined;
-  if (config.pool && config.peers.length > 0 && auth !== undefined) {
+  if (config.peers.some((p) => poolOf(config, p.name).pool) && auth !== undefined) {
     const previous = hooks.previous;
     if (previous?.pools !== undefined && poolKey(previous.config) === poolKey(config)) {
       // The same pools; the reload retunes them once it commits.
@@ -118,7 +125,7 @@ function deriveState(config: RelayConfig, replay: ReplayCheck, hooks: StateHooks
         ...DEFAULT_POOL_TUNING,
         lowWatermark: config.poolLow, highWatermark: config.poolHigh, maxIdleMs: config.poolMaxIdleMs,
         connectTimeoutMs: config.connectTimeoutMs, keepaliveMs: config.keepaliveMs, auth, opener,
-      });
+      }, (peer) => poolOf(config, peer));
     }
   }
   return {
@@ -506,7 +513,7 @@ export class Relay {
         next.pools?.start();
       } else {
         // The same pools: new watermarks and idle age in place, their ready connections kept.
-        next.pools?.retune({ lowWatermark: config.poolLow, highWatermark: config.poolHigh, maxIdleMs: config.poolMaxIdleMs });
+        next.pools?.retune((peer) => poolTuningOf(config, peer));
       }
     } catch (err) {
       this.metrics.reloads(1, labelsFor('result', 'error'));

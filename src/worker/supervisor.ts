@@ -23,7 +23,7 @@
 import { Worker } from 'node:worker_threads';
 import type { AddressInfo } from 'node:net';
 import type { Server as HttpServer } from 'node:http';
-import type { RelayConfig } from '../config/relay-config.js';
+import { poolOf, type RelayConfig } from '../config/relay-config.js';
 import { describeChanges, diffConfigs, RESTART_ONLY } from '../config/config-diff.js';
 import type { Logger } from '../observe/logger.js';
 import { aggregate, countedOnly, labelsFor, Metrics, sumSnapshots, type MetricsSnapshot } from '../observe/metrics.js';
@@ -351,13 +351,13 @@ export class Supervisor implements ViewSource {
     ];
     return mergeView({
       startedAt: this.#startedAt,
-      features: { earlySyn: this.#earlySyn !== undefined, pool: config.pool && config.peers.length > 0, turbo: config.turbo && config.peers.length > 0 },
+      features: { earlySyn: this.#earlySyn !== undefined, pool: config.peers.some((p) => poolOf(config, p.name).pool), turbo: config.turbo && config.peers.length > 0 },
       logLevel: this.#logger.level,
       routes: config.routes.map((r) => ({ cidr: r.cidr, via: r.via })),
       listeners,
       peers: config.peers.map((p) => ({
         name: p.name, endpoint: formatEndpoint(p.endpoint),
-        pool: { enabled: config.pool, low: config.poolLow, high: config.poolHigh, maxIdleMs: config.poolMaxIdleMs },
+        pool: (({ pool, low, high, maxIdleMs }) => ({ enabled: pool, low, high, maxIdleMs }))(poolOf(config, p.name)),
         turbo: turbo.get(p.name) ?? (config.turbo ? 'not applied yet' : 'off'),
       })),
       workers: this.#workerSlots.map((s) => ({ index: s.index, threadId: s.threadId, part: snapshots.find((x) => x.index === s.index && x.threadId === s.threadId)?.view })),
