@@ -8,8 +8,8 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { execFile } from 'node:child_process';
-import { mkdtempSync, rmSync, statSync } from 'node:fs';
-import { get as httpGet } from 'node:http';
+import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { get as httpGet, request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -252,3 +252,55 @@ test('control socket: a second relay on the same explicit path fails to start, s
   await third.ready();
   assert.equal((await api(sock, 'GET', '/v1/view')).status, 200);
 });
+
+test('control API: a change builds on the config file as last loaded (an edit since waits for a reload); bodies too large, not JSON, or dropping an unknown key are refused', async () => {
+  const file = join(dir, 'rc.yaml');
+  writeFileSync(file, 'forward: ["127.0.0.1:0:127.0.0.1:9"]\nlog-level: info\nearly-syn: off\n');
+  const sock = join(dir, 'file.sock');
+  const rc = new RelayProcess(['--config', file, '--control', sock], { env });
+  cleanups.push(() => rc.stop());
+  await rc.ready();
+  // An edit that is not reloaded: a change made now does not pick it up (nor its restart-only backlog).
+  writeFileSync(file, 'forward: ["127.0.0.1:0:127.0.0.1:9"]\nlog-level: warn\nearly-syn: off\nbacklog: 100\npool-low: 9\n');
+  let r = await api(sock, 'PATCH', '/v1/config', { 'connect-timeout': '3s' });
+  assert.equal(r.status, 200, JSON.stringify(r.body));
+  assert.deepEqual((r.body as { changed: { option: string }[] }).changed.map((c) => c.option), ['connect-timeout']);
+  assert.equal((await view(sock)).logLevel, 'info');
+  // The diff is against the file as it is now: the edit shows, and so does the run-time change.
+  const diff = (await api(sock, 'GET', '/v1/config/diff')).body as { changes: { option: string }[] };
+  assert.deepEqual(diff.changes.map((c) => c.option).sort(), ['backlog', 'connect-timeout', 'log-level', 'pool-low']);
+  // Reloading the file takes the edit (backlog is restart-only: refused whole, nothing changes).
+  r = await api(sock, 'POST', '/v1/reload');
+  assert.equal(r.status, 409);
+  writeFileSync(file, 'forward: ["127.0.0.1:0:127.0.0.1:9"]\nlog-level: warn\nearly-syn: off\n');
+  r = await api(sock, 'POST', '/v1/reload');
+  assert.equal(r.status, 200, JSON.stringify(r.body));
+  assert.equal((await view(sock)).logLevel, 'warn');
+  assert.deepEqual(((await api(sock, 'GET', '/v1/config')).body as { overrides: object }).overrides, {}, 'the reload dropped the run-time change');
+
+  // Bodies: too large (declared, and sent without a length), not JSON; a null for a key no file may hold.
+  const big = { 'log-level': 'x'.repeat(70 * 1024) };
+  r = await api(sock, 'PATCH', '/v1/config', big);
+  assert.equal(r.status, 400);
+  assert.match((r.body as { error: { message: string } }).error.message, /larger than 65536 bytes/);
+  const chunked = await new Promise<number>((resolve, reject) => {
+    const req = request({ socketPath: sock, method: 'PATCH', path: '/v1/config', headers: { 'transfer-encoding': 'chunked' } }, (res) => { res.resume(); resolve(res.statusCode ?? 0); });
+    req.on('error', reject);
+    for (let i = 0; i < 20; i++) req.write('x'.repeat(8192));
+    req.end();
+  });
+  assert.equal(chunked, 400);
+  assert.equal(await requestUnixRaw(sock, '{not json'), 400);
+  r = await api(sock, 'PATCH', '/v1/config', { nonsense: null });
+  assert.equal(r.status, 400);
+  assert.match((r.body as { error: { message: string } }).error.message, /unknown key 'nonsense'/);
+  assert.equal((await api(sock, 'GET', '/v1/view')).status, 200, 'the API still answers');
+});
+
+function requestUnixRaw(sock: string, body: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const req = request({ socketPath: sock, method: 'PATCH', path: '/v1/config', headers: { 'content-type': 'application/json' } }, (res) => { res.resume(); resolve(res.statusCode ?? 0); });
+    req.on('error', reject);
+    req.end(body);
+  });
+}

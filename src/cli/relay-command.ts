@@ -1,4 +1,4 @@
-import { loadRelayConfig, RELAY_HELP } from '../config/load-config.js';
+import { buildRelayConfig, readRelayOptions, RELAY_HELP } from '../config/load-config.js';
 import { parseRelayArgs } from '../config/parse-args.js';
 import { createLogger } from '../observe/logger.js';
 import { ServiceNotifier } from '../observe/service-notifier.js';
@@ -26,7 +26,9 @@ export async function runRelayCommand(argv: string[]): Promise<number> {
     process.stdout.write(RELAY_HELP);
     return 0;
   }
-  const { config, warnings } = await loadRelayConfig(argv, process.env);
+  // Read once: the running config, and the base that run-time changes build on.
+  const base = await readRelayOptions(args);
+  const { config, warnings } = await buildRelayConfig(args, process.env, undefined, base);
   if (args.check === true) {
     process.stdout.write(describeConfig(config, warnings));
     return 0;
@@ -41,7 +43,7 @@ export async function runRelayCommand(argv: string[]): Promise<number> {
   if (config.peers.length > 0) for (const line of describePoolAndTurbo(config)) logger.info({ event: 'pool-turbo' }, line);
   const relay = await Supervisor.start(config, { logger });
   const manager = new ServiceNotifier(logger); // systemd Type=notify; a no-op without NOTIFY_SOCKET
-  const control = new ControlPlane(argv, process.env, relay, logger);
+  const control = new ControlPlane(argv, process.env, relay, logger, base);
   let controlServer: ControlServer | undefined;
   if (config.control !== undefined) {
     try {

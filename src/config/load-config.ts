@@ -59,13 +59,24 @@ export function applyOverrides(base: RelayOptions, overrides: Overrides): RelayO
   return out;
 }
 
-export async function buildRelayConfig(args: RelayOptions, env: NodeJS.ProcessEnv, overrides?: Overrides): Promise<LoadedRelayConfig> {
+/** The config file (if any) read and merged with the flags: what a reload reads again. */
+export async function readRelayOptions(args: RelayOptions): Promise<RelayOptions> {
   if (args.help === true) throw new ConfigError('--help asks for the help text, not a config');
   const configFile = args.configFile === undefined ? undefined : resolve(args.configFile);
   const file = configFile === undefined ? undefined : await readConfigFile(configFile);
   // Absolute now, so that a reload after a chdir reads the same files.
   const flags = args.keyFile === undefined ? args : { ...args, keyFile: resolve(args.keyFile) };
   const merged = file === undefined ? flags : mergeOptions(file, flags);
+  return configFile === undefined ? merged : { ...merged, configFile };
+}
+
+/**
+ * `base`: the file and flags as read before (readRelayOptions), so that a run-time
+ * change builds on the file as last loaded, not on edits since.
+ */
+export async function buildRelayConfig(args: RelayOptions, env: NodeJS.ProcessEnv, overrides?: Overrides, base?: RelayOptions): Promise<LoadedRelayConfig> {
+  const merged = base ?? await readRelayOptions(args);
+  const configFile = merged.configFile;
   const o = overrides === undefined ? merged : applyOverrides(merged, overrides);
   const loadedKey = await loadRelayKey(o.keyFile, env);
   const config: RelayConfig = {

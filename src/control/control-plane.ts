@@ -9,7 +9,8 @@
  */
 import type { Logger } from '../observe/logger.js';
 import type { RelayConfig } from '../config/relay-config.js';
-import { buildRelayConfig, type LoadedRelayConfig } from '../config/load-config.js';
+import { buildRelayConfig, readRelayOptions, type LoadedRelayConfig } from '../config/load-config.js';
+import type { RelayOptions } from '../config/relay-options.js';
 import { parseRelayArgs } from '../config/parse-args.js';
 import type { ConfigDocument } from '../config/config-schema.js';
 import { optionsOfDocument } from '../config/config-file.js';
@@ -31,12 +32,16 @@ export class ControlPlane {
   #overrides: Record<string, ConfigDocument[string]> = {};
   /** One change at a time, in the order asked. */
   #queue: Promise<unknown> = Promise.resolve();
+  /** The file and flags as last loaded (at start, or the last reload): changes build on these. */
+  #base: RelayOptions;
 
-  constructor(argv: readonly string[], env: NodeJS.ProcessEnv, relay: Reloadable, logger: Logger) {
+  /** `base`: the file and flags the running config was built from (readRelayOptions). */
+  constructor(argv: readonly string[], env: NodeJS.ProcessEnv, relay: Reloadable, logger: Logger, base: RelayOptions) {
     this.#argv = argv;
     this.#env = env;
     this.#relay = relay;
     this.#logger = logger;
+    this.#base = base;
   }
 
   /** The run-time changes in force, as given. */
@@ -45,7 +50,8 @@ export class ControlPlane {
   }
 
   /**
-   * Applies `patch` ({option: value}, null to drop an earlier change) to every worker.
+   * Applies `patch` ({option: value}, null to drop an earlier change) to every worker,
+ * built on the file as last loaded (edits to it since count only at a reload).
    * Throws ConfigError (a bad key or value, named) or RestartRequiredError, and then
    * nothing changed anywhere. Returns what changed.
    */
@@ -57,6 +63,8 @@ export class ControlPlane {
       const { checkConfigDocument } = await import('../config/config-schema.js');
       const entries = Object.entries(patch as Record<string, unknown>);
       const dropped = new Set(entries.filter(([, v]) => v === null).map(([k]) => k));
+      // A key to drop must be one the file could hold: checked like any other (null stands for its value).
+      checkConfigDocument(Object.fromEntries([...dropped].map((k) => [k, undefined])), 'change');
       const given = Object.fromEntries(entries.filter(([, v]) => v !== null));
       const next: Record<string, ConfigDocument[string]> = {
         ...Object.fromEntries(Object.entries(this.#overrides).filter(([k]) => !dropped.has(k))),
@@ -79,13 +87,15 @@ export class ControlPlane {
    */
   reloadFile(who: string, onLoaded: () => void = () => undefined): Promise<ConfigChange[]> {
     return this.#serial(async () => {
-      const loaded = await this.#build({});
+      const base = await readRelayOptions(parseRelayArgs(this.#argv));
+      const loaded = await this.#build({}, base);
       onLoaded();
       const dropped = Object.keys(this.#overrides);
       for (const warning of loaded.warnings) this.#logger.warn({ event: 'config-warning' }, warning);
       const changes = diffConfigs(this.#relay.config, loaded.config);
       await this.#relay.reload(loaded.config);
       this.#overrides = {};
+      this.#base = base;
       if (dropped.length > 0) {
         this.#logger.info({ event: 'control-change', by: who, dropped }, `reload from the file by ${who} dropped the run-time changes of ${dropped.join(', ')}`);
       }
@@ -95,14 +105,15 @@ export class ControlPlane {
 
   /** How the running config differs from what the file and flags give now. */
   async diff(): Promise<ConfigChange[]> {
-    const fromFile = await this.#build({});
+    const fromFile = await this.#build({}, await readRelayOptions(parseRelayArgs(this.#argv)));
     return diffConfigs(fromFile.config, this.#relay.config);
   }
 
-  #build(overrides: Record<string, ConfigDocument[string]>): Promise<LoadedRelayConfig> {
+  /** The config from `base` (default: the file as last loaded, not as it is now) and `overrides`. */
+  async #build(overrides: Record<string, ConfigDocument[string]>, base: RelayOptions = this.#base): Promise<LoadedRelayConfig> {
     const keys = Object.keys(overrides);
-    return buildRelayConfig(parseRelayArgs(this.#argv), this.#env,
-      keys.length === 0 ? undefined : { options: optionsOfDocument(overrides, 'change'), keys });
+    const options = keys.length === 0 ? undefined : optionsOfDocument(overrides, 'change');
+    return buildRelayConfig(parseRelayArgs(this.#argv), this.#env, options === undefined ? undefined : { options, keys }, base);
   }
 
   #serial<T>(run: () => Promise<T>): Promise<T> {

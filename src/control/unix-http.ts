@@ -2,9 +2,10 @@
  * HTTP with JSON over a unix socket: the transport of the relay's control API and of the
  * lab daemon's status, server and client.
  *
- * The socket is private: its directory is made (or found) mode 0700 and owned by us,
- * and the socket itself is chmod 0600 as soon as it is bound, so only root (or the
- * relay's user) can speak to it. A socket file left by a relay that died is replaced;
+ * The socket is private: its directory is made mode 0700 (or found owned by us or root,
+ * not writable by others unless sticky, like /tmp), and the socket is bound under a umask
+ * that makes it 0600 from the first moment, so only root (or the relay's user) can speak
+ * to it. A socket file left by a relay that died is replaced;
  * one that still answers belongs to a running relay, and is left alone.
  */
 import { chmodSync, lstatSync, mkdirSync, rmSync } from 'node:fs';
@@ -34,6 +35,9 @@ export async function listenUnix(server: Server, path: string, what = 'control s
     if (!st.isDirectory()) throw new Error('not a directory');
     // A shared directory (e.g. /tmp) is fine only if the socket itself is private from its first moment.
     if ((st.mode & 0o022) !== 0 && (st.mode & 0o1000) === 0) throw new Error(`mode ${(st.mode & 0o777).toString(8)} lets others replace the socket`);
+    // Owned by us or by root: another user's directory would let that user replace the socket.
+    const uid = process.getuid?.() ?? 0;
+    if (st.uid !== uid && st.uid !== 0) throw new Error(`it belongs to uid ${String(st.uid)}, not to this process (uid ${String(uid)}) or root`);
   } catch (err) {
     throw new ControlSocketError(`${what} ${path}: its directory ${dir} cannot be used: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
   }
@@ -63,21 +67,44 @@ export async function listenUnix(server: Server, path: string, what = 'control s
   chmodSync(path, 0o600);
 }
 
-/** Reads a JSON body of at most MAX_BODY_BYTES; undefined when there is none. Throws ControlRequestError. */
-export async function readJsonBody(req: IncomingMessage): Promise<unknown> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req as AsyncIterable<Buffer>) {
-    size += chunk.length;
-    if (size > MAX_BODY_BYTES) throw new ControlRequestError(`request body larger than ${MAX_BODY_BYTES} bytes`);
-    chunks.push(chunk);
+/**
+ * Reads a JSON body of at most MAX_BODY_BYTES; undefined when there is none. Throws
+ * ControlRequestError. A body too large is refused at once (by its content-length, or as
+ * soon as it passes the limit) and the rest of it is read and dropped, so that the
+ * request still gets its answer rather than a reset.
+ */
+export function readJsonBody(req: IncomingMessage): Promise<unknown> {
+  const tooLarge = (): Error => new ControlRequestError(`request body larger than ${MAX_BODY_BYTES} bytes`);
+  if (Number(req.headers['content-length'] ?? 0) > MAX_BODY_BYTES) {
+    req.resume();
+    return Promise.reject(tooLarge());
   }
-  if (size === 0) return undefined;
-  try {
-    return JSON.parse(Buffer.concat(chunks).toString('utf8')) as unknown;
-  } catch (err) {
-    throw new ControlRequestError(`request body is not JSON: ${err instanceof Error ? err.message : String(err)}`);
-  }
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let over = false;
+    req.on('data', (chunk: Buffer) => {
+      if (over) return;
+      size += chunk.length;
+      if (size > MAX_BODY_BYTES) {
+        over = true;
+        chunks.length = 0;
+        reject(tooLarge());
+        return;
+      }
+      chunks.push(chunk);
+    });
+    req.on('error', reject);
+    req.on('end', () => {
+      if (over) return;
+      if (size === 0) { resolve(undefined); return; }
+      try {
+        resolve(JSON.parse(Buffer.concat(chunks).toString('utf8')) as unknown);
+      } catch (err) {
+        reject(new ControlRequestError(`request body is not JSON: ${err instanceof Error ? err.message : String(err)}`));
+      }
+    });
+  });
 }
 
 export interface JsonReply {

@@ -76,6 +76,8 @@ interface Slot {
   lastMetrics: MetricsSnapshot | undefined;
   /** The last view part it sent (for the same reason: its totals outlive it). */
   lastView: WorkerViewPart | undefined;
+  /** The config this worker runs (what it started with, or its last reload). */
+  config: RelayConfig;
   /** Requests sent to this worker, by id. */
   readonly pending: Map<number, { resolve: (v: WorkerSnapshot | undefined) => void; reject: (e: Error) => void }>;
 }
@@ -84,6 +86,8 @@ export class Supervisor implements ViewSource {
   readonly workers: number;
   readonly #logger: Logger;
   #config: RelayConfig;
+  /** What a worker started now starts with: #config, or the config a reload is handing out. */
+  #spawnConfig: RelayConfig;
   readonly #replay: SharedReplayGuard;
   readonly #slots: SharedConnectionSlots;
   readonly #fds: ListenerFds;
@@ -107,6 +111,8 @@ export class Supervisor implements ViewSource {
   /** The view's totals of workers that died (their open connections were reset: failed). */
   #retiredView: SupervisorPart['retired'] = { closed: 0, failed: 0, bytes: { up: 0, down: 0 } };
   readonly #startedAt = Date.now();
+  /** The round of snapshot requests in flight, shared by its callers (#snapshots). */
+  #inflight: Promise<WorkerSnapshot[]> | undefined;
   /** Early SYN's rules and one SYN queue reader per worker (src/intercept/early-syn.ts); undefined: off. */
   #earlySyn: EarlySyn | undefined;
   /** Measures the queue's added latency while early SYN runs (src/intercept/queue-probe.ts). */
@@ -124,6 +130,7 @@ export class Supervisor implements ViewSource {
     this.workers = config.workers;
     this.#logger = options.logger;
     this.#config = config;
+    this.#spawnConfig = config;
     this.#replay = new SharedReplayGuard({ maxClockSkewMs: config.maxClockSkewMs });
     this.#slots = new SharedConnectionSlots(config.workers);
     this.#fds = new ListenerFds(config.workers, config.backlog, options.logger);
@@ -360,7 +367,12 @@ export class Supervisor implements ViewSource {
         pool: (({ pool, low, high, maxIdleMs }) => ({ enabled: pool, low, high, maxIdleMs }))(poolOf(config, p.name)),
         turbo: turbo.get(p.name) ?? (config.turbo ? 'not applied yet' : 'off'),
       })),
-      workers: this.#workerSlots.map((s) => ({ index: s.index, threadId: s.threadId, part: snapshots.find((x) => x.index === s.index && x.threadId === s.threadId)?.view })),
+      // As render(): a worker that died since it answered is in #retiredView, not here too;
+      // one alive but too slow to answer shows its last part.
+      workers: this.#workerSlots.map((s) => {
+        const answered = snapshots.find((x) => x.index === s.index && x.threadId === s.threadId);
+        return { index: s.index, threadId: s.threadId, part: !s.ready ? undefined : answered?.view ?? s.lastView };
+      }),
       retired: this.#retiredView,
     });
   }
@@ -420,17 +432,31 @@ export class Supervisor implements ViewSource {
       if (metricsMoved && config.metrics !== undefined) {
         metricsServer = await startMetricsServer(this, config.metrics.host, config.metrics.port, this);
       }
-      // A worker being replaced is skipped: it starts with the config in force when it spawns.
+      // Every worker takes it, or none keeps it. A worker started from now on starts with
+      // it; one still starting (not ready) is brought to it once ready (#spawn). A worker
+      // that dies meanwhile is no refusal: its replacement starts with the new config.
+      const before = this.#spawnConfig;
+      this.#spawnConfig = config;
       const running = this.#workerSlots.filter((s) => s.ready);
-      const results = await Promise.allSettled(running.map((s) => this.#request(s, (id) => ({ type: 'reload', id, config: workerConfig(config) }))));
-      const failed = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
-      if (failed.length > 0) {
+      const results = await Promise.allSettled(running.map(async (s) => {
+        await this.#request(s, (id) => ({ type: 'reload', id, config: workerConfig(config) }));
+        s.config = config;
+      }));
+      const refused = results.flatMap((r, i) => (r.status === 'rejected' && !(r.reason instanceof WorkerExitError) ? [{ reason: r.reason as unknown, slot: running[i] }] : []));
+      if (refused.length > 0) {
+        this.#spawnConfig = before;
         if (metricsServer !== this.#metricsServer) await closeServer(metricsServer);
-        if (failed.length < results.length) {
-          this.#logger.error({ event: 'reload', failed: failed.length, workers: results.length },
-            'workers disagree: some took the new config and some did not; restart the relay to be sure which runs');
+        // Those that took it go back to the config in force.
+        const took = running.filter((s, i) => results[i]?.status === 'fulfilled' && s.ready);
+        const back = await Promise.allSettled(took.map(async (s) => {
+          await this.#request(s, (id) => ({ type: 'reload', id, config: workerConfig(before) }));
+          s.config = before;
+        }));
+        if (back.some((r) => r.status === 'rejected')) {
+          this.#logger.error({ event: 'reload', refused: refused.length, workers: running.length },
+            'workers disagree: a worker refused the new config and another could not be put back; restart the relay to be sure which runs');
         }
-        throw failed[0]?.reason;
+        throw refused[0]?.reason;
       }
       if (metricsMoved) {
         await closeServer(this.#metricsServer);
@@ -528,15 +554,16 @@ export class Supervisor implements ViewSource {
   #spawn(index: number): Promise<void> {
     const data: WorkerData = {
       index, workers: this.workers,
-      config: workerConfig(this.#config),
+      config: workerConfig(this.#spawnConfig),
       replayBuffer: this.#replay.buffer, slotsBuffer: this.#slots.buffer,
     };
     const worker = new Worker(WORKER_ENTRY, { workerData: data });
-    const slot: Slot = this.#workerSlots[index] ?? { index, worker, threadId: worker.threadId, ready: false, startedAt: 0, quickDeaths: 0, replaceDelayMs: 0, lastMetrics: undefined, lastView: undefined, pending: new Map() };
+    const slot: Slot = this.#workerSlots[index] ?? { index, worker, threadId: worker.threadId, ready: false, startedAt: 0, quickDeaths: 0, replaceDelayMs: 0, lastMetrics: undefined, lastView: undefined, config: this.#spawnConfig, pending: new Map() };
     slot.worker = worker;
     slot.threadId = worker.threadId;
     slot.ready = false;
     slot.startedAt = performance.now();
+    slot.config = this.#spawnConfig;
     this.#workerSlots[index] = slot;
     return new Promise<void>((resolve, reject) => {
       let settled = false;
@@ -544,6 +571,17 @@ export class Supervisor implements ViewSource {
         switch (message.type) {
           case 'ready':
             slot.ready = true;
+            // Started before a reload handed out a newer config: it takes that one now.
+            if (slot.config !== this.#spawnConfig) {
+              const next = this.#spawnConfig;
+              this.#request(slot, (id) => ({ type: 'reload', id, config: workerConfig(next) })).then(
+                () => { slot.config = next; },
+                (err: unknown) => {
+                  this.#logger.error({ event: 'reload', worker: index, code: errorCode(err) },
+                    `worker ${index} started during a reload and could not take the new config: ${err instanceof Error ? err.message : String(err)}`);
+                },
+              );
+            }
             // A replacement: the capture of its slot sends to the new thread from now on.
             if (this.#earlySyn !== undefined) {
               const port = this.#earlySyn.retarget(index);
@@ -657,7 +695,16 @@ export class Supervisor implements ViewSource {
     });
   }
 
-  async #snapshots(): Promise<WorkerSnapshot[]> {
+  /**
+   * Every worker's snapshot. Callers at the same moment (a scrape, the status page, ctl)
+   * share one round of requests: a worker answers once, however many ask.
+   */
+  #snapshots(): Promise<WorkerSnapshot[]> {
+    this.#inflight ??= this.#takeSnapshots().finally(() => { this.#inflight = undefined; });
+    return this.#inflight;
+  }
+
+  async #takeSnapshots(): Promise<WorkerSnapshot[]> {
     const results = await Promise.allSettled(this.#workerSlots.map(async (s) => {
       const snapshot = await this.#request(s, (id) => ({ type: 'snapshot', id }), SNAPSHOT_TIMEOUT_MS);
       if (snapshot !== undefined && snapshot.threadId === s.threadId) {
@@ -670,7 +717,8 @@ export class Supervisor implements ViewSource {
   }
 
   async #refreshAddresses(): Promise<void> {
-    const [first] = await this.#snapshots();
+    // A fresh round: one in flight may have been asked before the reload.
+    const [first] = await this.#takeSnapshots();
     if (first !== undefined) this.#addresses = first.addresses;
   }
 
