@@ -163,7 +163,7 @@ export class RelayMetrics {
   readonly pendingEvictions = this.registry.counter('tcpsplit_pending_evictions_total',
     'Peer connections still waiting for their header, reset to make room for a newer one, by reason (source: its source was at --max-pending-per-source; global: all pending slots were taken).',
     ['reason']);
-  readonly reloads = this.registry.counter('tcpsplit_config_reloads_total', 'Config reloads on SIGHUP, by result (ok, error).', ['result']);
+  readonly reloads = this.registry.counter('tcpsplit_config_reloads_total', 'Config reloads (SIGHUP, and changes through the control API), by result (ok, error).', ['result']);
 
   readonly poolRetries = this.registry.counter('tcpsplit_pool_retries_total',
     'Pooled peer legs found dead on use (reset, or silent before the TARGET frame was acknowledged) and replaced by a fresh leg, by peer.', ['peer']);

@@ -93,7 +93,7 @@ export class Supervisor implements ViewSource {
   readonly #fds: ListenerFds;
   readonly #workerSlots: Slot[] = [];
   readonly #metrics = new Metrics();
-  readonly #reloadCounter = this.#metrics.counter('tcpsplit_config_reloads_total', 'Config reloads on SIGHUP, by result (ok, error).', ['result']);
+  readonly #reloadCounter = this.#metrics.counter('tcpsplit_config_reloads_total', 'Config reloads (SIGHUP, and changes through the control API), by result (ok, error).', ['result']);
   readonly #restartCounter = this.#metrics.counter('tcpsplit_worker_restarts_total', 'Worker threads that died and were replaced.');
   #metricsServer: HttpServer | undefined;
   #addresses: Addresses = { forward: [], accept: undefined, intercept: undefined };
