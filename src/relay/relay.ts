@@ -38,9 +38,10 @@ import type { MessagePort } from 'node:worker_threads';
 import type { SynEvent } from '../intercept/syn-capture.js';
 import { Cidr } from '../net/cidr.js';
 import { canonicalAddress } from '../net/four-tuple.js';
-import { tcpInfo, socketFd } from '../sys/index.js';
+import { ConnectionLedger } from './connection-ledger.js';
+import { samplePeerLegs, type PeerLegSample } from './peer-legs.js';
 import { formatEndpoint } from '../config/load-config.js';
-import { CONNECTIONS_IN_VIEW, ERRORS_IN_VIEW, type ErrorView } from '../control/relay-view.js';
+import { CONNECTIONS_IN_VIEW } from '../control/relay-view.js';
 import type { WorkerPeerPart, WorkerViewPart } from '../control/worker-view.js';
 import { EarlyLegs, headerAtConnect, MAX_UNSENT_EARLY_HEADERS, type EarlyTarget, type UnsentHeaders } from './early-leg.js';
 
@@ -171,6 +172,8 @@ export interface RelayOptions {
    */
   readonly replayGuard?: ReplayCheck;
   readonly listenerSource?: ListenerSource;
+  /** This worker's index, which its recorded errors carry (0 when the relay runs alone). */
+  readonly workerIndex?: number;
   readonly connectionSlots?: ConnectionSlots;
   /**
    * Whether this relay installs (and at its drain removes) the --intercept rules: one
@@ -223,15 +226,8 @@ export class Relay {
   readonly #onPeerAuthenticated: ((address: string) => void) | undefined;
   /** Peer addresses already reported to onPeerAuthenticated (bounded by the peers that hold the key). */
   readonly #peersSeen = new Set<string>();
-  /** Lifecycle totals for the view (counted at close, never per chunk). */
-  #closed = 0;
-  #failed = 0;
-  /** Bytes each way of the connections closed so far (the view and tcpsplit_bytes_total add the open ones' progress). */
-  readonly #closedBytes = { up: 0, down: 0 };
-  /** The last ERRORS_IN_VIEW connections that failed, oldest first (a ring, bounded). */
-  readonly #recentErrors: ErrorView[] = [];
-  /** This worker's index, for the view (0 when the relay runs alone). */
-  #index = 0;
+  /** Ended connections' totals and recent failures, for the view. */
+  readonly #ledger: ConnectionLedger;
 
   private constructor(config: RelayConfig, options: RelayOptions, fdConnections: number) {
     this.#logger = options.logger;
@@ -239,6 +235,7 @@ export class Relay {
     this.#replay = options.replayGuard ?? new ReplayGuard({ maxClockSkewMs: config.maxClockSkewMs });
     this.#slots = options.connectionSlots ?? new SharedConnectionSlots(1, 0);
     this.#onPeerAuthenticated = options.onPeerAuthenticated;
+    this.#ledger = new ConnectionLedger(options.workerIndex ?? 0);
     this.#ffi = prepareSocketCalls();
     this.#state = deriveState(config, this.#replay, this.#hooks(undefined));
     this.#fdConnections = fdConnections;
@@ -252,7 +249,7 @@ export class Relay {
 
   /** Bytes each way so far: closed connections' and, read now, the open ones' progress. */
   #bytesSoFar(): { up: number; down: number } {
-    let { up, down } = this.#closedBytes;
+    let { up, down } = this.#ledger.closedBytes;
     for (const conn of this.#connections) {
       const p = conn.progress;
       up += p.up;
@@ -290,7 +287,6 @@ export class Relay {
    * peer the pool and one leg's TCP_INFO.
    */
   async viewPart(index: number, loopLagMs: number): Promise<WorkerViewPart> {
-    this.#index = index;
     // First: the rest of the part is read in one step after it.
     const accepted = await this.metrics.registry.value('tcpsplit_connections_accepted_total');
     const now = performance.now();
@@ -311,9 +307,9 @@ export class Relay {
     });
     return {
       accepted,
-      open: this.activeConnections, closed: this.#closed, failed: this.#failed, loopLagMs,
+      open: this.activeConnections, closed: this.#ledger.closed, failed: this.#ledger.failed, loopLagMs,
       bytes: this.#bytesSoFar(),
-      connections, errors: [...this.#recentErrors].reverse(), peers,
+      connections, errors: this.#ledger.recentErrors(), peers,
     };
   }
 
@@ -322,17 +318,14 @@ export class Relay {
    * next client would get), else an open connection's leg. Peers with neither have none.
    */
   #peerLegs(): PeerLegSample[] {
-    const samples: PeerLegSample[] = [];
-    for (const peer of this.#state.config.peers) {
-      let socket = this.#state.pools?.get(peer.name)?.idleSocket();
-      if (socket === undefined) {
-        for (const c of this.#connections) if (c.via === peer.name && c.upstream !== undefined) { socket = c.upstream; break; }
-      }
-      const info = legInfo(socket);
-      if (info !== undefined) samples.push({ peer: peer.name, ...info });
-    }
-    return samples;
+    return samplePeerLegs(this.#state.config.peers.map((p) => p.name), (peer) => {
+      const idle = this.#state.pools?.get(peer)?.idleSocket();
+      if (idle !== undefined) return idle;
+      for (const c of this.#connections) if (c.via === peer && c.upstream !== undefined) return c.upstream;
+      return undefined;
+    });
   }
+
 
   /** Authenticated idle (pooled) connections held on --accept now. */
   get idleAccepted(): number {
@@ -684,18 +677,8 @@ export class Relay {
     if (this.#earlyUnclaimed.delete(conn)) this.#slots.releaseEarly();
     else this.#slots.release();
     this.metrics.closed(1, labelsFor('outcome', record.outcome));
-    this.#closed++;
     // In the same step as the delete above: the bytes move from open to closed, never counted twice.
-    this.#closedBytes.up += record.up;
-    this.#closedBytes.down += record.down;
-    // Failures a person should see: not routine ends (an idle pooled connection retired,
-    // an early leg no accept claimed), which anyone can cause by the thousand.
-    if (record.outcome !== 'ok' && record.outcome !== IdleClosedError.code && conn.downstream !== undefined) {
-      this.#failed++;
-      if (this.#recentErrors.push({ at: Date.now(), code: record.outcome, message: `${record.client} -> ${record.target}${record.via === '-' ? '' : ` via ${record.via}`}: ${record.error ?? record.outcome}`, worker: this.#index }) > ERRORS_IN_VIEW) {
-        this.#recentErrors.shift();
-      }
-    }
+    this.#ledger.record(record, conn.downstream !== undefined);
     if (record.connectMs !== undefined) this.metrics.connectSeconds(record.connectMs / 1000);
     if (record.ttfbMs !== undefined) this.metrics.firstByteSeconds(record.ttfbMs / 1000);
     if (record.outcome === 'ok') this.#logger.info(record, 'connection closed');
@@ -886,25 +869,6 @@ export class Relay {
 
 /** How much later than the header and connect timeouts the pairing backstop fires. */
 const PAIR_MARGIN_MS = 1000;
-
-interface PeerLegSample {
-  readonly peer: string;
-  readonly rttMs: number;
-  readonly cwnd: number;
-  readonly retransmits: number;
-}
-
-/** RTT, cwnd and retransmits of a leg, from TCP_INFO; undefined when there is no leg or the call fails. */
-function legInfo(socket: Socket | undefined): Omit<PeerLegSample, 'peer'> | undefined {
-  const fd = socket === undefined ? undefined : socketFd(socket);
-  if (fd === undefined) return undefined;
-  try {
-    const info = tcpInfo(fd);
-    return { rttMs: info.rttUs / 1000, cwnd: info.sndCwnd, retransmits: info.totalRetrans };
-  } catch {
-    return undefined; // closed under us: no sample this time
-  }
-}
 
 function noop(): void { /* errors of a socket being discarded */ }
 

@@ -161,6 +161,7 @@ try {
     replayGuard: SharedReplayGuard.attach(data.replayBuffer),
     connectionSlots: SharedConnectionSlots.attach(data.slotsBuffer, data.workers, data.index),
     listenerSource,
+    workerIndex: data.index,
     // One nftables table per instance: worker 0 installs it and removes it at its drain.
     installInterception: data.index === 0,
     onPeerAuthenticated: (address) => { send({ type: 'peer-seen', address }); },
