@@ -22,7 +22,7 @@ import { Lab, startNginx, scaleDelays, PROFILES } from '../src/lab/index.js';
 import { startTransparentRelays } from '../src/demo/lab-relays.js';
 import { curlArgs, parseCurlTiming } from '../src/demo/curl-timing.js';
 import { PAIRING_DEFAULTS } from '../src/intercept/pairing-table.js';
-import { needsRoot, assertNoLabLeft } from './helpers/lab.js';
+import { InconclusiveMeasurement, STARVED_STEAL_SHARE, inconclusiveAsSkip, markCpu, needsRoot, assertNoLabLeft, stealShare } from './helpers/lab.js';
 
 const PREFIX = 'tsf';
 const METRICS = '127.0.0.1:9109';
@@ -34,7 +34,7 @@ const WORKERS = Number(process.env['TCPSPLIT_TEST_WORKERS'] ?? '') || 2;
 const cleanups: (() => Promise<void> | void)[] = [];
 after(async () => { for (const c of cleanups.reverse()) await c(); });
 
-test('lab (root, netns): a SYN flood keeps the pairing tables within their caps while a download succeeds', { skip: needsRoot, timeout: 180_000 }, async (t) => {
+test('lab (root, netns): a SYN flood keeps the pairing tables within their caps while a download succeeds', { skip: needsRoot, timeout: 180_000 }, inconclusiveAsSkip(async (t) => {
   const lab = await Lab.create({ prefix: PREFIX, profile: scaleDelays(PROFILES.paper, 0.1) });
   cleanups.push(async () => { await lab.destroy(); assertNoLabLeft(PREFIX); });
   const dir = mkdtempSync(join(tmpdir(), 'tcpsplit-lab-flood-'));
@@ -70,6 +70,7 @@ test('lab (root, netns): a SYN flood keeps the pairing tables within their caps 
       await sleep(100);
     }
   })();
+  const cpu = markCpu();
   const flood = lab.exec('client', 'hping3', ['-q', '-S', '-p', '81', '-c', String(FLOOD_SYNS), '-i', FLOOD_INTERVAL, '--rand-source', server], { timeoutMs: 30_000 });
   const download = lab.exec('client', 'curl', curlArgs(web.url('path', 'big.bin'), 60), { timeoutMs: 70_000 });
   const [flooded, got] = await Promise.all([flood, download]);
@@ -89,7 +90,13 @@ test('lab (root, netns): a SYN flood keeps the pairing tables within their caps 
     + `opened ${outcome(during.rs, 'opened')}, source-cap ${outcome(during.rs, 'source-cap')}, peak pending ${peaks.rs}`);
   const rcCap = WORKERS * PAIRING_DEFAULTS.maxEntries;
   assert.ok(peaks.rc <= rcCap, `R_C held ${peaks.rc} early legs, over its cap of ${rcCap}`);
-  assert.ok(outcome(during.rc, 'full') > 0, 'the flood reached the cap (else this test shows nothing)');
+  // The flood must outrun the tables' 3 s expiry to reach the cap: a host the hypervisor
+  // starved may not let it, and then the test measured nothing (inconclusive, not failed).
+  const steal = stealShare(cpu);
+  if (outcome(during.rc, 'full') === 0 && steal > STARVED_STEAL_SHARE) {
+    throw new InconclusiveMeasurement(`the flood did not reach R_C's cap while the hypervisor took ${(steal * 100).toFixed(1)}% of CPU time (peak ${String(peaks.rc)} of ${String(rcCap)})`);
+  }
+  assert.ok(outcome(during.rc, 'full') > 0, `the flood reached the cap (else this test shows nothing); steal ${(steal * 100).toFixed(1)}%`);
   const rsCap = WORKERS * PAIRING_DEFAULTS.maxPerSource;
   assert.ok(outcome(during.rs, 'source-cap') > 0, 'R_S\'s per-source cap was reached');
   assert.ok(peaks.rs <= rsCap, `R_S held ${peaks.rs} early legs from R_C's one address, over the per-source cap of ${rsCap}`);
@@ -102,4 +109,4 @@ test('lab (root, netns): a SYN flood keeps the pairing tables within their caps 
   const grownMiB = (relays.rc.rssBytes() - rssBefore) / 2 ** 20;
   t.diagnostic(`R_C RSS grew ${grownMiB.toFixed(1)} MiB over the flood`);
   assert.ok(grownMiB < 64, `R_C's memory grew ${grownMiB.toFixed(1)} MiB`);
-});
+}));

@@ -72,11 +72,15 @@ void test('lab (root, netns): iperf3 over a 200 Mbit/s rs-server cap: goodput at
   });
 }));
 
-void test('lab (root, netns): an uncapped link carries at least 200 Mbit/s (internet link, 4 ms RTT)', { skip: needsRoot }, async (t) => {
+void test('lab (root, netns): an uncapped link carries at least 200 Mbit/s (internet link, 4 ms RTT)', { skip: needsRoot }, inconclusiveAsSkip(async (t) => {
   assert.ok(lab);
-  const r = await iperf(lab.address('server', 'internet'));
-  t.diagnostic(`uncapped internet link: ${(r.receivedBitsPerSec / 1e6).toFixed(1)} Mbit/s, ${r.retransmits} retransmits`);
-  const c = lab.linkCounters('internet');
-  t.diagnostic(`internet up: drops ${JSON.stringify(c.up.drops)}; ${latenessReport(lab, ['internet'])}`);
-  assert.ok(r.receivedBitsPerSec >= 200e6, `${String(r.receivedBitsPerSec / 1e6)} Mbit/s, ${String(r.retransmits)} retransmits; ${latenessReport(lab, ['internet'])}`);
-});
+  // A rate the emulator reaches only with the CPU it needs: starved (CI run c4: 47% steal, 19.8 Mbit/s), it is taken again.
+  await retryIfStarved(t, lab, ['internet'], async () => {
+    assert.ok(lab);
+    const r = await iperf(lab.address('server', 'internet'));
+    t.diagnostic(`uncapped internet link: ${(r.receivedBitsPerSec / 1e6).toFixed(1)} Mbit/s, ${r.retransmits} retransmits`);
+    const c = lab.linkCounters('internet');
+    t.diagnostic(`internet up: drops ${JSON.stringify(c.up.drops)}; ${latenessReport(lab, ['internet'])}`);
+    assert.ok(r.receivedBitsPerSec >= 200e6, `${String(r.receivedBitsPerSec / 1e6)} Mbit/s, ${String(r.retransmits)} retransmits; ${latenessReport(lab, ['internet'])}`);
+  });
+}));
