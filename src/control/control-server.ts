@@ -56,8 +56,6 @@ export class ControlServer {
         (body) => { reply(res, 200, body); },
         (err: unknown) => {
           const status = statusOf(err);
-          // A body refused before its end: the connection closes after the answer.
-          if (!req.complete) res.setHeader('connection', 'close');
           if (status === 500) logger.error({ event: 'control', code: errorCode(err), err }, `control request ${req.method ?? ''} ${url.pathname} failed`);
           reply(res, status, { error: { code: errorCode(err), message: err instanceof Error ? err.message : String(err) } });
         },

@@ -71,7 +71,9 @@ export async function listenUnix(server: Server, path: string, what = 'control s
  * Reads a JSON body of at most MAX_BODY_BYTES; undefined when there is none. Throws
  * ControlRequestError. A body too large is refused at once (by its content-length, or as
  * soon as it passes the limit) and the rest of it is read and dropped, so that the
- * request still gets its answer rather than a reset.
+ * client, still writing, gets its answer rather than a reset or EPIPE (closing the
+ * connection early did that on Node 24; Node's request timeout bounds a sender that
+ * never stops).
  */
 export function readJsonBody(req: IncomingMessage): Promise<unknown> {
   const tooLarge = (): Error => new ControlRequestError(`request body larger than ${MAX_BODY_BYTES} bytes`);
