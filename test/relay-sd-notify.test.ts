@@ -2,7 +2,7 @@ import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { connect } from 'node:net';
+import { connect, createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
@@ -36,9 +36,23 @@ async function next(r: NotifyReceiver, timeoutMs = 10_000): Promise<string> {
   }
 }
 
-/** A relay with NOTIFY_SOCKET set, forwarding to a port nobody needs to serve. */
+/**
+ * The forward target: it accepts and holds what it is given. A refused target would make the relay reset
+ * the test's connection, and under a loaded host that reset can reach the client before its event loop
+ * has seen the handshake complete, so connect() reports ECONNRESET (CI run of stop 14).
+ */
+const held: Socket[] = [];
+const target = createServer((s) => { held.push(s); s.on('error', () => undefined); });
+await new Promise<void>((resolve) => target.listen(0, '127.0.0.1', resolve));
+const targetPort = (target.address() as { port: number }).port;
+cleanups.push(() => {
+  for (const s of held) s.destroy();
+  return new Promise<void>((resolve) => target.close(() => { resolve(); }));
+});
+
+/** A relay with NOTIFY_SOCKET set, forwarding to the target above. */
 function relayNotifying(socket: string, extra: string[] = []): RelayProcess {
-  const relay = new RelayProcess(['-L', '127.0.0.1:0:127.0.0.1:9', '--early-syn', 'off', '--workers', '1', ...extra], { env: { NOTIFY_SOCKET: socket } });
+  const relay = new RelayProcess(['-L', `127.0.0.1:0:127.0.0.1:${targetPort}`, '--early-syn', 'off', '--workers', '1', ...extra], { env: { NOTIFY_SOCKET: socket } });
   cleanups.push(() => relay.stop());
   return relay;
 }
