@@ -12,7 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { steer } from '../src/net/steer.js';
 import { fourTupleKey } from '../src/net/four-tuple.js';
 import { needsRoot } from './helpers/lab.js';
-import type { BypassResult, FailOpenResult, PortResult, ProbeRequest, RulesResult, SteerResult } from './helpers/syn-capture-probe.js';
+import type { BypassResult, FailOpenResult, PortResult, ProbeRequest, RulesResult, SteerResult, TablesResult } from './helpers/syn-capture-probe.js';
 
 const PROBE = fileURLToPath(new URL('./helpers/syn-capture-probe.js', import.meta.url));
 const NS = `tse-${process.pid}`;
@@ -100,8 +100,20 @@ test('syn capture (root, netns): with no reader bound, SYNs pass (--queue-bypass
   assert.equal(r.afterKill.ok, 20);
   assert.equal(r.capturedWhileBound, 3, 'the rule was live: a bound reader saw the SYNs');
   // A dropped SYN would be retransmitted after 1 s.
-  assert.ok(r.unbound.maxMs < 1000 && r.afterStop.maxMs < 1000, 'no SYN was held or dropped');
-  assert.ok(r.afterKill.maxMs < 1000, 'a killed reader holds no SYN: its socket was closed, the queue unbound');
+  // A held or dropped SYN is retransmitted (after 1 s): the kernel's count says whether one was.
+  assert.equal(r.unbound.synRetransmits + r.afterStop.synRetransmits, 0, 'no SYN was held or dropped');
+  assert.equal(r.afterKill.synRetransmits, 0, 'a killed reader holds no SYN: its socket was closed, the queue unbound');
+});
+
+test('syn capture (root, netns): the mangle table iptables made for two rule groups goes with the last of them, in any order of closing', { skip }, (t) => {
+  const r = probe({ mode: 'tables', instance: `tst${process.pid}` }) as TablesResult;
+  t.diagnostic(`before: ${JSON.stringify(r.before)}; installed: ${JSON.stringify(r.installed)}`);
+  assert.doesNotMatch(r.before, /table ip mangle/, 'precondition: no mangle table in this namespace yet');
+  assert.match(r.installed, /table ip mangle/);
+  // The group that made the table closing first, while the other's rules were still in it, left it behind (CI run c7).
+  assert.equal(r.afterFirstClosedFirst, r.before, 'made first, closed first');
+  assert.equal(r.afterLastClosedFirst, r.before, 'made last, closed first');
+  assert.equal(r.afterConcurrent, r.before, 'closed together');
 });
 
 test('syn capture (root, netns): rules live in our chains, stale ones are removed at the next install, close removes all', { skip }, (t) => {
@@ -122,19 +134,20 @@ test('syn capture (root, netns): rules live in our chains, stale ones are remove
 
 test('syn capture (root, netns): events go straight to a MessagePort, and to a new one after retarget()', { skip }, (t) => {
   const r = probe({ mode: 'port', instance: `tse${process.pid}`, server: SERVER4 }) as PortResult;
-  t.diagnostic(`before retarget: port A ${r.first.a}, port B ${r.first.b}; after: A ${r.second.a}, B ${r.second.b}`);
+  t.diagnostic(`before retarget: port A ${r.first.a}, port B ${r.first.b}; once B had its first event, the next 10: A ${r.second.a}, B ${r.second.b}; ${r.events} events for ${r.connections} connections`);
   assert.deepEqual(r.first, { a: 10, b: 0 });
-  assert.deepEqual(r.second, { a: 10, b: 10 });
-  assert.equal(r.ports.length, 20, 'each event names a connection that was made');
+  assert.deepEqual(r.second, { a: 0, b: 10 }, 'after the switch, every event goes to the new port');
+  assert.equal(r.events, r.connections, 'one event per connection: none lost in the switch');
+  assert.equal(r.unmatched, 0, 'each event names a connection that was made');
 });
 
 test('syn capture (root, netns): a reader that stops reading holds at most its queue length of SYNs; the rest pass (fail-open)', { skip }, (t) => {
   const r = probe({ mode: 'fail-open', instance: `tse${process.pid}`, server: SERVER4, count: 60, maxLen: 8 }) as FailOpenResult;
-  t.diagnostic(`60 concurrent connects, queue length 8, nobody reading: ${r.ok} connected, ${r.within100ms} within 100 ms`);
+  t.diagnostic(`60 concurrent connects, queue length 8, nobody reading: ${r.ok} connected, ${r.atOnce} without a SYN retransmission`);
   // The 8 held SYNs stay held; their clients connect on the retransmission (after 1 s), which
   // finds the queue full and passes. Every other SYN passes at once.
   assert.equal(r.ok, 60, 'every client connected');
-  assert.ok(r.within100ms >= 60 - 8, 'all but the queue length connected at once');
+  assert.ok(r.atOnce >= 60 - 8 && r.atOnce < 60, `all but the queue length connected at once (their SYN not held), and the held ones only on a retransmission: ${r.atOnce}`);
 });
 
 test('syn capture (root, netns): SYNs passed because the reader\'s socket buffer was full are counted (overflows)', { skip }, (t) => {
@@ -142,7 +155,7 @@ test('syn capture (root, netns): SYNs passed because the reader\'s socket buffer
   // the rest (fail-open) without a word to the reader (NETLINK_NO_ENOBUFS): only the
   // socket's drop count says so. Counting ENOBUFS alone, this stayed 0.
   const r = probe({ mode: 'fail-open', instance: `tse${process.pid}`, server: SERVER4, count: 50, maxLen: 4096, receiveBufferBytes: 4096 }) as FailOpenResult;
-  t.diagnostic(`50 concurrent connects, a 4 KiB socket buffer, nobody reading: ${r.ok} connected, ${r.within100ms} within 100 ms, ${r.overflows} overflows`);
+  t.diagnostic(`50 concurrent connects, a 4 KiB socket buffer, nobody reading: ${r.ok} connected, ${r.atOnce} without a SYN retransmission, ${r.overflows} overflows`);
   assert.equal(r.ok, 50, 'every client connected');
   assert.ok(r.overflows > 0 && r.overflows <= 50 + 10, `overflows ${r.overflows}`);
 });

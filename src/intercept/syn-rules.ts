@@ -256,19 +256,47 @@ async function removeEmptyMangleTable(family: 4 | 6): Promise<void> {
   await run('nft', ['delete', 'table', family === 4 ? 'ip' : 'ip6', TABLE]).catch(() => undefined);
 }
 
+/**
+ * The `mangle` tables this process made, and how many of its rule groups use each
+ * family. A relay installs several groups (one per capture instance, and the queue
+ * probe's) and closes them together. The table belongs to the set, not to the group
+ * that happened to find it missing: it is removed when the last group of the set is
+ * closed, whichever closes last. Deciding per group left the table behind when the
+ * group that made it closed while another group's rules were still in it (CI run c7).
+ */
+const tables = new Map<4 | 6, { users: number; created: Promise<boolean> }>();
+
+/** Counts a group in; the first one looks (once, before any rule of the set is in) whether the table is ours to remove. */
+async function useTable(family: 4 | 6): Promise<void> {
+  let entry = tables.get(family);
+  if (entry === undefined || entry.users === 0) {
+    entry = { users: 0, created: mangleTableUnused(family).catch(() => false) };
+    tables.set(family, entry);
+  }
+  entry.users += 1;
+  await entry.created;
+}
+
+async function releaseTable(family: 4 | 6): Promise<void> {
+  const entry = tables.get(family);
+  if (entry === undefined || entry.users === 0) return;
+  entry.users -= 1;
+  if (entry.users === 0 && await entry.created) await removeEmptyMangleTable(family);
+}
+
 /** Installed rules; close() removes them. */
 export class SynRules {
   readonly options: SynRulesOptions;
   /** Rules and chains of an earlier run of this instance removed before installing. */
   readonly staleRemoved: number;
-  /** Families whose nftables `mangle` table our install created (removed again at close, if empty). */
-  readonly #createdTables: readonly (4 | 6)[];
+  /** Families whose `mangle` table this group uses (released at close; see `tables`). */
+  readonly #families: readonly (4 | 6)[];
   #closed = false;
 
-  private constructor(options: SynRulesOptions, staleRemoved: number, createdTables: readonly (4 | 6)[]) {
+  private constructor(options: SynRulesOptions, staleRemoved: number, families: readonly (4 | 6)[]) {
     this.options = options;
     this.staleRemoved = staleRemoved;
-    this.#createdTables = createdTables;
+    this.#families = families;
   }
 
   /** Removes this instance's stale rules, then installs. A failure removes what was installed. */
@@ -282,14 +310,11 @@ export class SynRules {
     }
     const stale = await removeSynRules(options.instance);
     const { main, steer } = chainNames(options.instance);
-    const createdTables: (4 | 6)[] = [];
-    for (const family of [4, 6] as const) {
-      if (ruleArgs(options, family).length > 0 && await mangleTableUnused(family)) createdTables.push(family);
-    }
+    const families = ([4, 6] as const).filter((family) => ruleArgs(options, family).length > 0);
+    for (const family of families) await useTable(family);
     try {
-      for (const family of [4, 6] as const) {
+      for (const family of families) {
         const rules = ruleArgs(options, family);
-        if (rules.length === 0) continue;
         const cmd = commandFor(family);
         await runChecked(cmd, ['-w', '5', '-t', TABLE, '-N', main]);
         await runChecked(cmd, ['-w', '5', '-t', TABLE, '-N', steer]);
@@ -297,17 +322,20 @@ export class SynRules {
       }
     } catch (err) {
       await removeSynRules(options.instance).catch(() => undefined);
-      for (const family of createdTables) await removeEmptyMangleTable(family).catch(() => undefined);
+      for (const family of families) await releaseTable(family).catch(() => undefined);
       throw err;
     }
-    return new SynRules(options, stale, createdTables);
+    return new SynRules(options, stale, families);
   }
 
-  /** Removes the rules (idempotent). */
+  /** Removes the rules (idempotent); the last group of this process to close removes the table it made. */
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    await removeSynRules(this.options.instance);
-    for (const family of this.#createdTables) await removeEmptyMangleTable(family);
+    try {
+      await removeSynRules(this.options.instance);
+    } finally {
+      for (const family of this.#families) await releaseTable(family);
+    }
   }
 }

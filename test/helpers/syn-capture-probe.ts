@@ -22,6 +22,7 @@ import { parseSynPacket } from '../../src/intercept/syn-packet.js';
 import { enableSaveSyn, takeSavedSyn } from '../../src/sys/saved-syn.js';
 import { socketFd } from '../../src/sys/tcp-socket.js';
 import { NfQueue } from '../../src/sys/nfqueue.js';
+import { tcpInfo } from '../../src/sys/tcp-info.js';
 
 export interface SteerRequest {
   readonly mode: 'steer';
@@ -41,11 +42,13 @@ export interface SteerResult {
   readonly events: SynEvent[];
   readonly failures: number;
 }
+/** Sequential connects: how many connected, the slowest, and their SYN retransmissions in all. */
+export interface Connects { readonly ok: number; readonly maxMs: number; readonly synRetransmits: number }
 export interface BypassRequest { readonly mode: 'bypass'; readonly instance: string; readonly server: string; readonly count: number }
 export interface BypassResult {
-  readonly unbound: { ok: number; maxMs: number };
-  readonly afterStop: { ok: number; maxMs: number };
-  readonly afterKill: { ok: number; maxMs: number };
+  readonly unbound: Connects;
+  readonly afterStop: Connects;
+  readonly afterKill: Connects;
   readonly capturedWhileBound: number;
 }
 export interface RulesRequest { readonly mode: 'rules'; readonly instance: string }
@@ -58,10 +61,15 @@ export interface FailOpenRequest {
   readonly receiveBufferBytes?: number;
 }
 /** `overflows`: the stuck reader's NfQueue.overflows() at the end. */
-export interface FailOpenResult { readonly ok: number; readonly within100ms: number; readonly overflows: number }
+/** `atOnce`: connected without a SYN retransmission, i.e. their SYN was not held. */
+export interface FailOpenResult { readonly ok: number; readonly atOnce: number; readonly overflows: number }
 export interface PortRequest { readonly mode: 'port'; readonly instance: string; readonly server: string }
-export interface PortResult { readonly first: { a: number; b: number }; readonly second: { a: number; b: number }; readonly ports: number[] }
-export type ProbeRequest = SteerRequest | BypassRequest | RulesRequest | PortRequest | FailOpenRequest;
+/** `second`: the 10 connections made once an event had reached B. `unmatched`: events naming no connection made. */
+export interface PortResult { readonly first: { a: number; b: number }; readonly second: { a: number; b: number }; readonly connections: number; readonly events: number; readonly unmatched: number }
+export interface TablesRequest { readonly mode: 'tables'; readonly instance: string }
+/** `nft list tables` before, and after each way of closing two groups (made in one order, closed in another). */
+export interface TablesResult { readonly before: string; readonly installed: string; readonly afterFirstClosedFirst: string; readonly afterLastClosedFirst: string; readonly afterConcurrent: string }
+export type ProbeRequest = SteerRequest | BypassRequest | RulesRequest | PortRequest | FailOpenRequest | TablesRequest;
 
 const PORT = 5555;
 
@@ -81,15 +89,23 @@ async function server(host: string, onAccept?: (c: net.Socket) => void): Promise
 }
 
 /** One connection; resolves with its client end, or undefined after an error or 3 s. */
-function connectOnce(host: string, localAddress?: string): Promise<{ saddr: string; sport: number; ms: number } | undefined> {
+/**
+ * One connect. `synRetransmits` is the kernel's count (TCP_INFO) of the client's
+ * retransmissions, which before the handshake can only be its SYN's: whether a SYN was
+ * held (a queue nobody reads) or dropped, independent of how busy the host was (a time
+ * bound mistook a stalled probe for held SYNs).
+ */
+function connectOnce(host: string, localAddress?: string): Promise<{ saddr: string; sport: number; ms: number; synRetransmits: number } | undefined> {
   return new Promise((resolve) => {
     const start = process.hrtime.bigint();
     const c = net.connect(localAddress === undefined ? { host, port: PORT } : { host, port: PORT, localAddress });
-    const timer = setTimeout(() => { c.destroy(); resolve(undefined); }, 3000);
+    const timer = setTimeout(() => { c.destroy(); resolve(undefined); }, 10_000);
     c.on('error', () => { clearTimeout(timer); resolve(undefined); });
     c.on('connect', () => {
       clearTimeout(timer);
-      resolve({ saddr: c.localAddress ?? '', sport: c.localPort ?? 0, ms: Number(process.hrtime.bigint() - start) / 1e6 });
+      const fd = socketFd(c);
+      const synRetransmits = fd === undefined ? Number.NaN : tcpInfo(fd).totalRetrans;
+      resolve({ saddr: c.localAddress ?? '', sport: c.localPort ?? 0, ms: Number(process.hrtime.bigint() - start) / 1e6, synRetransmits });
       c.destroy();
     });
   });
@@ -135,14 +151,15 @@ async function steer(req: SteerRequest): Promise<SteerResult> {
   }
 }
 
-async function connectMany(host: string, count: number): Promise<{ ok: number; maxMs: number }> {
+async function connectMany(host: string, count: number): Promise<Connects> {
   let ok = 0;
   let maxMs = 0;
+  let synRetransmits = 0;
   for (let i = 0; i < count; i++) {
     const r = await connectOnce(host);
-    if (r !== undefined) { ok++; maxMs = Math.max(maxMs, r.ms); }
+    if (r !== undefined) { ok++; maxMs = Math.max(maxMs, r.ms); synRetransmits += r.synRetransmits; }
   }
-  return { ok, maxMs };
+  return { ok, maxMs, synRetransmits };
 }
 
 async function bypass(req: BypassRequest): Promise<BypassResult> {
@@ -175,7 +192,7 @@ async function failOpen(req: FailOpenRequest): Promise<FailOpenResult> {
   try {
     const results = await Promise.all(Array.from({ length: req.count }, () => connectOnce(req.server)));
     const done = results.filter((r) => r !== undefined);
-    return { ok: done.length, within100ms: done.filter((r) => r.ms < 100).length, overflows: stuck.overflows() };
+    return { ok: done.length, atOnce: done.filter((r) => r.synRetransmits === 0).length, overflows: stuck.overflows() };
   } finally {
     stuck.close();
     srv.close();
@@ -194,7 +211,7 @@ async function ports(req: PortRequest): Promise<PortResult> {
   b.port1.on('message', (m) => { const e = synEventOf(m); if (e !== undefined) onB.push(e); });
   const capture = await SynCapture.start({ queueNum: 50, port: a.port2 });
   const settle = async (n: number): Promise<void> => {
-    for (let i = 0; i < 50 && onA.length + onB.length < n; i++) await new Promise((r) => setTimeout(r, 20));
+    for (let i = 0; i < 250 && onA.length + onB.length < n; i++) await new Promise((r) => setTimeout(r, 20));
   };
   try {
     const portsSeen: number[] = [];
@@ -202,10 +219,20 @@ async function ports(req: PortRequest): Promise<PortResult> {
     await settle(10);
     const first = { a: onA.length, b: onB.length };
     capture.retarget(b.port2);
-    await new Promise((r) => setTimeout(r, 200)); // the idle thread reads its control port every 50 ms
+    // retarget() is not acknowledged (the idle thread reads its control port every 50 ms,
+    // a starved one later): connect until an event lands on B, bounded, then count 10 more.
+    for (let i = 0; i < 100 && onB.length === 0; i++) {
+      portsSeen.push((await connectOnce(req.server))?.sport ?? -1);
+      await settle(portsSeen.length);
+    }
+    const switched = { a: onA.length, b: onB.length };
     for (let i = 0; i < 10; i++) portsSeen.push((await connectOnce(req.server))?.sport ?? -1);
-    await settle(20);
-    return { first, second: { a: onA.length, b: onB.length }, ports: [...onA, ...onB].map((e) => e.sport).filter((p) => portsSeen.includes(p)) };
+    await settle(portsSeen.length);
+    const events = [...onA, ...onB];
+    return {
+      first, second: { a: onA.length - switched.a, b: onB.length - switched.b },
+      connections: portsSeen.length, events: events.length, unmatched: events.filter((e) => !portsSeen.includes(e.sport)).length,
+    };
   } finally {
     await capture.stop();
     a.port1.close();
@@ -226,10 +253,34 @@ async function rules(req: RulesRequest): Promise<RulesResult> {
   return { installed, staleRemoved: again.staleRemoved, afterReinstall, afterClose: listing() };
 }
 
+function nftTables(): string {
+  return execFileSync('nft', ['list', 'tables']).toString();
+}
+
+/** Two rule groups of one process, as a relay makes them (its instance's, then the queue probe's). */
+async function tables(req: TablesRequest): Promise<TablesResult> {
+  const before = nftTables();
+  const pair = async (): Promise<[SynRules, SynRules]> => [
+    await SynRules.install({ instance: `${req.instance}a`, workers: 1, queueBase: 60, capture: [{ cidr: '198.18.0.0/15', ports: { first: 80, last: 80 } }] }),
+    await SynRules.install({ instance: `${req.instance}b`, workers: 1, queueBase: 61, capture: [{ cidr: '198.18.0.1/32', ports: { first: 81, last: 81 } }] }),
+  ];
+  let [a, b] = await pair();
+  const installed = nftTables();
+  await a.close(); await b.close();
+  const afterFirstClosedFirst = nftTables();
+  [a, b] = await pair();
+  await b.close(); await a.close();
+  const afterLastClosedFirst = nftTables();
+  [a, b] = await pair();
+  await Promise.all([a.close(), b.close()]);
+  return { before, installed, afterFirstClosedFirst, afterLastClosedFirst, afterConcurrent: nftTables() };
+}
+
 const req = JSON.parse(process.argv[2] ?? '{}') as ProbeRequest;
 const result = req.mode === 'steer' ? await steer(req)
   : req.mode === 'bypass' ? await bypass(req)
     : req.mode === 'port' ? await ports(req)
       : req.mode === 'fail-open' ? await failOpen(req)
-        : await rules(req);
+        : req.mode === 'tables' ? await tables(req)
+          : await rules(req);
 process.stdout.write(`${JSON.stringify(result)}\n`);
