@@ -68,8 +68,11 @@ test('lab (root, netns): a lab whose owner was SIGKILLed is cleaned up by the ne
   const owner = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
   const [chunk] = (await once(owner.stdout, 'data')) as [Buffer];
   assert.equal(chunk.toString().trim(), 'ready');
-  await new Promise((r) => setTimeout(r, 200));
-  const left = processesIn('ttcrash-server');
+  // `ip netns exec` joins the namespace after the owner said ready: polled, bounded.
+  let left = processesIn('ttcrash-server');
+  for (const by = Date.now() + 10_000; left.length === 0 && Date.now() < by; left = processesIn('ttcrash-server')) {
+    await new Promise((r) => setTimeout(r, 50));
+  }
   assert.equal(left.length, 1, 'the owner started one process in the server namespace');
   owner.kill('SIGKILL'); // our own child
   await once(owner, 'exit');

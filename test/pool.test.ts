@@ -107,7 +107,9 @@ void test('connections older than the max idle age are closed, never handed out,
   assert.ok(pool.stats().opened >= 4);
   assert.equal(pool.stats().stale, 0);
   await waitFor(() => rs.outcomes.filter((c) => c === 'TCPSPLIT_ERR_IDLE_CLOSED').length >= 2);
-  const taken = pool.take();
+  // Polled: a take after a stall as long as the idle age finds only expired entries (and rightly none).
+  let taken: ReturnType<typeof pool.take>;
+  await waitFor(() => (taken = pool.take()) !== undefined);
   assert.ok(taken !== undefined);
   assert.ok(taken.idleMs < 150, `handed out after ${taken.idleMs} ms idle`);
   taken.socket.destroy();
@@ -219,7 +221,9 @@ async function raw(port: number): Promise<Socket> {
 
 void test('R_S keeps authenticated idle connections past the header deadline, and resets unauthenticated ones on it', async (t) => {
   const o = await origin();
-  const rs = await rsRelay({ headerTimeoutMs: 100 });
+  // 500 ms, not less: the deadline starts at accept and the AUTH frame is read a loop turn
+  // later, so a stall of the deadline's length (GC, a starved host) would reset a pool leg.
+  const rs = await rsRelay({ headerTimeoutMs: 500 });
   const pools = newPools(rs.port, { lowWatermark: 2, highWatermark: 2 });
   const rc = await rcRelay(pools, peerAt(rs.port), { host: '127.0.0.1', port: o.port });
   t.after(async () => { pools.close(); await rc.close(); await rs.close(); await o.close(); });
@@ -232,7 +236,7 @@ void test('R_S keeps authenticated idle connections past the header deadline, an
   const halfAuth = await raw(rs.port);
   halfAuth.write(encodeAuthFrame(AUTH).bytes.subarray(0, 40));
   await Promise.all([closed(silent), closed(halfAuth)]);
-  await sleep(300); // three header deadlines
+  await sleep(1500); // three header deadlines
   assert.deepEqual(rs.outcomes, ['TCPSPLIT_ERR_HEADER_TIMEOUT', 'TCPSPLIT_ERR_HEADER_TIMEOUT']);
   assert.equal(pool.stats().stale, 0);
   assert.equal(rs.source.idleCount('127.0.0.1'), 2);
@@ -298,7 +302,8 @@ void test('the socket-factory opener: pooled legs get Turbo-Start buffers set be
 });
 
 void test('R_S closes an authenticated idle connection that outlives its backstop (a sender gone without a FIN)', async (t) => {
-  const rs = await rsRelay({ idleBackstopMs: 100, headerTimeoutMs: 50 });
+  // The header deadline well above the backstop: it is the backstop that must close it.
+  const rs = await rsRelay({ idleBackstopMs: 100, headerTimeoutMs: 1000 });
   t.after(async () => { await rs.close(); });
   const s = await raw(rs.port);
   s.write(encodeAuthFrame(AUTH).bytes);

@@ -92,13 +92,17 @@ describe('tcpsplit relay, the command', () => {
   });
 
   it('past --drain-timeout, connections still open are reset, not closed', async () => {
-    const server = await tcpServer(() => undefined); // never answers
+    let reached = (): void => undefined;
+    const atTarget = new Promise<void>((resolve) => { reached = resolve; });
+    const server = await tcpServer(() => { reached(); }); // never answers
     cleanups.push(server.close);
     const { relay, port } = await forwardingRelayProcess(server.port, ['--drain-timeout', '200ms']);
     cleanups.push(() => relay.stop());
     const client = await dial(port);
     await relay.waitFor((l) => l.event === 'ready');
-    await new Promise((r) => setTimeout(r, 100)); // let the next leg connect
+    // The next leg reached the target: the relay accepted the client (a client still in the
+    // listen queue at SIGTERM is reset by the kernel, and leaves no record to check).
+    await atTarget;
     relay.child.kill('SIGTERM');
     const got = await receiveAll(client);
     assert.equal(got.outcome, 'ECONNRESET');

@@ -45,12 +45,18 @@ test('early SYN, two workers, --max-connections 1: of two clients at once, exact
       sockets.push(s);
       if (k === 0) await once(s, 'connect');
     }
-    await sleep(300);
+    // Settled when one client was reset and one connection is active (admitted), or when
+    // no client is left open; polled, since a loaded host may take the relay's workers
+    // longer than any fixed pause to accept both and reset one.
+    const settleBy = Date.now() + 10_000;
+    while (Date.now() < settleBy && states.includes('open') && !(states.includes('ECONNRESET') && await active() === 1)) await sleep(20);
     if (states.filter((x) => x === 'open').length !== 1 || states.filter((x) => x === 'ECONNRESET').length !== 1) {
       wrong.push(`round ${String(round)}: ${states.join(', ')}`);
     }
     for (const s of sockets) s.resetAndDestroy();
-    for (let i = 0; i < 200 && await active() !== 0; i++) await sleep(10);
+    const freeBy = Date.now() + 10_000;
+    while (Date.now() < freeBy && await active() !== 0) await sleep(20);
+    assert.equal(await active(), 0, `round ${String(round)}: the slot is free again before the next round`);
   }
   t.diagnostic((await scrape()).split('\n').filter((l) => /^tcpsplit_early_syn_(paired|fallbacks|offers)/.test(l)).join('; '));
   assert.deepEqual(wrong, [], 'one client admitted and one reset in every round');

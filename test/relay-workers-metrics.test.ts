@@ -6,14 +6,13 @@
  */
 import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { once } from 'node:events';
 import { get as httpGet } from 'node:http';
-import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { connect, type AddressInfo, type Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { loadRelayConfig } from '../src/config/load-config.js';
 import { silentLogger } from '../src/observe/logger.js';
 import { Supervisor } from '../src/worker/supervisor.js';
-import { receiveAll } from './helpers/net.js';
+import { receiveAll, tcpServer } from './helpers/net.js';
 import { RelayProcess } from './helpers/relay-process.js';
 
 const cleanups: (() => Promise<void> | void)[] = [];
@@ -27,17 +26,9 @@ const M = 100_000;
 
 /** An origin on 127.0.0.1: `onSocket` serves each connection; closed with the test. */
 async function origin(onSocket: (s: Socket) => void): Promise<number> {
-  const sockets = new Set<Socket>();
-  const server: Server = createServer({ allowHalfOpen: true }, (s) => {
-    sockets.add(s);
-    s.on('error', () => undefined);
-    s.on('close', () => sockets.delete(s));
-    onSocket(s);
-  });
-  server.listen({ port: 0, host: '127.0.0.1' });
-  await once(server, 'listening');
-  cleanups.push(() => new Promise<void>((r) => { for (const s of sockets) s.destroy(); server.close(() => { r(); }); }));
-  return (server.address() as AddressInfo).port;
+  const server = await tcpServer(onSocket);
+  cleanups.push(server.close);
+  return server.port;
 }
 
 /** Echoes what it reads and ends after the client's FIN. */
@@ -98,7 +89,10 @@ describe('metrics across two workers', () => {
     const metricsPort = ((await relay.waitFor((l) => l.event === 'ready'))['metrics'] as AddressInfo).port;
 
     for (let i = 0; i < N; i += 8) await Promise.all(Array.from({ length: Math.min(8, N - i) }, async () => exchange(port)));
-    const m = await until(() => scrape(metricsPort), (v) => v.get(closedOk) === N, `${N} connections closed`);
+    // The gauges in the condition too: a worker that answers a scrape late is left out of the
+    // gauges of that scrape (its counters come from its last snapshot).
+    const m = await until(() => scrape(metricsPort), (v) => v.get(closedOk) === N && v.get('tcpsplit_connections_active') === 0
+      && ['0', '1'].every((w) => v.has(`tcpsplit_event_loop_lag_seconds{worker="${w}"}`)), `${N} connections closed, gauges from both workers`);
 
     assert.equal(m.get('tcpsplit_connections_accepted_total{listener="forward"}'), N);
     assert.equal(m.get(closedOk), N);
@@ -118,13 +112,14 @@ describe('metrics across two workers', () => {
   it('tcpsplit_bytes_total grows during a long download, and counts it once at its close', async () => {
     const CHUNK = 64 * 1024;
     const CHUNKS = 40;
-    // A slow download: one chunk every 50 ms, 2 s in all.
+    // A slow download: one chunk every 100 ms, 4 s in all (longer than two scrapes that
+    // each wait out a late worker).
     const target = await origin((s) => {
       let sent = 0;
       const timer = setInterval(() => {
         s.write(Buffer.alloc(CHUNK, 0x62));
         if (++sent === CHUNKS) { clearInterval(timer); s.end(); }
-      }, 50);
+      }, 100);
       s.on('close', () => { clearInterval(timer); });
     });
     const relay = new RelayProcess(['--workers', '2', '-L', `127.0.0.1:0:127.0.0.1:${target}`, '--metrics', '127.0.0.1:0']);
@@ -139,8 +134,7 @@ describe('metrics across two workers', () => {
     client.on('data', (c: Buffer) => { got += c.length; });
     const done = receiveAll(client);
     const first = await until(() => scrape(metricsPort), (v) => (v.get(down) ?? 0) > 0, 'the first bytes counted');
-    await sleep(400);
-    const second = await scrape(metricsPort);
+    const second = await until(() => scrape(metricsPort), (v) => (v.get(down) ?? 0) > (first.get(down) ?? 0), 'more bytes counted');
     assert.equal(second.get('tcpsplit_connections_active'), 1, 'the download is still running');
     assert.ok((second.get(down) ?? 0) > (first.get(down) ?? 0), `bytes grew while it ran: ${first.get(down)} then ${second.get(down)}`);
     assert.ok((second.get(down) ?? 0) < CHUNK * CHUNKS);

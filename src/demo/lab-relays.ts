@@ -116,7 +116,9 @@ export async function startTransparentRelays(lab: Lab, dir: string, options: Tra
     rcArgs = [...rcArgs, '--peer', `rs=${rsAddr}:${RS_ACCEPT_PORT}`, ...subnets.flatMap((s) => ['--route', `${s}=rs`]), '--key-file', keyFile];
   }
   const started: RelayProcess[] = [];
-  const stop = async (): Promise<void> => { await Promise.all(started.map((r) => r.stop(5000))); };
+  // 20 s before SIGKILL: a transparent relay removes its nft table and rules on the way out,
+  // and a SIGKILL on a loaded host would leave them (the tests check that nothing is left).
+  const stop = async (): Promise<void> => { await Promise.all(started.map((r) => r.stop(20_000))); };
   try {
     const rs = new RelayProcess(rsArgs, { spawner: (cmd, args) => lab.spawn('rs', cmd, args) });
     started.push(rs);

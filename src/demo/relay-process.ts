@@ -52,7 +52,7 @@ export class RelayProcess {
   }
 
   /** Resolves with the first log line (past or future) that matches. */
-  waitFor(match: (l: LogLine) => boolean, timeoutMs = 10_000): Promise<LogLine> {
+  waitFor(match: (l: LogLine) => boolean, timeoutMs = 30_000): Promise<LogLine> {
     const seen = this.lines.find(match);
     if (seen !== undefined) return Promise.resolve(seen);
     return new Promise((resolve, reject) => {

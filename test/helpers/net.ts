@@ -13,8 +13,11 @@ import { silentLogger, type Logger } from '../../src/observe/logger.js';
 
 export const KEY_HEX = randomBytes(32).toString('hex');
 
-/** A TCP server on 127.0.0.1:0 with allowHalfOpen; tracks its sockets so close() is complete. */
-export async function tcpServer(onSocket: (socket: Socket) => void): Promise<{ server: Server; port: number; close: () => Promise<void> }> {
+/**
+ * A TCP server on 127.0.0.1:0 with allowHalfOpen; tracks its sockets (open ones in
+ * `sockets`) so close() is complete. `backlog` for bursts larger than Node's 511.
+ */
+export async function tcpServer(onSocket: (socket: Socket) => void, options: { backlog?: number } = {}): Promise<{ server: Server; port: number; sockets: ReadonlySet<Socket>; close: () => Promise<void> }> {
   const sockets = new Set<Socket>();
   const server = createServer({ allowHalfOpen: true }, (socket) => {
     sockets.add(socket);
@@ -22,12 +25,13 @@ export async function tcpServer(onSocket: (socket: Socket) => void): Promise<{ s
     socket.on('error', () => undefined);
     onSocket(socket);
   });
-  server.listen(0, '127.0.0.1');
+  server.listen({ port: 0, host: '127.0.0.1', ...(options.backlog === undefined ? {} : { backlog: options.backlog }) });
   await once(server, 'listening');
   const port = (server.address() as AddressInfo).port;
   return {
     server,
     port,
+    sockets,
     close: async () => {
       for (const s of sockets) s.destroy();
       await new Promise<void>((r) => server.close(() => { r(); }));
@@ -110,7 +114,7 @@ export function receiveAll(socket: Socket): Promise<Received> {
 export const MiB = 1024 * 1024;
 
 /** Polls `cond` every 10 ms until it holds; throws after `timeoutMs`. */
-export async function waitFor(cond: () => boolean, timeoutMs = 5000): Promise<void> {
+export async function waitFor(cond: () => boolean, timeoutMs = 15_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!cond()) {
     if (Date.now() > deadline) throw new Error('condition not met in time');
