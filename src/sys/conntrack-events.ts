@@ -43,9 +43,8 @@
  */
 import { formatIp } from '../net/ip-address.js';
 import { NetfilterSocket } from './netfilter-socket.js';
+import { AF_INET, AF_INET6 } from './socket-calls.js';
 
-const AF_INET = 2;
-const AF_INET6 = 10;
 
 const NLMSG_HDRLEN = 16;
 const NFGENMSG_LEN = 4;

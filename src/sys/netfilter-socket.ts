@@ -12,26 +12,15 @@ import { close } from './fd.js';
 import { lastErrno, libcFunction } from './libc.js';
 import { PollSet, POLLIN } from './poll.js';
 import { SocketDrops } from './socket-drops.js';
+import { AF_NETLINK, SOCK_CLOEXEC, SOCK_NONBLOCK, SOCK_RAW, SOCKET_CALL as PROTO, SOL_SOCKET } from './socket-calls.js';
 
-const AF_NETLINK = 16;
-const SOCK_RAW = 3;
-const SOCK_NONBLOCK = 0o4000;
-const SOCK_CLOEXEC = 0o2000000;
 const NETLINK_NETFILTER = 12;
-const SOL_SOCKET = 1;
 const SO_RCVBUF = 8;
 const SO_RCVBUFFORCE = 33;
 const SOL_NETLINK = 270;
 const NETLINK_NO_ENOBUFS = 5;
 const ENOBUFS = 105;
 
-const PROTO = {
-  socket: 'int socket(int domain, int type, int protocol)',
-  bind: 'int bind(int fd, const void *addr, uint32_t len)',
-  setsockopt: 'int setsockopt(int fd, int level, int name, const void *val, uint32_t len)',
-  send: 'long send(int fd, const void *buf, unsigned long len, int flags)',
-  recv: 'long recv(int fd, void *buf, unsigned long len, int flags)',
-} as const;
 
 export interface NetfilterSocketOptions {
   /** Multicast groups to join (nl_groups); 0: none. */

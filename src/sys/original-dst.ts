@@ -17,16 +17,12 @@ import { errnoName } from './errno.js';
 import { lastErrno, libcFunction } from './libc.js';
 import { socketFd } from './tcp-socket.js';
 import { unmapIpv4 } from '../net/ip-address.js';
+import { AF_INET, AF_INET6, SOCKET_CALL, SOL_IP, SOL_IPV6 } from './socket-calls.js';
 
-const SOL_IP = 0;
-const SOL_IPV6 = 41;
 /** SO_ORIGINAL_DST (linux/netfilter_ipv4.h) and IP6T_SO_ORIGINAL_DST (linux/netfilter_ipv6/ip6_tables.h). */
 const SO_ORIGINAL_DST = 80;
 const IP6T_SO_ORIGINAL_DST = 80;
-const AF_INET = 2;
-const AF_INET6 = 10;
 
-const GETSOCKOPT = 'int getsockopt(int fd, int level, int name, _Out_ void *val, _Inout_ uint32_t *len)';
 
 export interface OriginalDestination {
   /** An IP literal; a v4-mapped address is given as plain IPv4. */
@@ -48,7 +44,7 @@ export function originalDestinationOfFd(fd: number, ipv4: boolean): OriginalDest
   const len = [ipv4 ? 16 : 28];
   const level = ipv4 ? SOL_IP : SOL_IPV6;
   const name = ipv4 ? SO_ORIGINAL_DST : IP6T_SO_ORIGINAL_DST;
-  if ((libcFunction(GETSOCKOPT)(fd, level, name, buf, len) as number) < 0) {
+  if ((libcFunction(SOCKET_CALL.getsockopt)(fd, level, name, buf, len) as number) < 0) {
     const errno = lastErrno();
     const call = ipv4 ? 'SOL_IP, SO_ORIGINAL_DST' : 'SOL_IPV6, IP6T_SO_ORIGINAL_DST';
     throw new OriginalDestinationError(

@@ -28,10 +28,10 @@ import {
   createMap, deleteElement, encodeInsns, insn, loadProgram, lookupElement, updateElement,
   type Insn,
 } from './bpf.js';
+import { SOCKET_CALL, SOL_SOCKET } from './socket-calls.js';
 
 const BPF_MAP_TYPE_REUSEPORT_SOCKARRAY = 20;
 const BPF_PROG_TYPE_SK_REUSEPORT = 21;
-const SOL_SOCKET = 1;
 const SO_ATTACH_REUSEPORT_EBPF = 52;
 const SO_COOKIE = 57;
 
@@ -147,7 +147,7 @@ export function steeringProgram(mapFd: number, workers: number): Buffer {
 export function socketCookie(fd: number): bigint {
   const value = Buffer.alloc(8);
   const len = [8];
-  const getsockopt = libcFunction('int getsockopt(int fd, int level, int name, _Out_ void *val, _Inout_ uint32_t *len)');
+  const getsockopt = libcFunction(SOCKET_CALL.getsockopt);
   if ((getsockopt(fd, SOL_SOCKET, SO_COOKIE, value, len) as number) < 0) {
     throw sysCallError(`getsockopt(fd ${fd}, SO_COOKIE)`, lastErrno());
   }
@@ -193,7 +193,7 @@ export class ReuseportGroup {
     this.#checkIndex(index);
     const prog = Buffer.alloc(4);
     prog.writeInt32LE(this.#progFd, 0);
-    const setsockopt = libcFunction('int setsockopt(int fd, int level, int name, const void *val, uint32_t len)');
+    const setsockopt = libcFunction(SOCKET_CALL.setsockopt);
     if ((setsockopt(fd, SOL_SOCKET, SO_ATTACH_REUSEPORT_EBPF, prog, 4) as number) < 0) {
       throw sysCallError(`setsockopt(fd ${fd}, SO_ATTACH_REUSEPORT_EBPF)`, lastErrno());
     }

@@ -11,18 +11,13 @@
  */
 import { sysCallError } from './errno.js';
 import { lastErrno, libcFunction } from './libc.js';
+import { IPPROTO_TCP, SOCKET_CALL as PROTO } from './socket-calls.js';
 
-const IPPROTO_TCP = 6;
 const TCP_SAVE_SYN = 27;
 const TCP_SAVED_SYN = 28;
 /** IPv6 (40) + TCP with full options (60), with room to spare. */
 const SAVED_SYN_BYTES = 256;
 const ENOENT = 2;
-
-const PROTO = {
-  getsockopt: 'int getsockopt(int fd, int level, int name, _Out_ void *val, _Inout_ uint32_t *len)',
-  setsockopt: 'int setsockopt(int fd, int level, int name, const void *val, uint32_t len)',
-} as const;
 
 /** Makes listener `fd` save the network and TCP headers of every SYN it receives from now on. */
 export function enableSaveSyn(fd: number): void {

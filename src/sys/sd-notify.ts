@@ -16,11 +16,8 @@ import { SdNotifyError } from '../errors.js';
 import { EAGAIN, sysCallError } from './errno.js';
 import { close } from './fd.js';
 import { lastErrno, libcFunction } from './libc.js';
+import { AF_UNIX, SOCK_CLOEXEC, SOCK_DGRAM, SOCK_NONBLOCK, SOCKET_CALL as PROTO } from './socket-calls.js';
 
-const AF_UNIX = 1;
-const SOCK_DGRAM = 2;
-const SOCK_NONBLOCK = 0o4000;
-const SOCK_CLOEXEC = 0o2000000;
 const MSG_NOSIGNAL = 0x4000;
 const MSG_DONTWAIT = 0x40;
 /** struct sockaddr_un { sa_family_t sun_family; char sun_path[108]; } */
@@ -29,12 +26,6 @@ const SUN_PATH_BYTES = 108;
 /** systemd reads at most this much of one notification (PIPE_BUF-ish); ours are tens of bytes. */
 const MAX_MESSAGE_BYTES = 4096;
 
-const PROTO = {
-  socket: 'int socket(int domain, int type, int protocol)',
-  bind: 'int bind(int fd, const void *addr, uint32_t len)',
-  sendto: 'long sendto(int fd, const void *buf, unsigned long len, int flags, const void *addr, uint32_t addrlen)',
-  recv: 'long recv(int fd, _Out_ void *buf, unsigned long len, int flags)',
-} as const;
 
 /**
  * The sockaddr_un for a $NOTIFY_SOCKET value, cut to its real length: an abstract name's

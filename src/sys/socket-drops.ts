@@ -7,12 +7,11 @@
  */
 import { sysCallError } from './errno.js';
 import { lastErrno, libcFunction } from './libc.js';
+import { SOCKET_CALL, SOL_SOCKET } from './socket-calls.js';
 
-const SOL_SOCKET = 1;
 const SO_MEMINFO = 55;
 const SK_MEMINFO_DROPS = 8;
 const SK_MEMINFO_VARS = 9;
-const GETSOCKOPT = 'int getsockopt(int fd, int level, int name, _Out_ void *val, _Inout_ uint32_t *len)';
 
 /** Reads one socket's drop count, reusing its buffers (no allocation per read). */
 export class SocketDrops {
@@ -26,7 +25,7 @@ export class SocketDrops {
 
   read(): number {
     this.#len[0] = this.#buf.length;
-    if ((libcFunction(GETSOCKOPT)(this.#fd, SOL_SOCKET, SO_MEMINFO, this.#buf, this.#len) as number) < 0) {
+    if ((libcFunction(SOCKET_CALL.getsockopt)(this.#fd, SOL_SOCKET, SO_MEMINFO, this.#buf, this.#len) as number) < 0) {
       throw sysCallError(`getsockopt(fd ${this.#fd}, SO_MEMINFO)`, lastErrno());
     }
     return this.#len[0] >= 4 * (SK_MEMINFO_DROPS + 1) ? this.#buf.readUInt32LE(4 * SK_MEMINFO_DROPS) : 0;

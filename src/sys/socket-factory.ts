@@ -38,12 +38,8 @@ import { SocketOptionsError } from '../errors.js';
 import { sysCallError } from './errno.js';
 import { close } from './fd.js';
 import { lastErrno, libcFunction } from './libc.js';
+import { AF_INET, AF_INET6, SOCK_CLOEXEC, SOCK_NONBLOCK, SOCK_STREAM, SOCKET_CALL as PROTO } from './socket-calls.js';
 
-const AF_INET = 2;
-const AF_INET6 = 10;
-const SOCK_STREAM = 1;
-const SOCK_NONBLOCK = 0o4000;
-const SOCK_CLOEXEC = 0o2000000;
 
 /** Option levels and names (Linux, x86_64 and arm64 alike) for setSocketOption/getSocketIntOption. */
 export const SOCKOPT = {
@@ -65,14 +61,6 @@ export type SockoptName = keyof typeof SOCKOPT;
 /** A backlog that holds a burst of 2,000 simultaneous connects (Node's fixed 511 lost 98 of them). The kernel caps it at net.core.somaxconn (4096 by default since Linux 5.4). */
 export const DEFAULT_BACKLOG = 4096;
 
-const PROTO = {
-  socket: 'int socket(int domain, int type, int protocol)',
-  bind: 'int bind(int fd, const void *addr, uint32_t len)',
-  listen: 'int listen(int fd, int backlog)',
-  getsockopt: 'int getsockopt(int fd, int level, int name, _Out_ void *val, _Inout_ uint32_t *len)',
-  setsockopt: 'int setsockopt(int fd, int level, int name, const void *val, uint32_t len)',
-  getsockname: 'int getsockname(int fd, _Out_ void *addr, _Inout_ uint32_t *len)',
-} as const;
 
 /** Options set on a fresh socket, before bind/listen/connect. Unset means the kernel default. */
 export interface SocketOptions {

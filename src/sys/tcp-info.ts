@@ -11,8 +11,8 @@
  */
 import { sysCallError } from './errno.js';
 import { lastErrno, libcFunction } from './libc.js';
+import { IPPROTO_TCP, SOCKET_CALL } from './socket-calls.js';
 
-const IPPROTO_TCP = 6;
 const TCP_INFO = 11;
 /** struct tcp_info (include/uapi/linux/tcp.h): 8 bytes of u8 fields, then u32s from offset 8. */
 const TCPI_STATE_OFFSET = 0;
@@ -63,7 +63,7 @@ export interface TcpInfo extends TcpRtt {
 function readTcpInfo(fd: number): Buffer {
   const buf = Buffer.alloc(TCP_INFO_BYTES);
   const len = [TCP_INFO_BYTES];
-  const getsockopt = libcFunction('int getsockopt(int fd, int level, int name, _Out_ void *val, _Inout_ uint32_t *len)');
+  const getsockopt = libcFunction(SOCKET_CALL.getsockopt);
   if ((getsockopt(fd, IPPROTO_TCP, TCP_INFO, buf, len) as number) < 0) throw sysCallError(`getsockopt(fd ${fd}, TCP_INFO)`, lastErrno());
   return buf.subarray(0, len[0] ?? TCP_INFO_BYTES);
 }

@@ -5,16 +5,10 @@
 import type { Socket } from 'node:net';
 import { libcFunction, lastErrno } from './libc.js';
 import { errnoName, sysCallError } from './errno.js';
+import { SOCKET_CALL as PROTO, SOL_SOCKET } from './socket-calls.js';
 
-const SOL_SOCKET = 1;
 const SO_ERROR = 4;
 const SO_LINGER = 13;
-
-
-const PROTO = {
-  getsockopt: 'int getsockopt(int fd, int level, int name, _Out_ void *val, _Inout_ uint32_t *len)',
-  setsockopt: 'int setsockopt(int fd, int level, int name, const void *val, uint32_t len)',
-} as const;
 
 /** The socket's fd, or undefined once Node has closed it (or on a non-TCP handle). */
 export function socketFd(socket: Socket): number | undefined {
