@@ -18,6 +18,7 @@ import { ControlPlane, type Reloadable } from './control-plane.js';
 import { documentOf } from '../config/config-document.js';
 import { listenUnix, readJsonBody } from './unix-http.js';
 import { ConfigError, ControlRequestError, errorCode, KeyError, ListenError, RestartRequiredError, InsecureAcceptError } from '../errors.js';
+import { closeHttpServer } from '../observe/metrics-server.js';
 
 type Handler = (req: IncomingMessage) => Promise<unknown>;
 
@@ -67,7 +68,7 @@ export class ControlServer {
   }
 
   async close(): Promise<void> {
-    await new Promise<void>((resolve) => { this.#server.close(() => { resolve(); }); this.#server.closeAllConnections(); });
+    await closeHttpServer(this.#server);
   }
 }
 

@@ -71,3 +71,8 @@ export function serverAddress(server: { address(): AddressInfo | string | null }
   if (address === null || typeof address === 'string') throw new Error('server is not listening on TCP');
   return address;
 }
+
+/** Stops a node:http server (this one, or the control API's) and ends its open connections, keep-alive and event streams included. */
+export async function closeHttpServer(server: Server | undefined): Promise<void> {
+  if (server !== undefined) await new Promise<void>((r) => { server.close(() => { r(); }); server.closeAllConnections(); });
+}

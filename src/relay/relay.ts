@@ -3,7 +3,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Server as HttpServer } from 'node:http';
 import type { Logger } from '../observe/logger.js';
 import { RelayMetrics, labelsFor } from '../observe/metrics.js';
-import { startMetricsServer, serverAddress } from '../observe/metrics-server.js';
+import { closeHttpServer, startMetricsServer, serverAddress } from '../observe/metrics-server.js';
 import { poolOf, type Endpoint, type RelayConfig } from '../config/relay-config.js';
 import { AddressPolicy } from '../net/address-policy.js';
 import { describeChanges, diffConfigs, RESTART_ONLY } from '../config/config-diff.js';
@@ -486,12 +486,12 @@ export class Relay {
       try {
         await this.#listeners.sync(this.#wantedListeners(next));
       } catch (err) {
-        if (metricsServer !== this.#metricsServer) await closeServer(metricsServer);
+        if (metricsServer !== this.#metricsServer) await closeHttpServer(metricsServer);
         if (next.pools !== this.#state.pools) next.pools?.close();
         throw err;
       }
       if (metricsMoved) {
-        await closeServer(this.#metricsServer);
+        await closeHttpServer(this.#metricsServer);
         this.#metricsServer = config.metrics === undefined ? undefined : metricsServer;
       }
       this.#logger.level = config.logLevel;
@@ -584,7 +584,7 @@ export class Relay {
   async #closeMetrics(): Promise<void> {
     const server = this.#metricsServer;
     this.#metricsServer = undefined;
-    await closeServer(server);
+    await closeHttpServer(server);
   }
 
   #wantedListeners(state: RelayState): Map<string, WantedListener> {
@@ -871,10 +871,6 @@ export class Relay {
 const PAIR_MARGIN_MS = 1000;
 
 function noop(): void { /* errors of a socket being discarded */ }
-
-async function closeServer(server: HttpServer | undefined): Promise<void> {
-  if (server !== undefined) await new Promise<void>((r) => { server.close(() => { r(); }); server.closeAllConnections(); });
-}
 
 /** A listener's bound address matches a SYN's destination: the same address, or a wildcard of its family. */
 function hostMatches(bound: string, daddr: string): boolean {

@@ -28,7 +28,7 @@ import { describeChanges, diffConfigs, RESTART_ONLY } from '../config/config-dif
 import type { Logger } from '../observe/logger.js';
 import { aggregate, countedOnly, labelsFor, Metrics, sumSnapshots, type MetricsSnapshot } from '../observe/metrics.js';
 import { openFds } from '../observe/open-fds.js';
-import { serverAddress, startMetricsServer } from '../observe/metrics-server.js';
+import { closeHttpServer, serverAddress, startMetricsServer } from '../observe/metrics-server.js';
 import { SharedReplayGuard } from '../protocol/shared-replay-guard.js';
 import { SharedConnectionSlots } from '../relay/connection-slots.js';
 import { QueueProbe } from '../intercept/queue-probe.js';
@@ -445,7 +445,7 @@ export class Supervisor implements ViewSource {
       const refused = results.flatMap((r, i) => (r.status === 'rejected' && !(r.reason instanceof WorkerExitError) ? [{ reason: r.reason as unknown, slot: running[i] }] : []));
       if (refused.length > 0) {
         this.#spawnConfig = before;
-        if (metricsServer !== this.#metricsServer) await closeServer(metricsServer);
+        if (metricsServer !== this.#metricsServer) await closeHttpServer(metricsServer);
         // Those that took it go back to the config in force.
         const took = running.filter((s, i) => results[i]?.status === 'fulfilled' && s.ready);
         const back = await Promise.allSettled(took.map(async (s) => {
@@ -459,7 +459,7 @@ export class Supervisor implements ViewSource {
         throw refused[0]?.reason;
       }
       if (metricsMoved) {
-        await closeServer(this.#metricsServer);
+        await closeHttpServer(this.#metricsServer);
         this.#metricsServer = config.metrics === undefined ? undefined : metricsServer;
       }
       this.#logger.level = config.logLevel;
@@ -518,7 +518,7 @@ export class Supervisor implements ViewSource {
     await this.#turbo.stop();
     const server = this.#metricsServer;
     this.#metricsServer = undefined;
-    await closeServer(server);
+    await closeHttpServer(server);
   }
 
   /** Closes everything now: open connections are reset. */
@@ -741,6 +741,3 @@ function post(worker: Worker, message: ToWorker): void {
   worker.postMessage(message);
 }
 
-async function closeServer(server: HttpServer | undefined): Promise<void> {
-  if (server !== undefined) await new Promise<void>((r) => { server.close(() => { r(); }); server.closeAllConnections(); });
-}
