@@ -24,8 +24,8 @@ after(async () => {
   await chromium?.close();
 });
 
-async function serve(port = 0, options = OPTIONS): Promise<{ server: Server; url: string }> {
-  const server = await startMetricsServer(metrics, '127.0.0.1', port, changingViews({ errorAfterMs: 1500 }), options);
+async function serve(port = 0, options = OPTIONS, views = changingViews({ errorAfterMs: 1500 })): Promise<{ server: Server; url: string }> {
+  const server = await startMetricsServer(metrics, '127.0.0.1', port, views, options);
   servers.add(server);
   return { server, url: `http://127.0.0.1:${serverAddress(server).port}/` };
 }
@@ -87,5 +87,30 @@ it('a page refused at the client limit still shows the numbers (from /status.jso
   } finally {
     await first.close();
     await second.close();
+  }
+});
+
+it('totals that go down (the relay restarted and counts from zero) start the chart over: never a negative rate', { skip }, async () => {
+  const { url } = await serve(0, OPTIONS, changingViews({ restartEveryMs: 1000 }));
+  const page = await (await openBrowser()).newPage();
+  try {
+    await page.goto(url);
+    await page.locator('#state.live').waitFor({ timeout: 15_000 });
+    const shown: string[] = [];
+    const ys: number[] = [];
+    // 4 s at 250 ms a view: four restarts.
+    for (let i = 0; i < 16; i++) {
+      shown.push(await page.locator('#t-rate-down').innerText(), await page.locator('#t-rate-up').innerText());
+      const d = await page.locator('#chart path.down').getAttribute('d') ?? '';
+      for (const m of d.matchAll(/[ML][\d.]+,(-?[\d.]+)/g)) ys.push(Number(m[1]));
+      await new Promise((resolve) => setTimeout(resolve, 250));
+    }
+    assert.ok(shown.every((text) => !text.includes('-') && !text.includes('−')), `no negative rate shown: ${shown.join(' | ')}`);
+    // The zero line is the lowest of the grid lines (the largest y).
+    const gridYs = await Promise.all((await page.locator('#chart line.grid-line').all()).map(async (l) => Number(await l.getAttribute('y1'))));
+    const baseline = Math.max(...gridYs);
+    assert.ok(ys.length > 0 && ys.every((y) => y <= baseline + 0.05), `every point at or above the zero line (${baseline}): ${ys.join(' ')}`);
+  } finally {
+    await page.close();
   }
 });

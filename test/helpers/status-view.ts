@@ -6,7 +6,7 @@ import type { ConnectionView, ErrorView, RelayView, ViewSource } from '../../src
  * byte counts grow with time and which reports a refused target `errorAfterMs` after it
  * was made. Numbers follow the clock, not the number of calls, so any reader sees the same story.
  */
-export function changingViews(options: { errorAfterMs?: number; bytesPerSecond?: number } = {}): ViewSource & { calls: number } {
+export function changingViews(options: { errorAfterMs?: number; bytesPerSecond?: number; restartEveryMs?: number } = {}): ViewSource & { calls: number } {
   const startedAt = Date.now() - 3_600_000;
   const made = Date.now();
   const errorAfterMs = options.errorAfterMs ?? 1500;
@@ -17,7 +17,9 @@ export function changingViews(options: { errorAfterMs?: number; bytesPerSecond?:
       source.calls++;
       const at = Date.now();
       const elapsedMs = at - made;
-      const down = Math.round(rate * elapsedMs / 1000);
+      // restartEveryMs: the relay restarts that often, with no pause, and counts its bytes from zero again.
+      const countingMs = options.restartEveryMs === undefined ? elapsedMs : elapsedMs % options.restartEveryMs;
+      const down = Math.round(rate * countingMs / 1000);
       const up = Math.round(down / 40);
       const connections: ConnectionView[] = [
         { id: 7, worker: 0, kind: 'forward', client: '127.0.0.1:51000', target: '10.20.0.5:443', via: 'rs', ageMs: 95_000 + elapsedMs, up, down },
