@@ -16,7 +16,7 @@
  * traversal from the emulator's own lateness in this run (test/helpers/lab.ts); lower
  * bounds are exact: no configuration may beat its model.
  */
-import { test, after } from 'node:test';
+import { after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -28,7 +28,7 @@ import { startLabRelays, startTransparentRelays } from '../src/demo/lab-relays.j
 import { curlArgs, parseCurlTiming } from '../src/demo/curl-timing.js';
 import type { LinkName } from '../src/lab/address-plan.js';
 import { timeline, type PathRtts, type SplitPath } from '../src/paper/model.js';
-import { needsRoot, assertFloor, assertNoLabLeft, inconclusiveAsSkip, retryIfStarved, samplesOf, traversalAllowanceMs, type LatenessMark, type Samples } from './helpers/lab.js';
+import { assertFloor, assertNoLabLeft, labTimingTest, retryIfStarved, samplesOf, traversalAllowanceMs, type LatenessMark, type Samples } from './helpers/lab.js';
 
 const PREFIX = 'tes';
 const PATH: readonly LinkName[] = ['client-rc', 'rc-rs', 'rs-server'];
@@ -69,7 +69,7 @@ const TRAVERSALS = new Map<SplitPath, number>([[NAIVE, 12], [TRANSPARENT_ES, 8],
 const cleanups: (() => Promise<void> | void)[] = [];
 after(async () => { for (const c of cleanups.reverse()) await c(); });
 
-test('lab (root, netns): early SYN lowers the first byte by r1 + r3 (transparent chain), by r1 (-L), and by min(r1, r3) with the pool (-L, +ES+CP), as the model says', { skip: needsRoot, timeout: 240_000 }, inconclusiveAsSkip(async (t) => {
+void labTimingTest('lab (root, netns): early SYN lowers the first byte by r1 + r3 (transparent chain), by r1 (-L), and by min(r1, r3) with the pool (-L, +ES+CP), as the model says', { timeout: 240_000 }, async (t) => {
   const lab = await Lab.create({ prefix: PREFIX, profile: PROFILE });
   cleanups.push(async () => { await lab.destroy(); assertNoLabLeft(PREFIX); });
   const dir = mkdtempSync(join(tmpdir(), 'tcpsplit-lab-es-'));
@@ -176,4 +176,4 @@ test('lab (root, netns): early SYN lowers the first byte by r1 + r3 (transparent
   assert.equal(modelP, Math.min(R1, R3));
   assert.ok(savedP >= modelP - pooled.on.tolerance && savedP <= modelP + pooled.off.tolerance,
     `-L with the pool: early SYN saved ${savedP.toFixed(2)} ms, expected ${modelP} ms within -${pooled.on.tolerance.toFixed(2)}/+${pooled.off.tolerance.toFixed(2)} ms`);
-}));
+});

@@ -2,7 +2,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Lab } from '../src/lab/lab.js';
 import { applyLinkFlag, profileFromDelays } from '../src/lab/link-config.js';
-import { assertNoLabLeft, latenessReport, needsRoot, parsePing, inconclusiveAsSkip, retryIfStarved, traversalAllowanceMs } from './helpers/lab.js';
+import { assertNoLabLeft, labTimingTest, latenessReport, needsRoot, parsePing, retryIfStarved, traversalAllowanceMs } from './helpers/lab.js';
 
 const P = 0.1;
 const N = 2000;
@@ -36,7 +36,7 @@ void test('lab (root, netns): 10% loss one way: ping loss and the drop counter w
   assert.equal(c.down.rxPackets, s.received, 'every reply crossed client-rc down');
 });
 
-void test('lab (root, netns): 5 ms jitter on a 10 ms one-way link: RTTs spread within [10, 30] ms, no reordering', { skip: needsRoot }, inconclusiveAsSkip(async (t) => {
+void labTimingTest('lab (root, netns): 5 ms jitter on a 10 ms one-way link: RTTs spread within [10, 30] ms, no reordering', {}, async (t) => {
   assert.ok(lab);
   await retryIfStarved(t, lab, ['rs-server'], async (since) => {
     assert.ok(lab);
@@ -64,9 +64,9 @@ void test('lab (root, netns): 5 ms jitter on a 10 ms one-way link: RTTs spread w
     assert.ok(Math.abs(median - 20) < 3, `median ${median.toFixed(2)} ms not centred on 2 x 10 ms\n  ${context}`);
     assert.deepEqual(seqs, [...seqs].sort((a, b) => a - b), 'replies in order');
   });
-}));
+});
 
-void test('lab (root, netns): UDP over a 20 Mbit/s cap with a 50-packet queue: tail drops, delivered rate at the cap', { skip: needsRoot }, inconclusiveAsSkip(async (t) => {
+void labTimingTest('lab (root, netns): UDP over a 20 Mbit/s cap with a 50-packet queue: tail drops, delivered rate at the cap', {}, async (t) => {
   assert.ok(lab);
   await retryIfStarved(t, lab, ['rc-rs'], async () => {
     assert.ok(lab);
@@ -96,4 +96,4 @@ void test('lab (root, netns): UDP over a 20 Mbit/s cap with a 50-packet queue: t
       server.kill();
     }
   });
-}));
+});

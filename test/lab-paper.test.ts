@@ -1,4 +1,4 @@
-import { after, test } from 'node:test';
+import { after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -10,7 +10,7 @@ import { predict } from '../src/paper/model.js';
 import { summarize, validateResults, type Results } from '../src/paper/results.js';
 import { runPaper, type PaperRun, type Sample } from '../src/paper/runner.js';
 import { parseSizes, sizeLabel } from '../src/paper/sizes.js';
-import { FIRST_BYTE_HOST_MS, InconclusiveMeasurement, RELAY_HOST_MS, STARVED_STEAL_SHARE, TRAVERSAL_BASE_MS, TRAVERSAL_LATE_CAP_MS, assertNoLabLeft, inconclusiveAsSkip, markCpu, needsRoot, stealShare } from './helpers/lab.js';
+import { assertNoLabLeft, FIRST_BYTE_HOST_MS, InconclusiveMeasurement, labTimingTest, markCpu, RELAY_HOST_MS, STARVED_STEAL_SHARE, stealShare, TRAVERSAL_BASE_MS, TRAVERSAL_LATE_CAP_MS } from './helpers/lab.js';
 
 function median(xs: readonly number[]): number {
   const s = [...xs].sort((a, b) => a - b);
@@ -25,7 +25,7 @@ after(() => { rmSync(out, { recursive: true, force: true }); });
 /** Every configuration, as `lab paper --quick` runs them (full in its own phase). */
 const CONFIGS = CONFIG_NAMES;
 
-void test('lab paper (root, netns): the quick form with all seven configurations: every median first byte is within the lateness-derived tolerance of the model, and the outputs are written', { skip: needsRoot, timeout: 300_000 }, inconclusiveAsSkip(async (t) => {
+void labTimingTest('lab paper (root, netns): the quick form with all seven configurations: every median first byte is within the lateness-derived tolerance of the model, and the outputs are written', { timeout: 300_000 }, async (t) => {
   const sizes = parseSizes('10kb,100kb');
   const profile = scaleDelays(PROFILES.paper, 0.1);
   const RUNS = 5;
@@ -107,4 +107,4 @@ void test('lab paper (root, netns): the quick form with all seven configurations
     assert.match(readFileSync(join(out, `${f}.svg`), 'utf8'), /^<svg[^>]*>/);
     assert.deepEqual([...readFileSync(join(out, `${f}.png`)).subarray(0, 4)], [0x89, 0x50, 0x4e, 0x47]);
   }
-}));
+});

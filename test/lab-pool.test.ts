@@ -4,7 +4,7 @@
  * TCPSPLIT_TEST_WORKERS. Asserts what docs/model.md predicts, with the emulator's measured
  * lateness as the tolerance (assertFloor), as the other lab tests do.
  */
-import { test, after } from 'node:test';
+import { after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -16,7 +16,7 @@ import { profileFromDelays } from '../src/lab/link-config.js';
 import { RelayProcess } from '../src/demo/relay-process.js';
 import { curlArgs, parseCurlTiming } from '../src/demo/curl-timing.js';
 import type { LinkName } from '../src/lab/address-plan.js';
-import { needsRoot, assertFloor, assertNoLabLeft, inconclusiveAsSkip, retryIfStarved, samplesOf, type Samples } from './helpers/lab.js';
+import { assertFloor, assertNoLabLeft, labTimingTest, retryIfStarved, samplesOf, type Samples } from './helpers/lab.js';
 
 const PREFIX = 'tpl';
 const R1 = 10;
@@ -31,7 +31,7 @@ const RS_PORT = 7000;
 const cleanups: (() => Promise<void> | void)[] = [];
 after(async () => { for (const c of cleanups.reverse()) await c(); });
 
-test('lab (root, netns): the pool saves one rc-rs round trip of TTFB; Turbo-Start gives cwnd 100 toward the peer and 10 on Internet-facing legs; R_S restarted, no request fails', { skip: needsRoot }, inconclusiveAsSkip(async (t) => {
+void labTimingTest('lab (root, netns): the pool saves one rc-rs round trip of TTFB; Turbo-Start gives cwnd 100 toward the peer and 10 on Internet-facing legs; R_S restarted, no request fails', {}, async (t) => {
   const profile = profileFromDelays({ 'client-rc': R1 / 2, 'rc-rs': R2 / 2, 'rs-server': R3 / 2 });
   const lab = await Lab.create({ prefix: PREFIX, profile });
   cleanups.push(async () => { await lab.destroy(); assertNoLabLeft(PREFIX); });
@@ -196,4 +196,4 @@ test('lab (root, netns): the pool saves one rc-rs round trip of TTFB; Turbo-Star
   assert.equal((await turboRoutes()).split('\n').length, 1);
   await again.stop();
   assert.equal(await turboRoutes(), '', 'and removed its own at exit');
-}));
+});

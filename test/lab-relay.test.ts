@@ -14,7 +14,7 @@ import { Lab, PROFILES, scaleDelays, startNginx, applyLinkFlag } from '../src/la
 import { NAIVE_SPLIT_ARGS, startLabRelays } from '../src/demo/lab-relays.js';
 import { curlArgs, parseCurlTiming, type CurlTiming } from '../src/demo/curl-timing.js';
 import type { LinkName } from '../src/lab/address-plan.js';
-import { needsRoot, assertFloor, assertNoLabLeft, pingSamples, inconclusiveAsSkip, retryIfStarved, samplesOf, type Samples } from './helpers/lab.js';
+import { assertFloor, assertNoLabLeft, labTimingTest, needsRoot, pingSamples, retryIfStarved, samplesOf, type Samples } from './helpers/lab.js';
 
 const PREFIX = 'trl';
 const SCALE = 0.2;
@@ -37,7 +37,7 @@ const RELAYS_MS = 7;
 const cleanups: (() => Promise<void> | void)[] = [];
 after(async () => { for (const c of cleanups.reverse()) await c(); });
 
-test('lab (root, netns): first byte through R_C and R_S matches RTT arithmetic; downloads arrive whole', { skip: needsRoot }, inconclusiveAsSkip(async (t) => {
+void labTimingTest('lab (root, netns): first byte through R_C and R_S matches RTT arithmetic; downloads arrive whole', {}, async (t) => {
   const profile = scaleDelays(PROFILES.paper, SCALE);
   const lab = await Lab.create({ prefix: PREFIX, profile });
   cleanups.push(async () => { await lab.destroy(); assertNoLabLeft(PREFIX); });
@@ -85,7 +85,7 @@ test('lab (root, netns): first byte through R_C and R_S matches RTT arithmetic; 
   const closed = await relays.rc.waitFor((l) => l.msg === 'connection closed' && l['down'] !== undefined && Number(l['down']) > 3_000_000);
   assert.equal(closed['via'], 'rs');
   assert.equal(closed['outcome'], 'ok');
-}));
+});
 
 test('lab (root, netns): a download through R_C and R_S over a lossy, rate-capped WAN leg arrives byte for byte', { skip: needsRoot }, async (t) => {
   const prefix = 'trl2';

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { Lab } from '../src/lab/lab.js';
 import { PROFILES, profileFromDelays } from '../src/lab/link-config.js';
 import type { LabNode, LinkName } from '../src/lab/address-plan.js';
-import { assertFloor, assertNoLabLeft, needsRoot, pingSamples, inconclusiveAsSkip, retryIfStarved } from './helpers/lab.js';
+import { assertFloor, assertNoLabLeft, labTimingTest, needsRoot, pingSamples, retryIfStarved } from './helpers/lab.js';
 
 // Scaled-down delays: one-way client-rc 5 ms, rc-rs 20 ms, rs-server 4 ms, internet 30 ms.
 const ONE_WAY = { 'client-rc': 5, 'rc-rs': 20, 'rs-server': 4, internet: 30 } as const;
@@ -19,7 +19,7 @@ after(async () => {
 
 const PATH: readonly LinkName[] = ['client-rc', 'rc-rs', 'rs-server'];
 
-void test('lab (root, netns): idle ping RTT on each link and the composed path: never below the configured RTT, floor within the traversal allowance', { skip: needsRoot }, inconclusiveAsSkip(async (t) => {
+void labTimingTest('lab (root, netns): idle ping RTT on each link and the composed path: never below the configured RTT, floor within the traversal allowance', {}, async (t) => {
   assert.ok(lab);
   const cases: [LabNode, string, number, readonly LinkName[]][] = [
     ['client', lab.address('rc', 'client'), 2 * ONE_WAY['client-rc'], ['client-rc']],
@@ -37,7 +37,7 @@ void test('lab (root, netns): idle ping RTT on each link and the composed path: 
       assertFloor(lab, { what, samples, lowerMs: configured, expectedMs: configured, traversals: 2 * links.length, links, since });
     });
   }
-}));
+});
 
 void test('lab (root, netns): the client reaches the server through rc and rs (TTL drops by 2) and directly on the internet link', { skip: needsRoot }, async () => {
   assert.ok(lab);
@@ -49,7 +49,7 @@ void test('lab (root, netns): the client reaches the server through rc and rs (T
   assert.match(route.stdout, /via 198\.18\.1\.2 dev rc/);
 });
 
-void test('lab (root, netns): the paper profile, unscaled: 273.7 ms end to end on both paths (floor of 10 pings)', { skip: needsRoot }, inconclusiveAsSkip(async (t) => {
+void labTimingTest('lab (root, netns): the paper profile, unscaled: 273.7 ms end to end on both paths (floor of 10 pings)', {}, async (t) => {
   const paper = await Lab.create({ prefix: 'ttpaper', profile: PROFILES.paper });
   try {
     for (const [side, links] of [['path', PATH], ['internet', ['internet']]] as const) {
@@ -68,4 +68,4 @@ void test('lab (root, netns): the paper profile, unscaled: 273.7 ms end to end o
     await paper.destroy();
     assertNoLabLeft('ttpaper');
   }
-}));
+});

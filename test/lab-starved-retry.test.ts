@@ -8,7 +8,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { LINK_NAMES } from '../src/lab/address-plan.js';
 import { LATE_BUCKETS_MS, type DirectionCounters } from '../src/lab/emulator/counters.js';
-import { InconclusiveMeasurement, inconclusiveAsSkip, retryIfStarved, type StealSource } from './helpers/lab.js';
+import { InconclusiveMeasurement, inconclusiveAsSkip, labTimingTest, retryIfStarved, type StealSource } from './helpers/lab.js';
 
 /** Counters whose lateness histogram the test moves: `late(ms, n)` adds n packets that late. */
 function fakeLab(): { lab: { linkCounters(): { up: DirectionCounters; down: DirectionCounters } }; late(ms: number, n: number): void } {
@@ -122,5 +122,20 @@ void test('lab timing: no retry starts past the file deadline; the starved failu
     f.late(20, 100);
     assert.fail('too slow');
   }, { ...late, pausesMs: [3000], steal: fakeSteal(() => 0.25) }), InconclusiveMeasurement);
+  assert.equal(attempts, 2);
+});
+
+void test('lab timing: retryIfStarved refuses a test not declared with labTimingTest, whose inconclusive result would fail it instead of skipping', async (t) => {
+  const f = fakeLab();
+  await assert.rejects(retryIfStarved(t, f.lab, links, () => Promise.resolve(1), NO_PAUSE), /not declared with labTimingTest/);
+});
+
+void labTimingTest('lab timing: a test declared with labTimingTest may retry (root only, as every lab timing test)', {}, async (t) => {
+  const f = fakeLab();
+  let attempts = 0;
+  assert.equal(await retryIfStarved(t, f.lab, links, () => {
+    if (++attempts === 1) { f.late(20, 100); assert.fail('too slow'); }
+    return Promise.resolve(7);
+  }, NO_PAUSE), 7);
   assert.equal(attempts, 2);
 });

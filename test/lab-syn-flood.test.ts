@@ -12,7 +12,7 @@
  *   beyond a bound;
  * - the download succeeds, whole.
  */
-import { test, after } from 'node:test';
+import { after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -22,7 +22,7 @@ import { Lab, startNginx, scaleDelays, PROFILES } from '../src/lab/index.js';
 import { startTransparentRelays } from '../src/demo/lab-relays.js';
 import { curlArgs, parseCurlTiming } from '../src/demo/curl-timing.js';
 import { PAIRING_DEFAULTS } from '../src/intercept/pairing-table.js';
-import { InconclusiveMeasurement, STARVED_STEAL_SHARE, inconclusiveAsSkip, markCpu, needsRoot, assertNoLabLeft, stealShare } from './helpers/lab.js';
+import { assertNoLabLeft, InconclusiveMeasurement, labTimingTest, markCpu, STARVED_STEAL_SHARE, stealShare } from './helpers/lab.js';
 
 const PREFIX = 'tsf';
 const METRICS = '127.0.0.1:9109';
@@ -34,7 +34,7 @@ const WORKERS = Number(process.env['TCPSPLIT_TEST_WORKERS'] ?? '') || 2;
 const cleanups: (() => Promise<void> | void)[] = [];
 after(async () => { for (const c of cleanups.reverse()) await c(); });
 
-test('lab (root, netns): a SYN flood keeps the pairing tables within their caps while a download succeeds', { skip: needsRoot, timeout: 180_000 }, inconclusiveAsSkip(async (t) => {
+void labTimingTest('lab (root, netns): a SYN flood keeps the pairing tables within their caps while a download succeeds', { timeout: 180_000 }, async (t) => {
   const lab = await Lab.create({ prefix: PREFIX, profile: scaleDelays(PROFILES.paper, 0.1) });
   cleanups.push(async () => { await lab.destroy(); assertNoLabLeft(PREFIX); });
   const dir = mkdtempSync(join(tmpdir(), 'tcpsplit-lab-flood-'));
@@ -109,4 +109,4 @@ test('lab (root, netns): a SYN flood keeps the pairing tables within their caps 
   const grownMiB = (relays.rc.rssBytes() - rssBefore) / 2 ** 20;
   t.diagnostic(`R_C RSS grew ${grownMiB.toFixed(1)} MiB over the flood`);
   assert.ok(grownMiB < 64, `R_C's memory grew ${grownMiB.toFixed(1)} MiB`);
-}));
+});

@@ -1,8 +1,8 @@
-import { after, before, test } from 'node:test';
+import { after, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { Lab } from '../src/lab/lab.js';
 import { applyLinkFlag, profileFromDelays } from '../src/lab/link-config.js';
-import { assertNoLabLeft, latenessReport, needsRoot, parseIperf, inconclusiveAsSkip, retryIfStarved } from './helpers/lab.js';
+import { assertNoLabLeft, labTimingTest, latenessReport, needsRoot, parseIperf, retryIfStarved } from './helpers/lab.js';
 
 const CAP_BITS = 50e6;
 /** TCP goodput under a cap on IP bytes: 1448 payload bytes (timestamps on) per 1500-byte packet. */
@@ -48,7 +48,7 @@ async function iperf(to: string, extra: string[] = [], from: 'client' | 'rs' = '
   return parseIperf(r.stdout);
 }
 
-void test('lab (root, netns): iperf3 through a 50 Mbit/s rc-rs cap: goodput at the cap (never above), both directions', { skip: needsRoot }, inconclusiveAsSkip(async (t) => {
+void labTimingTest('lab (root, netns): iperf3 through a 50 Mbit/s rc-rs cap: goodput at the cap (never above), both directions', {}, async (t) => {
   assert.ok(lab);
   for (const dir of ['up', 'down'] as const) {
     await retryIfStarved(t, lab, ['rc-rs'], async () => {
@@ -60,9 +60,9 @@ void test('lab (root, netns): iperf3 through a 50 Mbit/s rc-rs cap: goodput at t
   }
   const c = lab.linkCounters('rc-rs');
   assert.ok(c.up.rxPackets > 10_000 && c.down.rxPackets > 10_000);
-}));
+});
 
-void test('lab (root, netns): iperf3 over a 200 Mbit/s rs-server cap: goodput at the cap (never above)', { skip: needsRoot }, inconclusiveAsSkip(async (t) => {
+void labTimingTest('lab (root, netns): iperf3 over a 200 Mbit/s rs-server cap: goodput at the cap (never above)', {}, async (t) => {
   assert.ok(lab);
   await retryIfStarved(t, lab, ['rs-server'], async () => {
     assert.ok(lab);
@@ -70,9 +70,9 @@ void test('lab (root, netns): iperf3 over a 200 Mbit/s rs-server cap: goodput at
     t.diagnostic(`${(r.receivedBitsPerSec / 1e6).toFixed(1)} Mbit/s goodput (cap 200 Mbit/s of IP bytes), ${r.retransmits} retransmits`);
     assertGoodput(r.receivedBitsPerSec, 200e6, 'rs-server', `${String(r.retransmits)} retransmits; ${latenessReport(lab, ['rs-server'])}`);
   });
-}));
+});
 
-void test('lab (root, netns): an uncapped link carries at least 200 Mbit/s (internet link, 4 ms RTT)', { skip: needsRoot }, inconclusiveAsSkip(async (t) => {
+void labTimingTest('lab (root, netns): an uncapped link carries at least 200 Mbit/s (internet link, 4 ms RTT)', {}, async (t) => {
   assert.ok(lab);
   // A rate the emulator reaches only with the CPU it needs: starved (CI run c4: 47% steal, 19.8 Mbit/s), it is taken again.
   await retryIfStarved(t, lab, ['internet'], async () => {
@@ -83,4 +83,4 @@ void test('lab (root, netns): an uncapped link carries at least 200 Mbit/s (inte
     t.diagnostic(`internet up: drops ${JSON.stringify(c.up.drops)}; ${latenessReport(lab, ['internet'])}`);
     assert.ok(r.receivedBitsPerSec >= 200e6, `${String(r.receivedBitsPerSec / 1e6)} Mbit/s, ${String(r.retransmits)} retransmits; ${latenessReport(lab, ['internet'])}`);
   });
-}));
+});

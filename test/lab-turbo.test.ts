@@ -43,7 +43,7 @@
  * (Here, with another relay pair running beside, the 10 KB packets' p99 was above the
  * cap too, 5-31 ms: a real failure was retried six times and failed after 300 s.)
  */
-import { test, after } from 'node:test';
+import { after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -59,9 +59,7 @@ import { DEFAULT_TRANSFER, predict, slowStartRounds, type SplitPath } from '../s
 import { rttsOf } from '../src/paper/runner.js';
 import { setLabCongestionControl } from '../src/paper/congestion.js';
 import { parseSize } from '../src/paper/sizes.js';
-import {
-  FIRST_BYTE_HOST_MS, RELAY_HOST_MS, needsRoot, assertNoLabLeft, lateP99Ms, latenessReport, markLateness, inconclusiveAsSkip, retryIfStarved, traversalAllowanceMs, type LatenessMark,
-} from './helpers/lab.js';
+import { assertNoLabLeft, FIRST_BYTE_HOST_MS, labTimingTest, latenessReport, lateP99Ms, markLateness, RELAY_HOST_MS, retryIfStarved, traversalAllowanceMs, type LatenessMark } from './helpers/lab.js';
 
 const PREFIX = 'ttrb';
 const R1 = 10;
@@ -164,7 +162,7 @@ interface Phase {
 const cleanups: (() => Promise<void> | void)[] = [];
 after(async () => { for (const c of cleanups.reverse()) await c(); });
 
-test('lab (root, netns): Turbo-Start shortens a 1 MB download by the rc-rs slow-start rounds it saves (pooled legs idle > RTO: no slow start after idle), and leaves a 10 KB download unchanged, as the model says', { skip: needsRoot, timeout: 480_000 }, inconclusiveAsSkip(async (t) => {
+void labTimingTest('lab (root, netns): Turbo-Start shortens a 1 MB download by the rc-rs slow-start rounds it saves (pooled legs idle > RTO: no slow start after idle), and leaves a 10 KB download unchanged, as the model says', { timeout: 480_000 }, async (t) => {
   const profile = profileFromDelays({ 'client-rc': R1 / 2, 'rc-rs': R2 / 2, 'rs-server': R3 / 2 });
   const rtts = rttsOf(profile);
   const lab = await Lab.create({ prefix: PREFIX, profile });
@@ -340,4 +338,4 @@ test('lab (root, netns): Turbo-Start shortens a 1 MB download by the rc-rs slow-
     // 10 KB: neutral.
     assert.ok(Math.abs(smallDiff) <= tolSmall, `10 KB: Turbo-Start changed the median download by ${smallDiff.toFixed(2)} ms (off - on), more than ${tolSmall.toFixed(2)} ms`);
   });
-}));
+});

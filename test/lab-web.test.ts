@@ -1,4 +1,4 @@
-import { after, before, test } from 'node:test';
+import { after, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { Lab } from '../src/lab/lab.js';
 import { profileFromDelays } from '../src/lab/link-config.js';
 import { startNginx, type NginxServer } from '../src/lab/nginx.js';
-import { assertFloor, assertNoLabLeft, needsRoot, retryIfStarved, samplesOf } from './helpers/lab.js';
+import { assertFloor, assertNoLabLeft, labTimingTest, needsRoot, retryIfStarved, samplesOf } from './helpers/lab.js';
 
 // One-way delays; path RTT 2 * (3 + 10 + 2) = 30 ms, internet RTT 40 ms.
 const PATH_RTT = 30;
@@ -44,7 +44,7 @@ async function curl(url: string): Promise<CurlTimes> {
 const CONNECT_HOST_MS = 1;
 const FIRST_BYTE_HOST_MS = 2.5;
 
-void test('lab (root, netns): curl fetches nginx files from the server over the rc/rs path and the internet link', { skip: needsRoot }, async (t) => {
+void labTimingTest('lab (root, netns): curl fetches nginx files from the server over the rc/rs path and the internet link', {}, async (t) => {
   assert.ok(lab && web);
   const want = createHash('sha256').update(readFileSync(join(web.root, '1m.bin'))).digest('hex');
   const cases = [['path', PATH_RTT, ['client-rc', 'rc-rs', 'rs-server']], ['internet', INTERNET_RTT, ['internet']]] as const;

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { test } from 'node:test';
 import { existsSync, readFileSync } from 'node:fs';
 import { LAB_NODES, LINK_NAMES } from '../../src/lab/address-plan.js';
 import { stateDir } from '../../src/lab/lab-state.js';
@@ -288,6 +289,23 @@ export function inconclusiveAsSkip<C extends { skip(msg?: string): void }>(body:
   };
 }
 
+/** Test contexts declared through labTimingTest (retryIfStarved refuses any other real one). */
+const timingContexts = new WeakSet();
+
+/**
+ * Declares an emulated-WAN timing test: skipped without root, and its body under
+ * inconclusiveAsSkip, so a measurement the hypervisor starved in every attempt is
+ * reported as skipped with its reason instead of failing. Every timing test is declared
+ * this way, and retryIfStarved refuses a test context that was not: no timing test can
+ * forget the skip again (lab-web's had; one forgotten retry failed CI run c4).
+ */
+export function labTimingTest(name: string, options: { readonly timeout?: number }, body: (t: test.TestContext) => Promise<void>): Promise<void> {
+  return test(name, { skip: needsRoot, ...options }, inconclusiveAsSkip(async (t: test.TestContext) => {
+    timingContexts.add(t);
+    await body(t);
+  }));
+}
+
 /** Where the CPU's stolen time is read; tests of the retry put a stand-in here. */
 export interface StealSource { mark(): CpuMark; share(since: CpuMark): number }
 const PROC_STAT: StealSource = { mark: markCpu, share: stealShare };
@@ -322,6 +340,9 @@ export async function retryIfStarved<T>(
   measure: (since: LatenessMark) => Promise<T>,
   opts: RetryOptions = {},
 ): Promise<T> {
+  if (typeof (t as { skip?: unknown }).skip === 'function' && !timingContexts.has(t)) {
+    throw new Error('retryIfStarved in a test not declared with labTimingTest(): its inconclusive result would fail the test instead of skipping it');
+  }
   const pausesMs = opts.pausesMs ?? STARVED_PAUSES_MS;
   const steal = opts.steal ?? PROC_STAT;
   const uptimeMs = opts.uptimeMs ?? ((): number => process.uptime() * 1000);
