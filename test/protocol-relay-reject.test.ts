@@ -19,7 +19,8 @@ import {
 } from '../src/errors.js';
 import { AUTH, KEY, OTHER_AUTH, rawHeader } from './protocol-fixtures.js';
 
-const HEADER_TIMEOUT_MS = 300;
+/** Long enough that no other case can meet it on a stalled host; the one that waits for it costs this long. */
+const HEADER_TIMEOUT_MS = 1000;
 
 /** Collects a relay's pino output as parsed JSON lines. */
 class LogSink extends Writable {
