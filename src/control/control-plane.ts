@@ -51,7 +51,7 @@ export class ControlPlane {
 
   /**
    * Applies `patch` ({option: value}, null to drop an earlier change) to every worker,
- * built on the file as last loaded (edits to it since count only at a reload).
+   * built on the file as last loaded (edits to it since count only at a reload).
    * Throws ConfigError (a bad key or value, named) or RestartRequiredError, and then
    * nothing changed anywhere. Returns what changed.
    */
@@ -87,7 +87,7 @@ export class ControlPlane {
    */
   reloadFile(who: string, onLoaded: () => void = () => undefined): Promise<ConfigChange[]> {
     return this.#serial(async () => {
-      const base = await readRelayOptions(parseRelayArgs(this.#argv));
+      const base = await this.#readFileNow();
       const loaded = await this.#build({}, base);
       onLoaded();
       const dropped = Object.keys(this.#overrides);
@@ -105,8 +105,13 @@ export class ControlPlane {
 
   /** How the running config differs from what the file and flags give now. */
   async diff(): Promise<ConfigChange[]> {
-    const fromFile = await this.#build({}, await readRelayOptions(parseRelayArgs(this.#argv)));
+    const fromFile = await this.#build({}, await this.#readFileNow());
     return diffConfigs(fromFile.config, this.#relay.config);
+  }
+
+  /** The config file as it is now, merged with the flags. */
+  #readFileNow(): Promise<RelayOptions> {
+    return readRelayOptions(parseRelayArgs(this.#argv));
   }
 
   /** The config from `base` (default: the file as last loaded, not as it is now) and `overrides`. */

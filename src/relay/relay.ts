@@ -226,6 +226,8 @@ export class Relay {
   readonly #onPeerAuthenticated: ((address: string) => void) | undefined;
   /** Peer addresses already reported to onPeerAuthenticated (bounded by the peers that hold the key). */
   readonly #peersSeen = new Set<string>();
+  /** This worker's index (0 when the relay runs alone): its view part and recorded errors carry it. */
+  readonly #workerIndex: number;
   /** Ended connections' totals and recent failures, for the view. */
   readonly #ledger: ConnectionLedger;
 
@@ -235,7 +237,8 @@ export class Relay {
     this.#replay = options.replayGuard ?? new ReplayGuard({ maxClockSkewMs: config.maxClockSkewMs });
     this.#slots = options.connectionSlots ?? new SharedConnectionSlots(1, 0);
     this.#onPeerAuthenticated = options.onPeerAuthenticated;
-    this.#ledger = new ConnectionLedger(options.workerIndex ?? 0);
+    this.#workerIndex = options.workerIndex ?? 0;
+    this.#ledger = new ConnectionLedger(this.#workerIndex);
     this.#ffi = prepareSocketCalls();
     this.#state = deriveState(config, this.#replay, this.#hooks(undefined));
     this.#fdConnections = fdConnections;
@@ -286,13 +289,13 @@ export class Relay {
    * the longest-lived connections with their bytes so far, the recent errors, and per
    * peer the pool and one leg's TCP_INFO.
    */
-  async viewPart(index: number, loopLagMs: number): Promise<WorkerViewPart> {
+  async viewPart(loopLagMs: number): Promise<WorkerViewPart> {
     // First: the rest of the part is read in one step after it.
     const accepted = await this.metrics.registry.value('tcpsplit_connections_accepted_total');
     const now = performance.now();
     const open = [...this.#connections].filter((c) => !this.#idle.has(c) && !this.#earlyUnclaimed.has(c));
     const connections = open.sort((a, b) => a.startedAt - b.startedAt).slice(0, CONNECTIONS_IN_VIEW).map((c) => ({
-      id: c.id, worker: index, kind: c.kind, client: c.client, target: c.target === undefined ? '-' : formatEndpoint(c.target), via: c.via,
+      id: c.id, worker: this.#workerIndex, kind: c.kind, client: c.client, target: c.target === undefined ? '-' : formatEndpoint(c.target), via: c.via,
       ageMs: Math.round(now - c.startedAt), ...c.progress,
     }));
     const pools = new Map(this.#poolCounts().map((c) => [c.peer, c]));
@@ -325,7 +328,6 @@ export class Relay {
       return undefined;
     });
   }
-
 
   /** Authenticated idle (pooled) connections held on --accept now. */
   get idleAccepted(): number {

@@ -107,7 +107,7 @@ port.on('message', (message: ToWorker) => {
       const r = relayOrThrow();
       // One window of loop lag per snapshot, shared by the view and the metrics' gauge.
       lastLoopLagMs = loopLag.readP99Ms();
-      Promise.all([r.metrics.registry.snapshot(), r.viewPart(data.index, lastLoopLagMs)]).then(
+      Promise.all([r.metrics.registry.snapshot(), r.viewPart(lastLoopLagMs)]).then(
         ([metrics, view]) => {
           const { forward, accept, intercept } = r.addresses();
           send({ type: 'reply', id: message.id, value: { index: data.index, threadId, metrics, open: r.activeConnections, addresses: { forward, accept, intercept }, view } });
