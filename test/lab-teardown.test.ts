@@ -8,6 +8,7 @@ import { profileFromDelays } from '../src/lab/link-config.js';
 import { readState } from '../src/lab/lab-state.js';
 import { namespaceExists, processesIn } from '../src/lab/netns.js';
 import { assertNoLabLeft, needsRoot, pidAlive } from './helpers/lab.js';
+import { pollUntil } from './helpers/net.js';
 
 const PROFILE = profileFromDelays({ 'client-rc': 1 });
 
@@ -69,10 +70,7 @@ test('lab (root, netns): a lab whose owner was SIGKILLed is cleaned up by the ne
   const [chunk] = (await once(owner.stdout, 'data')) as [Buffer];
   assert.equal(chunk.toString().trim(), 'ready');
   // `ip netns exec` joins the namespace after the owner said ready: polled, bounded.
-  let left = processesIn('ttcrash-server');
-  for (const by = Date.now() + 10_000; left.length === 0 && Date.now() < by; left = processesIn('ttcrash-server')) {
-    await new Promise((r) => setTimeout(r, 50));
-  }
+  const left = await pollUntil(() => processesIn('ttcrash-server'), (pids) => pids.length > 0);
   assert.equal(left.length, 1, 'the owner started one process in the server namespace');
   owner.kill('SIGKILL'); // our own child
   await once(owner, 'exit');

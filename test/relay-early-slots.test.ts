@@ -12,7 +12,7 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { freePort, receiveAll, startRelay, tcpServer } from './helpers/net.js';
+import { freePort, pollUntil, receiveAll, startRelay, tcpServer } from './helpers/net.js';
 import { MessageChannel } from 'node:worker_threads';
 import { monotonicMs } from '../src/intercept/clock.js';
 import { RelayProcess } from './helpers/relay-process.js';
@@ -48,15 +48,12 @@ test('early SYN, two workers, --max-connections 1: of two clients at once, exact
     // Settled when one client was reset and one connection is active (admitted), or when
     // no client is left open; polled, since a loaded host may take the relay's workers
     // longer than any fixed pause to accept both and reset one.
-    const settleBy = Date.now() + 10_000;
-    while (Date.now() < settleBy && states.includes('open') && !(states.includes('ECONNRESET') && await active() === 1)) await sleep(20);
+    await pollUntil(async () => states.includes('ECONNRESET') && await active() === 1, (settled) => settled || !states.includes('open'), 10_000, 20);
     if (states.filter((x) => x === 'open').length !== 1 || states.filter((x) => x === 'ECONNRESET').length !== 1) {
       wrong.push(`round ${String(round)}: ${states.join(', ')}`);
     }
     for (const s of sockets) s.resetAndDestroy();
-    const freeBy = Date.now() + 10_000;
-    while (Date.now() < freeBy && await active() !== 0) await sleep(20);
-    assert.equal(await active(), 0, `round ${String(round)}: the slot is free again before the next round`);
+    assert.equal(await pollUntil(active, (n) => n === 0, 10_000, 20), 0, `round ${String(round)}: the slot is free again before the next round`);
   }
   t.diagnostic((await scrape()).split('\n').filter((l) => /^tcpsplit_early_syn_(paired|fallbacks|offers)/.test(l)).join('; '));
   assert.deepEqual(wrong, [], 'one client admitted and one reset in every round');

@@ -20,7 +20,7 @@ import { somaxconnWarning } from '../src/worker/somaxconn.js';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { KEY_HEX, receiveAll, tcpServer, type Received } from './helpers/net.js';
+import { KEY_HEX, pollUntil, receiveAll, tcpServer, type Received } from './helpers/net.js';
 import { RelayProcess, fdsNetOfPool, scrapeMetric } from './helpers/relay-process.js';
 import { seededRandom } from '../src/lab/emulator/shaper.js';
 
@@ -99,10 +99,7 @@ describe('relay workers', () => {
       assert.notEqual(replayGot.outcome, 'end', `try ${i}: the replay was reset, not closed cleanly`);
     }
     // Polled a while: a worker that answers a scrape late is counted from its last snapshot.
-    let rejects = await scrapeMetric(metricsPort, 'tcpsplit_header_rejects_total');
-    for (const by = Date.now() + 10_000; rejects < 50 && Date.now() < by; rejects = await scrapeMetric(metricsPort, 'tcpsplit_header_rejects_total')) {
-      await new Promise((r) => setTimeout(r, 100));
-    }
+    const rejects = await pollUntil(() => scrapeMetric(metricsPort, 'tcpsplit_header_rejects_total'), (n) => n >= 50);
     assert.equal(rejects, 50, 'fifty replays refused, counted once each');
   });
 

@@ -113,6 +113,21 @@ export function receiveAll(socket: Socket): Promise<Received> {
 
 export const MiB = 1024 * 1024;
 
+/**
+ * Reads `read()` every `everyMs` until `done` holds of the value or `timeoutMs` passes,
+ * and returns the last value read: the caller asserts on it, so a timeout fails with the
+ * value in the message rather than a bare "not met in time".
+ */
+export async function pollUntil<T>(read: () => T | Promise<T>, done: (value: T) => boolean, timeoutMs = 10_000, everyMs = 50): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let value = await read();
+  while (!done(value) && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, everyMs));
+    value = await read();
+  }
+  return value;
+}
+
 /** Polls `cond` every 10 ms until it holds; throws after `timeoutMs`. */
 export async function waitFor(cond: () => boolean, timeoutMs = 15_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
